@@ -1,0 +1,1 @@
+"""Command-line interface (BIDS-Apps convention: ``bids_dir output_dir {participant,group}``)."""

@@ -1,0 +1,76 @@
+"""Argument parsers. Usage errors raise :class:`UsageError` (exit 64) instead of argparse's exit 2."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import __version__
+from ..errors import EXIT_CODES, UsageError
+
+LEVELS = ("participant", "group")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{message} (see --help)")
+
+
+def _exit_codes_epilog() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="neurocare-bids",
+        description="NeuroCare-BIDS: epileptic seizure detection in scalp EEG stored as BIDS. The participant "
+                    "level turns each EEG recording into preprocessed, labelled windows (TFRecord); the group "
+                    "level trains and evaluates the detector. Also: 'neurocare-bids demo-data DIR' writes a "
+                    "synthetic demo dataset.",
+        epilog=_exit_codes_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset (never written to)")
+    parser.add_argument("output_dir", type=Path, help="root of the output BIDS-derivative dataset")
+    parser.add_argument("analysis_level", metavar="{participant,group}", help="processing stage to run")
+
+    sel = parser.add_argument_group("selecting data")
+    sel.add_argument("--participant_label", "--participant-label", nargs="+", metavar="LABEL",
+                     help="subjects to process, with or without 'sub-' (default: all)")
+    sel.add_argument("--session_label", "--session-label", nargs="+", metavar="LABEL",
+                     help="sessions to process, with or without 'ses-' (default: all)")
+    sel.add_argument("--task_label", "--task-label", nargs="+", metavar="LABEL",
+                     help="tasks to process, with or without 'task-' (default: all)")
+    sel.add_argument("--skip_bids_validator", "--skip-bids-validation", action="store_true", default=None,
+                     dest="skip_bids_validation", help="do not run bids-validator-deno on the input")
+
+    run = parser.add_argument_group("running")
+    run.add_argument("--config", type=Path, metavar="FILE.toml",
+                     help="configuration file (see --print-config for every key); CLI options override it")
+    run.add_argument("-w", "--work-dir", "--work_dir", type=Path, dest="work_dir", metavar="DIR",
+                     help="scratch folder for intermediate files (default: a temporary folder)")
+    run.add_argument("--nprocs", "--n_cpus", "--n-cpus", type=int, metavar="N", dest="nprocs",
+                     help="recordings processed in parallel (default: one per CPU core)")
+    run.add_argument("--seed", type=int, metavar="N", help="random seed (default: 42)")
+    run.add_argument("--overwrite", action="store_true", default=None,
+                     help="recompute outputs even when they are up to date")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the effective configuration as TOML and exit")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="more messages (-v: progress, -vv: debug and tracebacks)")
+    run.add_argument("--version", action="version", version=f"NeuroCare-BIDS {__version__}")
+    return parser
+
+
+def build_demo_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neurocare-bids demo-data",
+                     description="Write the deterministic synthetic demo dataset (BIDS Siena layout).")
+    parser.add_argument("output", type=Path, help="folder to create (must be empty or absent)")
+    parser.add_argument("--subjects", type=int, default=6, help="number of subjects (default: 6)")
+    parser.add_argument("--recordings", type=int, default=2, help="recordings per subject (default: 2)")
+    parser.add_argument("--duration", type=float, default=1200.0,
+                        help="seconds per recording (default: 1200)")
+    parser.add_argument("--sfreq", type=float, default=256.0, help="sampling rate in Hz (default: 256)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
+    return parser

@@ -1,0 +1,337 @@
+"""The one configuration object: every parameter, its type, default and meaning, in one place.
+
+Defaults < ``--config FILE.toml`` < command-line options. Unknown keys are rejected with a "did you
+mean" hint, values are type- and range-checked before anything runs, and the effective configuration
+is written to ``OUT/logs/`` with every run so that a result can always be traced to what produced it.
+The sections that shape the participant-level outputs are hashed (:func:`Config.output_hash`) and the
+hash is stored in each sidecar, so a rerun knows whether an existing output is still up to date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from . import __version__
+from .errors import ConfigError
+
+# The 19 electrodes of the 10-20 system in the order SzCORE (epilepsy2bids) writes them.
+SZCORE_ELECTRODES = [
+    "Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz", "Pz",
+    "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
+]  # fmt: skip
+
+
+def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+           maximum: float | None = None, exclusive_minimum: bool = False) -> Any:
+    """A config field with its documentation and constraints attached (read by validation and docs)."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "exclusive_minimum": exclusive_minimum}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class InputConfig:
+    """How events are read from each recording's ``events.tsv``."""
+
+    event_type_columns: list[str] = option(
+        ["eventType", "trial_type", "value"],
+        "Columns of events.tsv holding the event type; the first one present is used "
+        "(SzCORE writes eventType, plain BIDS uses trial_type).")
+    seizure_prefixes: list[str] = option(
+        ["sz", "seizure"],
+        "An event whose type starts with one of these (case-insensitive) is a seizure: SzCORE's `sz` and "
+        "every HED-SCORE `sz_*` type (`sz_foc_ia`, `sz_gen_m`, ...).")
+    background_types: list[str] = option(
+        ["bckg", "n/a"],
+        "Event types that are known not to be seizures. Any other type is ignored with a warning.")
+
+
+@dataclass
+class MontageConfig:
+    """Which channels the model sees and how they are referenced."""
+
+    montage: str = option(
+        "average",
+        "`average`: the electrodes re-referenced to their common average (SzCORE's `Fp1-Avg`...). "
+        "`bipolar`: the 18-channel longitudinal bipolar 'double banana' (CHB-MIT's `FP1-F7`...).",
+        choices=("average", "bipolar"))
+    electrodes: list[str] = option(
+        SZCORE_ELECTRODES,
+        "Electrodes of the `average` montage, in output order (10-20 names; T3/T4/T5/T6 and T7/T8/P7/P8 "
+        "are synonyms). The `bipolar` montage uses its fixed 18 pairs.")
+    allow_missing_channels: bool = option(
+        False,
+        "Fill an electrode missing from a recording with zeros (warning, recorded in the sidecar) instead "
+        "of failing that recording.")
+
+
+@dataclass
+class PreprocessingConfig:
+    """Filtering, resampling and normalisation (defaults from the NeuroCare paper)."""
+
+    l_freq: float = option(0.5, "Band-pass low edge in Hz (0 = no high-pass).", minimum=0.0)
+    h_freq: float = option(30.0, "Band-pass high edge in Hz (0 = no low-pass).", minimum=0.0)
+    filter_order: int = option(4, "Butterworth order of each band edge, applied forward and backward "
+                                  "(zero phase, so the effective order doubles).", minimum=1, maximum=10)
+    notch: bool = option(True, "Remove power-line noise with zero-phase IIR notches.")
+    line_freq: float = option(
+        50.0, "Mains frequency in Hz used when the recording's sidecar has no PowerLineFrequency.",
+        minimum=0.0, exclusive_minimum=True)
+    notch_harmonics: bool = option(True, "Also notch the harmonics of the mains frequency below Nyquist.")
+    notch_quality: float = option(30.0, "Quality factor Q of each notch (bandwidth = frequency / Q).",
+                                  minimum=1.0)
+    sfreq: float = option(
+        128.0,
+        "Output sampling rate in Hz. 128 Hz keeps everything below 64 Hz, twice the 30 Hz band edge, and "
+        "quarters the data of a 512 Hz recording; recordings below it are upsampled.",
+        minimum=16.0, maximum=4096.0)
+    zscore: bool = option(True, "Normalise each channel to zero mean and unit variance over the recording.")
+    block_duration: float = option(
+        600.0, "Seconds of signal processed at a time; bounds memory whatever the recording length.",
+        minimum=30.0)
+
+
+@dataclass
+class WindowsConfig:
+    """How the preprocessed signal is cut into labelled training windows."""
+
+    duration: float = option(4.0, "Window length in seconds (1-10).", minimum=1.0, maximum=10.0)
+    overlap: float = option(0.5, "Fraction of a window shared with the next one (0 = none, 0.5 = half).",
+                            minimum=0.0, maximum=0.95)
+    seizure_overlap: float = option(
+        0.5, "A window is labelled seizure when at least this fraction of it lies inside a seizure.",
+        minimum=0.0, maximum=1.0, exclusive_minimum=True)
+
+
+@dataclass
+class OutputConfig:
+    """How windows are stored."""
+
+    dtype: str = option("float32", "Sample type in the TFRecords (`float16` halves the size).",
+                        choices=("float32", "float16"))
+
+
+@dataclass
+class ExecutionConfig:
+    """How and on what the run executes; none of this changes the numbers in the outputs."""
+
+    participant_label: list[str] = option([], "Subjects to process (without `sub-`); empty = all.")
+    session_label: list[str] = option([], "Sessions to process (without `ses-`); empty = all.")
+    task_label: list[str] = option([], "Tasks to process (without `task-`); empty = all.")
+    skip_bids_validation: bool = option(False, "Do not run bids-validator-deno on the input.")
+    work_dir: str = option("", "Scratch folder for intermediate files (empty = a temporary folder).")
+    nprocs: int = option(0, "Recordings processed in parallel (0 = one per CPU core).", minimum=0)
+    seed: int = option(42, "Random seed for everything that draws random numbers.", minimum=0)
+    overwrite: bool = option(False, "Recompute outputs even when they are up to date.")
+
+
+SECTIONS: dict[str, type] = {
+    "input": InputConfig,
+    "montage": MontageConfig,
+    "preprocessing": PreprocessingConfig,
+    "windows": WindowsConfig,
+    "output": OutputConfig,
+    "execution": ExecutionConfig,
+}
+# The sections whose values change the participant-level outputs.
+OUTPUT_SECTIONS = ("input", "montage", "preprocessing", "windows", "output")
+
+
+@dataclass
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    montage: MontageConfig = field(default_factory=MontageConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        cfg = cls()
+        cfg.update(data, source=str(path))
+        return cfg
+
+    def update(self, data: dict[str, Any], *, source: str = "configuration") -> None:
+        """Apply ``{section: {key: value}}``; reject unknown names and ill-typed values."""
+        for section_name, values in data.items():
+            if section_name not in SECTIONS:
+                raise ConfigError(f"{source}: unknown section [{section_name}]"
+                                  f"{_did_you_mean(section_name, SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{section_name}] must be a table of key = value pairs")
+            section = getattr(self, section_name)
+            fields = {f.name: f for f in dataclasses.fields(section)}
+            hints = get_type_hints(type(section))
+            for key, value in values.items():
+                if key not in fields:
+                    raise ConfigError(f"{source}: unknown key '{key}' in [{section_name}]"
+                                      f"{_did_you_mean(key, fields)}")
+                setattr(section, key, _coerce(f"{section_name}.{key}", value, hints[key], source))
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Check every value's constraints and the rules that tie values together."""
+        for section_name in SECTIONS:
+            section = getattr(self, section_name)
+            for f in dataclasses.fields(section):
+                _check_constraints(f"{section_name}.{f.name}", getattr(section, f.name), f.metadata)
+        p, w = self.preprocessing, self.windows
+        nyquist = p.sfreq / 2
+        if p.h_freq and p.h_freq >= nyquist:
+            raise ConfigError(f"preprocessing.h_freq ({p.h_freq:g} Hz) must be below the Nyquist frequency "
+                              f"of preprocessing.sfreq ({nyquist:g} Hz)")
+        if p.l_freq and p.h_freq and p.l_freq >= p.h_freq:
+            raise ConfigError(f"preprocessing.l_freq ({p.l_freq:g}) must be below h_freq ({p.h_freq:g})")
+        n = w.duration * p.sfreq
+        if not math.isclose(n, round(n), abs_tol=1e-9):
+            raise ConfigError(f"windows.duration × preprocessing.sfreq must be a whole number of samples "
+                              f"({w.duration:g} s × {p.sfreq:g} Hz = {n:g})")
+        if self.window_stride_samples < 1:
+            raise ConfigError("windows.overlap leaves a stride of less than one sample")
+        if p.block_duration < 2 * w.duration:
+            raise ConfigError("preprocessing.block_duration must be at least two windows long")
+        if self.montage.montage == "average" and len(set(self.montage.electrodes)) < 2:
+            raise ConfigError("montage.electrodes needs at least two distinct electrodes")
+        for name in ("participant_label", "session_label", "task_label"):
+            for label in getattr(self.execution, name):
+                if not _BIDS_LABEL.fullmatch(label):
+                    raise ConfigError(f"invalid {name.replace('_', ' ')} '{label}': BIDS labels are letters "
+                                      "and digits only")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def window_samples(self) -> int:
+        return round(self.windows.duration * self.preprocessing.sfreq)
+
+    @property
+    def window_stride_samples(self) -> int:
+        return round(self.window_samples * (1 - self.windows.overlap))
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def to_toml(self, *, with_docs: bool = True) -> str:
+        lines = [f"# NeuroCare-BIDS {__version__} configuration.",
+                 "# Every key is optional; see the README's configuration reference.", ""]
+        for name, cls in SECTIONS.items():
+            section = getattr(self, name)
+            if with_docs:
+                lines.append(f"# {cls.__doc__.strip().splitlines()[0]}")
+            lines.append(f"[{name}]")
+            for f in dataclasses.fields(section):
+                if with_docs:
+                    lines.append(f"# {f.metadata['doc']}")
+                lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+            lines.append("")
+        return "\n".join(lines)
+
+    def output_hash(self) -> str:
+        """Hash of everything that shapes a participant-level output, software version included."""
+        payload = {name: dataclasses.asdict(getattr(self, name)) for name in OUTPUT_SECTIONS}
+        payload["version"] = __version__
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def reference_markdown() -> str:
+    """The configuration reference as a Markdown table (pasted into README by ``make docs``)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            doc = f.metadata["doc"]
+            if f.metadata["choices"]:
+                doc += " One of: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
+            rows.append(f"| `{name}.{f.name}` | `{_toml_value(default)}` | {doc} |")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------- helpers
+_BIDS_LABEL = re.compile(r"[A-Za-z0-9]+")
+
+
+def _did_you_mean(name: str, candidates) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(candidates))})"
+
+
+def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
+    origin = get_origin(hint)
+    if origin is list:
+        (item_type,) = get_args(hint)
+        if isinstance(value, str):  # a single label is accepted where a list is expected
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return [_coerce(key, v, item_type, source) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug in this module
+
+
+def _check_constraints(key: str, value: Any, meta) -> None:
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}; got '{value}'"
+                          f"{_did_you_mean(str(value), choices) if isinstance(value, str) else ''}")
+    lo, hi = meta.get("minimum"), meta.get("maximum")
+    if lo is not None and (value < lo or (meta.get("exclusive_minimum") and value == lo)):
+        relation = "greater than" if meta.get("exclusive_minimum") else "at least"
+        raise ConfigError(f"{key} must be {relation} {lo:g}; got {value:g}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key} must be at most {hi:g}; got {value:g}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")

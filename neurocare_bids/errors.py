@@ -1,0 +1,76 @@
+"""Exit codes and the exceptions that carry them.
+
+The codes follow the BIDS-Apps convention proposed in BEP027 plus the BSD ``sysexits`` codes, so that
+schedulers and wrappers can tell a user's mistake from a bug without parsing messages.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_VALIDATION = 16
+EXIT_UNKNOWN_LEVEL = 17
+EXIT_NOTHING_SELECTED = 18
+EXIT_USAGE = 64
+EXIT_DATA = 65
+EXIT_NO_INPUT = 66
+EXIT_CANT_CREATE = 73
+EXIT_IO = 74
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "internal error (a bug: please report it with the -vv traceback)",
+    EXIT_VALIDATION: "the input dataset failed BIDS validation",
+    EXIT_UNKNOWN_LEVEL: "unknown analysis level",
+    EXIT_NOTHING_SELECTED: "the participant/session/task filters selected nothing",
+    EXIT_USAGE: "command-line or configuration usage error",
+    EXIT_DATA: "bad input data (unreadable recording, malformed events.tsv, ...)",
+    EXIT_NO_INPUT: "input missing: not a BIDS dataset, or no EEG recordings in it",
+    EXIT_CANT_CREATE: "cannot create the output (or it belongs to another dataset)",
+    EXIT_IO: "input/output error while writing (disk full, file size limit)",
+}
+
+
+class NeuroCareError(Exception):
+    """An error with a one-line message meant for the user and a documented exit code."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(NeuroCareError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A bad configuration file or value."""
+
+
+class UnknownLevelError(NeuroCareError):
+    exit_code = EXIT_UNKNOWN_LEVEL
+
+
+class NothingSelectedError(NeuroCareError):
+    exit_code = EXIT_NOTHING_SELECTED
+
+
+class ValidationFailed(NeuroCareError):
+    exit_code = EXIT_VALIDATION
+
+
+class DataError(NeuroCareError):
+    """One recording (or its events) cannot be used; the rest of the run goes on."""
+
+    exit_code = EXIT_DATA
+
+
+class NoInputError(NeuroCareError):
+    exit_code = EXIT_NO_INPUT
+
+
+class OutputError(NeuroCareError):
+    exit_code = EXIT_CANT_CREATE

@@ -1,0 +1,299 @@
+"""Participant level: each EEG recording → one TFRecord of preprocessed, labelled windows + a sidecar.
+
+Per recording, in two streaming passes whose memory does not depend on the recording's length:
+
+1. read blocks (mne-bids) → montage → resample → band-pass + notch, accumulating per-channel statistics
+   and spooling the processed float32 signal to a scratch file in the work folder;
+2. read the spool back, z-score it with the whole-recording statistics, cut overlapping windows, label
+   them from events.tsv and write them as ``tf.train.Example`` records.
+
+The TFRecord and then the sidecar are renamed into place; the sidecar (written last) records the input
+checksums and the configuration hash, which is how a rerun knows an output is complete and up to date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .bids_input import Recording, open_raw
+from .config import Config
+from .derivatives import APP_NAME, recording_outputs
+from .errors import DataError, NeuroCareError
+from .events import read_seizures, seizure_fraction, window_labels
+from .fsutils import atomic_open, atomic_write, remove_stale_temporaries, sha256_file
+from .montage import build_montage
+from .preprocess import RunningStats, design_plan, process_block
+from .tfrecord import encode_example, frame_record
+
+log = logging.getLogger("neurocare")
+
+WINDOWS_PER_BATCH = 256
+FLAT_STD = 1e-12
+
+
+@dataclass
+class RecordingResult:
+    recording: str
+    status: str  # "written", "up-to-date" or "failed"
+    message: str = ""
+    exit_code: int = 0
+    windows: int = 0
+    seizure_windows: int = 0
+    warnings: list[str] = field(default_factory=list)
+    traceback: str = ""
+
+
+def tfrecord_schema(window_samples: int, n_channels: int, dtype: str) -> dict:
+    """The features of every ``tf.train.Example``, as documented in the README."""
+    return {
+        "eeg": {"type": "bytes", "dtype": np.dtype(dtype).newbyteorder("<").str,
+                "shape": [window_samples, n_channels],
+                "description": "window samples, time-major (row = sample, column = channel), little-endian"},
+        "label": {"type": "int64", "description": "1 = seizure window, 0 = background"},
+        "seizure_fraction": {"type": "float32", "description": "fraction of the window inside a seizure"},
+        "onset": {"type": "float32", "description": "window start in seconds from the recording start"},
+        "window_index": {"type": "int64", "description": "0-based index; onset = index × WindowStride"},
+        "subject": {"type": "bytes", "description": "subject label (no 'sub-')"},
+        "session": {"type": "bytes", "description": "session label, empty if none"},
+        "task": {"type": "bytes", "description": "task label"},
+        "run": {"type": "bytes", "description": "run label as in the file name, empty if none"},
+    }
+
+
+def source_checksums(recording: Recording) -> dict[str, str]:
+    return {str(p.relative_to(recording.root)): "sha256:" + sha256_file(p) for p in recording.source_files()}
+
+
+def is_up_to_date(sidecar: Path, tfrecord: Path, checksums: dict[str, str], config_hash: str) -> bool:
+    """An output is reusable when it was made from the same inputs with the same configuration."""
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        return (meta.get("SourceChecksums") == checksums and meta.get("ConfigHash") == config_hash
+                and tfrecord.stat().st_size == meta["TFRecord"]["Bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def process_recording(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -> RecordingResult:
+    """Process one recording; every expected failure becomes a ``failed`` result, never an exception."""
+    try:
+        return _process(recording, out_dir, cfg, work_dir)
+    except NeuroCareError as exc:
+        return RecordingResult(recording.label, "failed", str(exc), exc.exit_code)
+    except MemoryError:
+        return RecordingResult(recording.label, "failed", "out of memory (lower preprocessing.block_duration)",
+                               1)
+    except Exception as exc:  # a bug: report it, keep processing the other recordings
+        return RecordingResult(recording.label, "failed", f"internal error: {type(exc).__name__}: {exc}", 1,
+                               traceback=traceback.format_exc())
+
+
+def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -> RecordingResult:
+    tfrecord_path, sidecar_path = recording_outputs(out_dir, recording.relpath, recording.stem)
+    remove_stale_temporaries(tfrecord_path.parent)
+    checksums = source_checksums(recording)
+    config_hash = cfg.output_hash()
+    if not cfg.execution.overwrite and is_up_to_date(sidecar_path, tfrecord_path, checksums, config_hash):
+        meta = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        return RecordingResult(recording.label, "up-to-date", windows=meta["WindowCount"],
+                               seizure_windows=meta["SeizureWindowCount"])
+
+    raw = open_raw(recording)
+    sfreq_in = float(raw.info["sfreq"])
+    n_in = int(raw.n_times)
+    duration = n_in / sfreq_in
+    montage = build_montage(raw.ch_names, cfg.montage)
+    warnings = [f"channel {name} missing: filled with zeros" for name in montage.filled]
+    line_freq = _line_freq(recording.metadata, warnings)
+    plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
+    warnings += list(plan.notes)
+    seizures = read_seizures(recording.events, duration, cfg.input)
+    warnings += seizures.warnings
+    _check_sidecar_rate(recording, sfreq_in, warnings)
+
+    def read(start: int, stop: int) -> np.ndarray:
+        try:
+            data = raw.get_data(picks=montage.picks, start=start, stop=stop)
+        except Exception as exc:  # MNE raises many kinds on a damaged file
+            raise DataError(f"{recording.label}: cannot read samples {start}-{stop} ({exc})") from None
+        if data.shape[1] != stop - start:
+            raise DataError(f"{recording.label}: file ends early (samples {start}-{stop} requested)")
+        if not np.isfinite(data).all():
+            raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
+        return montage.matrix @ (data * 1e6)  # µV
+
+    n_out = plan.n_out(n_in)
+    sfreq = plan.sfreq_out
+    win, stride = cfg.window_samples, cfg.window_stride_samples
+    n_windows = 0 if n_out < win else (n_out - win) // stride + 1
+    if n_windows == 0:
+        warnings.append(f"recording ({duration:.1f} s) is shorter than one window "
+                        f"({cfg.windows.duration:g} s): no windows")
+    n_ch = len(montage.names)
+    block = max(win, int(cfg.preprocessing.block_duration * sfreq))
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spool = work_dir / f"{recording.stem}.{os.getpid()}.f32"
+    try:
+        stats = RunningStats(n_ch)
+        with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
+            for a in range(0, n_out, block):
+                y = process_block(read, n_in, plan, a, min(n_out, a + block))
+                stats.update(y)
+                fh.write(np.ascontiguousarray(y.T, dtype="<f4").tobytes())
+        mean, std = stats.mean, stats.std
+        flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
+        warnings += [f"channel {name} is flat (constant after filtering)" for name in flat]
+        if not cfg.preprocessing.zscore:
+            mean, std = np.zeros(n_ch), np.ones(n_ch)
+        scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
+
+        onsets = np.arange(n_windows) * stride / sfreq
+        fractions = seizure_fraction(onsets, cfg.windows.duration, seizures.intervals)
+        labels = window_labels(fractions, cfg.windows.seizure_overlap)
+        ids = {"subject": recording.entities.get("subject", ""), "session": recording.entities.get("session", ""),
+               "task": recording.entities.get("task", ""), "run": recording.entities.get("run", "")}
+        dtype = np.dtype(cfg.output.dtype).newbyteorder("<")
+
+        sidecar_path.unlink(missing_ok=True)  # an old sidecar must never describe the new file
+        digest = hashlib.sha256()
+        with atomic_open(tfrecord_path) as out, open(spool, "rb") as fh:  # pass 2: normalise, window, write
+            for first in range(0, n_windows, WINDOWS_PER_BATCH):
+                last = min(n_windows, first + WINDOWS_PER_BATCH)
+                start, stop = first * stride, (last - 1) * stride + win
+                fh.seek(start * n_ch * 4)
+                seg = np.frombuffer(fh.read((stop - start) * n_ch * 4), dtype="<f4").reshape(-1, n_ch)
+                seg = ((seg - mean) * scale).astype(dtype)
+                records = []
+                for k in range(first, last):
+                    offset = (k - first) * stride
+                    records.append(frame_record(encode_example({
+                        "eeg": seg[offset:offset + win].tobytes(), "label": int(labels[k]),
+                        "seizure_fraction": float(fractions[k]), "onset": float(onsets[k]),
+                        "window_index": k, **ids})))
+                chunk = b"".join(records)
+                digest.update(chunk)
+                out.write(chunk)
+    finally:
+        spool.unlink(missing_ok=True)
+
+    sidecar = {
+        "Description": "Preprocessed, labelled EEG windows for seizure detection",
+        "Sources": [f"bids:raw:{recording.relpath.as_posix()}"],
+        "SamplingFrequency": sfreq,
+        "Channels": montage.names,
+        "ChannelSources": montage.sources,
+        "FilledChannels": montage.filled,
+        "Montage": cfg.montage.montage,
+        "RecordingDuration": round(duration, 6),
+        "WindowDuration": cfg.windows.duration,
+        "WindowStride": stride / sfreq,
+        "WindowSamples": win,
+        "WindowCount": n_windows,
+        "SeizureWindowCount": int(labels.sum()),
+        "SeizureLabelThreshold": cfg.windows.seizure_overlap,
+        "SeizureEventCount": seizures.event_count,
+        "SeizureIntervals": [[round(a, 6), round(b, 6)] for a, b in seizures.intervals.tolist()],
+        "Preprocessing": {
+            **{key: getattr(cfg.preprocessing, key) for key in (
+                "l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore")},
+            "FilterType": "Butterworth band-pass, zero-phase (forward-backward)",
+            "LineFrequency": line_freq or cfg.preprocessing.line_freq,
+            **plan.describe(),
+            "ChannelMean": [round(v, 6) for v in stats.mean.tolist()],
+            "ChannelStd": [round(v, 6) for v in stats.std.tolist()],
+        },
+        "SourceChecksums": checksums,
+        "ConfigHash": cfg.output_hash(),
+        "TFRecord": {
+            "File": tfrecord_path.name,
+            "Bytes": tfrecord_path.stat().st_size,
+            "SHA256": digest.hexdigest(),
+            "Schema": tfrecord_schema(win, n_ch, cfg.output.dtype),
+        },
+        "Warnings": warnings,
+        "GeneratedBy": {"Name": APP_NAME, "Version": __version__},
+    }
+    atomic_write(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    return RecordingResult(recording.label, "written", windows=n_windows, seizure_windows=int(labels.sum()),
+                           warnings=warnings)
+
+
+def _line_freq(metadata: dict, warnings: list[str]) -> float | None:
+    value = metadata.get("PowerLineFrequency")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    if value not in (None, "n/a"):
+        warnings.append(f"PowerLineFrequency {value!r} in the sidecar is not a frequency; using the default")
+    return None
+
+
+def _check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str]) -> None:
+    declared = recording.metadata.get("SamplingFrequency")
+    if isinstance(declared, (int, float)) and not math.isclose(declared, sfreq, rel_tol=1e-3):
+        warnings.append(f"sidecar SamplingFrequency {declared:g} Hz disagrees with the file ({sfreq:g} Hz); "
+                        "using the file's rate")
+
+
+def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Path,
+                          work_dir: Path) -> list[RecordingResult]:
+    """Process recordings, ``execution.nprocs`` at a time; one failure never stops the others."""
+    nprocs = cfg.execution.nprocs or os.cpu_count() or 1
+    nprocs = min(nprocs, len(recordings))
+    results: list[RecordingResult] = []
+    progress = _progress(len(recordings))
+    if nprocs <= 1:
+        for recording in recordings:
+            results.append(_report(process_recording(recording, out_dir, cfg, work_dir)))
+            progress.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(nprocs, mp_context=context, initializer=_limit_threads) as pool:
+            futures = [pool.submit(process_recording, r, out_dir, cfg, work_dir) for r in recordings]
+            for future in futures:
+                results.append(_report(future.result()))
+                progress.update()
+    progress.close()
+    return results
+
+
+def _limit_threads() -> None:
+    """One BLAS thread per worker process: parallelism comes from the processes."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+def _report(result: RecordingResult) -> RecordingResult:
+    for warning in result.warnings:
+        log.warning("%s: %s", result.recording, warning)
+    if result.status == "failed":
+        log.error("%s: %s", result.recording, result.message)
+        if result.traceback:
+            log.debug("%s", result.traceback)
+    else:
+        log.info("%s: %s (%d windows, %d seizure)", result.recording, result.status, result.windows,
+                 result.seizure_windows)
+    return result
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="recording", desc="participant", disable=None, leave=False)
