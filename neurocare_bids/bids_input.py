@@ -59,14 +59,19 @@ class Recording:
         return files
 
 
-def load_layout(bids_dir: Path):
-    """Index the dataset with pybids; refuse a folder that is not a BIDS dataset."""
+def check_bids_dir(bids_dir: Path) -> None:
+    """Refuse a path that is not a BIDS dataset folder (before anything else is done)."""
     if not bids_dir.exists():
         raise NoInputError(f"BIDS folder does not exist: {bids_dir}")
     if not bids_dir.is_dir():
         raise NoInputError(f"not a folder: {bids_dir}")
     if not (bids_dir / "dataset_description.json").is_file():
         raise NoInputError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json)")
+
+
+def load_layout(bids_dir: Path):
+    """Index the dataset with pybids."""
+    check_bids_dir(bids_dir)
     from bids import BIDSLayout
 
     try:
@@ -110,10 +115,41 @@ def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[
     return sorted(recordings, key=lambda r: str(r.relpath))
 
 
-def open_raw(recording: Recording):
+def check_edf_size(path: Path) -> str | None:
+    """Refuse an EDF/BDF shorter than its header announces (MNE would silently read zeros).
+
+    Returns a warning for trailing bytes past the last data record, else None.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+            n_signals = int(head[252:256])
+            fh.seek(256 + n_signals * 216)
+            samples = [int(fh.read(8)) for _ in range(n_signals)]
+        header_bytes, n_records = int(head[184:192]), int(head[236:244])
+    except (OSError, ValueError):
+        raise DataError(f"{path.name}: not a valid EDF/BDF header") from None
+    if n_records < 0:  # -1: "unknown", MNE derives it from the file size
+        return None
+    width = 3 if path.suffix.lower() == ".bdf" else 2
+    expected = header_bytes + n_records * sum(samples) * width
+    actual = path.stat().st_size
+    if actual < expected:
+        raise DataError(f"{path.name}: truncated file ({actual} bytes; its header announces {expected})")
+    if actual > expected:
+        return f"{path.name}: {actual - expected} bytes after the last data record ignored"
+    return None
+
+
+def open_raw(recording: Recording, warnings_out: list[str]):
     """Open a recording lazily (no samples loaded) through mne-bids, falling back to plain MNE."""
     import mne
     import mne_bids
+
+    if recording.path.suffix.lower() in (".edf", ".bdf"):
+        note = check_edf_size(recording.path)
+        if note:
+            warnings_out.append(note)
 
     ents = recording.entities
     bids_path = mne_bids.BIDSPath(

@@ -24,10 +24,9 @@ BIDSIGNORE = """\
 # Files of NeuroCare-BIDS that the BIDS specification does not define.
 *_windows.tfrecord
 *_windows.json
-*.html
-logs/
-group/
-szcore/
+/sub-*.html
+/group
+/szcore
 """
 
 
@@ -56,6 +55,7 @@ def dataset_description(bids_dir: Path) -> dict:
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": APP_NAME, "Version": __version__, "CodeURL": CODE_URL,
                          "Description": "Preprocessed, labelled EEG windows and seizure detection outputs"}],
+        "Authors": ["NeuroCare-BIDS (automated)", "see the source dataset for its authors"],
         "SourceDatasets": [source],
         "DatasetLinks": {"raw": source["URL"]},
     }

@@ -108,12 +108,13 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -
         return RecordingResult(recording.label, "up-to-date", windows=meta["WindowCount"],
                                seizure_windows=meta["SeizureWindowCount"])
 
-    raw = open_raw(recording)
+    warnings: list[str] = []
+    raw = open_raw(recording, warnings)
     sfreq_in = float(raw.info["sfreq"])
     n_in = int(raw.n_times)
     duration = n_in / sfreq_in
     montage = build_montage(raw.ch_names, cfg.montage)
-    warnings = [f"channel {name} missing: filled with zeros" for name in montage.filled]
+    warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     line_freq = _line_freq(recording.metadata, warnings)
     plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
     warnings += list(plan.notes)

@@ -96,8 +96,10 @@ def _run(args) -> int:
                                 f"(choose {' or '.join(LEVELS)})")
     bids_dir, out_dir = args.bids_dir.absolute(), args.output_dir.absolute()
 
+    from ..bids_input import check_bids_dir
     from ..derivatives import check_output_location
 
+    check_bids_dir(bids_dir)
     check_output_location(bids_dir, out_dir)
     if args.analysis_level == "group":
         raise NeuroCareError("the group level is not available in this version yet; run the participant "

@@ -1,0 +1,338 @@
+"""The participant level end to end: generated EDF files in, CLI as a subprocess, outputs read back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import (EVENTS_HEADER, SIENA_LABELS, add_recording, read_windows, run_cli, tree_checksums,
+                      write_dataset_description)
+
+STEM = "sub-01_ses-01_task-szMonitoring_run-00"
+
+
+def outputs_of(out, subject="01", stem=STEM):
+    folder = out / f"sub-{subject}" / "ses-01" / "eeg"
+    return folder / f"{stem}_desc-preproc_windows.tfrecord", folder / f"{stem}_desc-preproc_windows.json"
+
+
+def test_siena_layout_end_to_end(siena, tmp_path):
+    out = tmp_path / "out"
+    before = tree_checksums(siena)
+    result = run_cli(siena, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    assert tree_checksums(siena) == before  # nothing written into BIDS_DIR
+
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "NeuroCare-BIDS" and desc["GeneratedBy"][0]["CodeURL"]
+    assert desc["SourceDatasets"][0]["URL"].startswith("file://")
+    assert "*_windows.tfrecord" in (out / ".bidsignore").read_text()
+    configs = list((out / "logs").glob("participant_*/config.toml"))
+    assert len(configs) == 1 and "[preprocessing]" in configs[0].read_text()
+
+    tfrecord, sidecar = outputs_of(out)
+    meta = json.loads(sidecar.read_text())
+    assert meta["SamplingFrequency"] == 128.0 and meta["Channels"] == SIENA_LABELS
+    assert meta["RecordingDuration"] == 120.0 and meta["WindowDuration"] == 4.0 and meta["WindowStride"] == 2.0
+    assert meta["WindowCount"] == (120 - 4) // 2 + 1
+    assert meta["Preprocessing"]["l_freq"] == 0.5 and meta["Preprocessing"]["NotchFrequencies"] == [50.0]
+    assert list(meta["SourceChecksums"]) == [
+        "sub-01/ses-01/eeg/sub-01_ses-01_task-szMonitoring_run-00_eeg.edf",
+        "sub-01/ses-01/eeg/sub-01_ses-01_task-szMonitoring_run-00_eeg.json",
+        "sub-01/ses-01/eeg/sub-01_ses-01_task-szMonitoring_run-00_events.tsv"]
+    assert meta["TFRecord"]["Schema"]["eeg"]["shape"] == [512, 19]
+
+    windows = read_windows(tfrecord)
+    assert len(windows) == meta["WindowCount"]
+    onsets = np.array([w["onset"] for w in windows])
+    np.testing.assert_allclose(onsets, np.arange(len(windows)) * 2.0)
+    labels = np.array([w["label"] for w in windows])
+    # seizure 40-60 s: windows starting at 38..58 s overlap it by at least half their length
+    np.testing.assert_array_equal(np.flatnonzero(labels), np.arange(19, 30))
+    assert meta["SeizureWindowCount"] == 11
+    assert {w["subject"] for w in windows} == {b"01"} and windows[0]["run"] == b"00"
+    eeg = np.stack([np.frombuffer(w["eeg"], "<f4").reshape(512, 19) for w in windows])
+    assert np.isfinite(eeg).all()
+    # z-scored per channel over the recording (windows overlap, so check the non-overlapping halves)
+    signal_ = np.concatenate([eeg[0][:256]] + [w[256:] for w in eeg])
+    np.testing.assert_allclose(signal_.mean(axis=0), 0, atol=0.05)
+    np.testing.assert_allclose(signal_.std(axis=0), 1, atol=0.05)
+    # the seizure (a 4 Hz rhythm) stands out in the labelled windows
+    power = (eeg[:, :, :5] ** 2).mean(axis=(1, 2))
+    assert power[labels == 1].mean() > 3 * power[labels == 0].mean()
+
+    # no seizure in sub-02: all background, but windows are still written
+    meta2 = json.loads(outputs_of(out, "02", STEM.replace("01", "02", 1))[1].read_text())
+    assert meta2["SeizureWindowCount"] == 0 and meta2["WindowCount"] == 59
+
+
+def test_rerun_skips_up_to_date_and_outputs_are_byte_identical(siena, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(siena, out, "participant", "--skip-bids-validation").returncode == 0
+    tfrecord, sidecar = outputs_of(out)
+    first = {p: p.read_bytes() for p in (tfrecord, sidecar)}
+    mtimes = {p: p.stat().st_mtime_ns for p in first}
+
+    again = run_cli(siena, out, "participant", "--skip-bids-validation")
+    assert again.returncode == 0 and "up-to-date" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in first} == mtimes  # not rewritten
+
+    forced = run_cli(siena, out, "participant", "--skip-bids-validation", "--overwrite", "--nprocs", "2")
+    assert forced.returncode == 0 and "written" in forced.stdout
+    assert {p: p.read_bytes() for p in first} == first  # identical bytes from a fresh computation
+
+    # a changed input makes the output stale
+    events = siena / "sub-01/ses-01/eeg" / f"{STEM}_events.tsv"
+    events.write_text(EVENTS_HEADER + "10.00\t20.00\tsz\tn/a\tn/a\t2000-01-01 00:00:10\t120.00\n")
+    changed = run_cli(siena, out, "participant", "--skip-bids-validation", "--participant-label", "sub-01")
+    assert changed.returncode == 0 and "written" in changed.stdout
+    assert json.loads(sidecar.read_text())["SeizureIntervals"] == [[10.0, 30.0]]
+
+
+def test_physionet_style_512hz_with_extra_channels_and_t7_names(tmp_path):
+    root = tmp_path / "bids"
+    electrodes = ["Fp1", "F3", "C3", "P3", "O1", "F7", "T7", "P7", "Fz", "Cz", "Pz",
+                  "Fp2", "F4", "C4", "P4", "O2", "F8", "T8", "P8"]
+    labels = [f"EEG {e}" for e in electrodes] + ["EEG Fc1", "EEG Fc5", "EEG Cp1", "EKG EKG", "SPO2", "HR",
+                                                  "EEG A1", "EEG A2", "MK", "EEG F9"]
+    add_recording(root, "01", sfreq=512.0, labels=labels, duration=60.0, seizures=[(20.0, 10.0, "sz_gen")])
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["Channels"] == SIENA_LABELS and meta["SamplingFrequency"] == 128.0
+    assert meta["ChannelSources"]["T3-Avg"] == "EEG T7" and meta["ChannelSources"]["T6-Avg"] == "EEG P8"
+    assert meta["Preprocessing"]["ResamplingFactor"] == "1/4"
+    assert meta["SeizureWindowCount"] > 0
+
+
+@pytest.mark.parametrize("sfreq, notches", [(100.0, []), (160.0, [50.0]), (2048.0, [50.0])])
+def test_sampling_rates_from_100_hz_to_2_khz(tmp_path, sfreq, notches):
+    """EEGMMIDB-style labels ('Fc5.', 'T7..'); a notch at or above Nyquist is skipped with a note."""
+    root = tmp_path / "bids"
+    electrodes = ["Fp1", "F3", "C3", "P3", "O1", "F7", "T7", "P7", "Fz", "Cz", "Pz",
+                  "Fp2", "F4", "C4", "P4", "O2", "F8", "T8", "P8"]
+    labels = [f"{e}{'.' * (4 - len(e))}" for e in electrodes] + ["Fc5."]
+    add_recording(root, "01", sfreq=sfreq, labels=labels, duration=30.0, seizures=[])
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["Preprocessing"]["NotchFrequencies"] == notches
+    assert meta["WindowCount"] == 14
+    if sfreq == 100.0:
+        assert any("skipped" in w for w in meta["Warnings"]) and any("upsampled" in w for w in meta["Warnings"])
+    windows = read_windows(outputs_of(out)[0])
+    assert len(windows[0]["eeg"]) == 512 * 19 * 4
+
+
+def test_bipolar_chbmit_recording_with_bipolar_montage(tmp_path):
+    root = tmp_path / "bids"
+    pairs = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4",
+             "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2", "FZ-CZ", "CZ-PZ"]
+    add_recording(root, "01", labels=pairs, duration=40.0, line_freq=60, seizures=[])
+    out = tmp_path / "out"
+    default = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert default.returncode == 65
+    assert "bipolar" in default.stderr and "Traceback" not in default.stderr
+    assert not outputs_of(out)[0].exists()
+
+    config = tmp_path / "bipolar.toml"
+    config.write_text('[montage]\nmontage = "bipolar"\n')
+    result = run_cli(root, out, "participant", "--skip-bids-validation", "--config", config)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["Channels"][:2] == ["Fp1-F7", "F7-T3"] and len(meta["Channels"]) == 18
+    assert meta["Preprocessing"]["NotchFrequencies"] == [60.0]
+
+
+def test_missing_electrode_fails_unless_filling_is_allowed(tmp_path):
+    root = tmp_path / "bids"
+    add_recording(root, "01", labels=SIENA_LABELS[:-1], duration=30.0, seizures=[])
+    out = tmp_path / "out"
+    failed = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert failed.returncode == 65 and "T6" in failed.stderr
+    config = tmp_path / "fill.toml"
+    config.write_text("[montage]\nallow_missing_channels = true\n")
+    result = run_cli(root, out, "participant", "--skip-bids-validation", "--config", config)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["FilledChannels"] == ["T6-Avg"] and any("T6-Avg" in w for w in meta["Warnings"])
+    eeg = np.frombuffer(read_windows(outputs_of(out)[0])[0]["eeg"], "<f4").reshape(512, 19)
+    assert np.all(eeg[:, -1] == 0) and eeg[:, 0].std() > 0.1
+
+
+@pytest.mark.parametrize("ext", [".vhdr", ".set"])
+def test_brainvision_and_eeglab_inputs(tmp_path, ext):
+    root = tmp_path / "bids"
+    add_recording(root, "01", ext=ext, labels=[e for e in SIENA_LABELS], duration=30.0, seizures=[])
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["WindowCount"] == 14
+    assert any(k.endswith(ext) for k in meta["SourceChecksums"])
+
+
+def test_float16_output(siena, tmp_path):
+    config = tmp_path / "f16.toml"
+    config.write_text('[output]\ndtype = "float16"\n[windows]\nduration = 2\noverlap = 0\n')
+    out = tmp_path / "out"
+    result = run_cli(siena, out, "participant", "--skip-bids-validation", "--config", config,
+                     "--participant_label", "01")
+    assert result.returncode == 0, result.stderr
+    tfrecord, sidecar = outputs_of(out)
+    meta = json.loads(sidecar.read_text())
+    assert meta["TFRecord"]["Schema"]["eeg"]["dtype"] == "<f2" and meta["WindowCount"] == 60
+    assert len(read_windows(tfrecord)[0]["eeg"]) == 256 * 19 * 2
+    assert not (out / "sub-02").exists()  # --participant_label selected sub-01 only
+
+
+def test_bad_recordings_fail_alone_with_exit_65(tmp_path):
+    root = tmp_path / "bids"
+    good = add_recording(root, "01", duration=30.0, seizures=[])
+    truncated = add_recording(root, "02", duration=30.0, seizures=[])
+    truncated.write_bytes(truncated.read_bytes()[:-20000])
+    garbage = add_recording(root, "03", duration=30.0, seizures=[])
+    garbage.write_bytes(b"this is not an EDF file" * 100)
+    empty = add_recording(root, "04", duration=30.0, seizures=[])
+    empty.write_bytes(b"")
+    add_recording(root, "05", duration=30.0, events="onset\tdur\teventType\n1\t2\tsz\n")
+    add_recording(root, "06", duration=30.0, events=EVENTS_HEADER + "abc\t2\tsz\tn/a\tn/a\tn/a\t30\n")
+    add_recording(root, "07", duration=30.0, events=EVENTS_HEADER +
+                  "5\t2\tartifact\tn/a\tn/a\tn/a\t30\n500\t10\tsz\tn/a\tn/a\tn/a\t30\n")
+    out = tmp_path / "out"
+    before = tree_checksums(root)
+    result = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2")
+    assert result.returncode == 65, result.stderr
+    assert "Traceback" not in result.stderr
+    for subject in ("02", "03", "04", "05", "06"):
+        assert f"sub-{subject}" in result.stderr
+        assert not outputs_of(out, subject, STEM.replace("01", subject, 1))[0].exists()
+    assert "no 'duration' column" in result.stderr and "'abc' is not a number" in result.stderr
+    for subject in ("01", "07"):
+        assert outputs_of(out, subject, STEM.replace("01", subject, 1))[1].exists()
+    warnings = json.loads(outputs_of(out, "07", STEM.replace("01", "07", 1))[1].read_text())["Warnings"]
+    assert any("unknown type 'artifact'" in w for w in warnings)
+    assert any("outside the recording" in w for w in warnings)
+    assert tree_checksums(root) == before
+    assert not list(out.rglob(".*.tmp")) and good.exists()
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--participant_label", "99"], 18, "not found: 99"),
+    (["--participant_label", "../x"], 64, "invalid participant label"),
+    (["--task_label", "rest"], 18, "selected no recording"),
+    (["--nprocs", "many"], 64, "invalid int value"),
+    (["--bogus"], 64, "unrecognized arguments"),
+])
+def test_usage_and_selection_errors(siena, tmp_path, args, code, message):
+    out = tmp_path / "out"
+    result = run_cli(siena, out, "participant", "--skip-bids-validation", *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing created for a run that could not start
+
+
+def test_input_and_output_location_errors(siena, tmp_path):
+    cases = [
+        ((siena, siena, "participant"), 73, "never writes into its input"),
+        ((siena, siena / "derivatives" / "nc", "participant"), 73, "inside the BIDS dataset"),
+        ((siena, tmp_path / "out", "subject"), 17, "unknown analysis level"),
+        ((tmp_path / "nope", tmp_path / "out", "participant"), 66, "does not exist"),
+        ((tmp_path, tmp_path / "out", "participant"), 66, "not a BIDS dataset"),
+    ]
+    no_eeg = tmp_path / "noeeg"
+    write_dataset_description(no_eeg)
+    cases.append(((no_eeg, tmp_path / "out", "participant"), 66, "no EEG recordings"))
+    for args, code, message in cases:
+        result = run_cli(*args, "--skip-bids-validation")
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (siena / "derivatives").exists()
+    foreign = tmp_path / "foreign"
+    write_dataset_description(foreign)
+    result = run_cli(siena, foreign, "participant", "--skip-bids-validation")
+    assert result.returncode == 73 and "not made by NeuroCare-BIDS" in result.stderr
+
+
+def test_traceback_only_with_vv(tmp_path):
+    result = run_cli(tmp_path / "nope", tmp_path / "out", "participant", "-vv")
+    assert result.returncode == 66 and "Traceback" in result.stderr
+
+
+def test_config_file_errors_and_print_config(siena, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[preprocessing]\nl_frq = 1.0\n")
+    result = run_cli(siena, tmp_path / "out", "participant", "--config", config)
+    assert result.returncode == 64 and "did you mean 'l_freq'" in result.stderr
+    config.write_text('[preprocessing]\nl_freq = 1.0\n[execution]\nnprocs = 3\n')
+    printed = run_cli(siena, tmp_path / "out", "participant", "--config", config, "--nprocs", "1",
+                      "--print-config")
+    assert printed.returncode == 0
+    assert "l_freq = 1.0" in printed.stdout and "nprocs = 1" in printed.stdout  # CLI beats the file
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("NeuroCare-BIDS ")
+
+
+def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path):
+    root = tmp_path / "bids"
+    add_recording(root, "01", duration=1800.0, seizures=[(600.0, 60.0, "sz")])
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", root, out, "participant",
+                             "--skip-bids-validation", "--nprocs", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    tfrecord, sidecar = outputs_of(out)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tfrecord.parent.glob(".*.tmp")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not tfrecord.exists() and not sidecar.exists()
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    assert not list(tfrecord.parent.glob(".*.tmp"))  # the dead run's temporary file was cleaned up
+    assert len(read_windows(tfrecord)) == json.loads(sidecar.read_text())["WindowCount"] == 899
+
+
+def test_parallel_single_subject_jobs_share_one_output(tmp_path):
+    root = tmp_path / "bids"
+    for subject in ("01", "02", "03", "04"):
+        add_recording(root, subject, duration=30.0, seizures=[], seed=int(subject))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen([sys.executable, "-m", "neurocare_bids", root, out, "participant",
+                               "--skip-bids-validation", "--participant-label", s], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for s in ("01", "02", "03", "04")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    assert len(list((out / "logs").iterdir())) == 4
+    for subject in ("01", "02", "03", "04"):
+        assert outputs_of(out, subject, STEM.replace("01", subject, 1))[1].exists()
+
+
+def test_pybids_indexes_the_derivatives(siena, tmp_path):
+    from bids import BIDSLayout
+
+    out = tmp_path / "out"
+    assert run_cli(siena, out, "participant", "--skip-bids-validation").returncode == 0
+    layout = BIDSLayout(siena, derivatives=out, validate=False)
+    files = layout.get(scope="derivatives", suffix="windows", extension=".tfrecord")
+    assert len(files) == 2
+    ents = files[0].get_entities()
+    assert (ents["subject"], ents["session"], ents["task"], ents["desc"]) == ("01", "01", "szMonitoring", "preproc")
+    assert str(ents["run"]) == "00"
+    assert len(layout.get(scope="derivatives", suffix="windows", extension=".json", subject="02")) == 1
