@@ -165,8 +165,7 @@ def _validate(bids_dir: Path) -> None:
         log.warning("BIDS validation skipped: %s", exc)
         return
     for issue in report.downgraded:
-        log.warning("BIDS validator (not an error offline): %s", issue.message if hasattr(issue, "message")
-                    else issue)
+        log.warning("BIDS validator %s treated as a warning: %s", issue.code, issue.note)
     if not report.ok:
         raise ValidationFailed(f"{bids_dir} is not valid BIDS: {report.summary()} "
                                "(run bids-validator-deno for details, or use --skip-bids-validation)")
