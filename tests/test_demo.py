@@ -1,0 +1,212 @@
+"""Tests for the synthetic SzCORE/BIDS-Siena demo dataset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.signal import welch
+
+from neurocare_bids import demo
+from neurocare_bids.demo import CHANNELS, EVENT_COLUMNS, SEIZURE_TYPES, make_demo_dataset
+
+SMALL = dict(n_subjects=2, recordings_per_subject=1, recording_duration=300.0)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("demo") / "bids"
+    return root, make_demo_dataset(root, **SMALL)
+
+
+def test_deterministic_per_seed(small, tmp_path: Path) -> None:
+    root, recordings = small
+    again = make_demo_dataset(tmp_path / "same", **SMALL)
+    assert _files(tmp_path / "same") == _files(root)
+    assert [{**r, "path": None} for r in again] == [{**r, "path": None} for r in recordings]
+    make_demo_dataset(tmp_path / "other", **SMALL, seed=7)
+    other = _files(tmp_path / "other")
+    edfs = [name for name in other if name.endswith(".edf")]
+    assert edfs and all(other[name] != _files(root)[name] for name in edfs)
+
+
+def test_refuses_foreign_directory_but_replaces_demo(small, tmp_path: Path) -> None:
+    root, _ = small
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("real data")
+    with pytest.raises(FileExistsError, match="not a NeuroCare-BIDS demo"):
+        make_demo_dataset(foreign, **SMALL)
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    with pytest.raises(FileExistsError):
+        make_demo_dataset(foreign / "notes.txt", **SMALL)
+
+    previous = tmp_path / "previous"
+    shutil.copytree(root, previous)
+    (previous / "sub-09").mkdir()  # a stale subject from a bigger earlier demo
+    make_demo_dataset(previous, **SMALL)
+    assert _files(previous) == _files(root)
+
+
+def test_layout_matches_szcore_siena(small) -> None:
+    from bids import BIDSLayout
+
+    root, recordings = small
+    layout = BIDSLayout(root)
+    assert layout.get_subjects() == ["01", "02"]
+    assert layout.get_sessions() == ["01"]
+    assert layout.get_tasks() == ["szMonitoring"]
+    edfs = layout.get(suffix="eeg", extension=".edf")
+    assert [f.get_entities()["run"] for f in edfs] == [0, 0]
+    assert [Path(f.path) for f in edfs] == [r["path"] for r in recordings]
+    assert recordings[0]["path"].name == "sub-01_ses-01_task-szMonitoring_run-00_eeg.edf"
+    assert not list(root.rglob("*channels.tsv"))  # SzCORE has none
+    for name in ("dataset_description.json", "README", "participants.tsv", "participants.json"):
+        assert (root / name).is_file()
+
+    description = json.loads((root / "dataset_description.json").read_text())
+    assert description["BIDSVersion"] == "1.9.0" and description["DatasetType"] == "raw"
+    assert "ynthetic" in description["Name"]
+    participants = pd.read_csv(root / "participants.tsv", sep="\t")
+    assert list(participants.columns) == ["participant_id", "age", "sex"]
+    assert set(participants["sex"]) <= {"m", "f"}
+
+    sidecar = json.loads(recordings[0]["path"].with_suffix(".json").read_text())
+    assert sidecar["TaskName"] == "szMonitoring"
+    assert sidecar["SamplingFrequency"] == 256 and sidecar["PowerLineFrequency"] == 50
+    assert sidecar["EEGReference"] == "Common Average" and sidecar["SoftwareFilters"] == "n/a"
+    assert sidecar["EEGChannelCount"] == 19 and sidecar["RecordingDuration"] == 300.0
+    assert sidecar["RecordingType"] == "continuous"
+
+
+def test_read_raw_bids(small) -> None:
+    from mne_bids import BIDSPath, read_raw_bids
+
+    root, recordings = small
+    for rec in recordings:
+        path = BIDSPath(
+            root=root,
+            subject=rec["subject"],
+            session=rec["session"],
+            task="szMonitoring",
+            run=rec["run"],
+            datatype="eeg",
+            suffix="eeg",
+            extension=".edf",
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Did not find any channels.tsv")
+            raw = read_raw_bids(path, verbose="error")
+        assert raw.ch_names == list(CHANNELS)
+        assert set(raw.get_channel_types()) == {"eeg"}
+        assert raw.info["sfreq"] == 256.0
+        assert raw.n_times == 300 * 256
+        assert raw.info["line_freq"] == 50
+
+
+def test_events_tsv(small) -> None:
+    root, recordings = small
+    for rec in recordings:
+        events_path = Path(str(rec["path"]).replace("_eeg.edf", "_events.tsv"))
+        lines = events_path.read_text().splitlines()
+        assert lines[0].split("\t") == list(EVENT_COLUMNS)
+        events = pd.read_csv(events_path, sep="\t", keep_default_na=False)
+        assert len(events) == len(rec["seizures"]) >= 1
+        raw = mne.io.read_raw_edf(rec["path"], verbose="error")
+        start = raw.info["meas_date"].replace(tzinfo=None)
+        for line, (onset, duration, kind) in zip(lines[1:], rec["seizures"]):
+            fields = line.split("\t")
+            assert fields == [
+                f"{onset:.2f}",
+                f"{duration:.2f}",
+                kind,
+                "n/a",
+                "n/a",
+                start.strftime("%Y-%m-%d %H:%M:%S"),
+                "300.00",
+            ]
+            assert kind in SEIZURE_TYPES
+            assert 60 <= onset and onset + duration <= 300 - 60
+            assert 20 <= duration <= 120
+
+
+def test_background_only_recording_has_one_bckg_row() -> None:
+    text = demo._events_tsv([], datetime(2024, 5, 6, 7, 8, 9), 1200.0)
+    assert text.splitlines()[1] == "0.00\t1200.00\tbckg\tn/a\tn/a\t2024-05-06 07:08:09\t1200.00"
+
+
+def test_seizure_placement_rules() -> None:
+    counts = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(0, 4))
+        placed = demo._place_seizures(rng, 1200, n)
+        counts.append(len(placed))
+        for onset, duration in placed:
+            assert 60 <= onset and onset + duration <= 1140 and 20 <= duration <= 120
+        for (a, da), (b, _) in zip(placed, placed[1:]):
+            assert b - (a + da) >= 240
+    assert set(counts) == {0, 1, 2, 3}
+    assert demo._place_seizures(np.random.default_rng(0), 150, 2) == []
+
+
+def test_seizures_carry_2_10_hz_power(small) -> None:
+    """The annotated seizures really are there: rhythmic 2-10 Hz power on the onset channels."""
+    _, recordings = small
+    for rec in recordings:
+        raw = mne.io.read_raw_edf(rec["path"], preload=True, verbose="error")
+        data, fs = raw.get_data() * 1e6, raw.info["sfreq"]
+        picks = [raw.ch_names.index(ch) for ch in rec["focus"]]
+        ictal = np.zeros(raw.n_times, bool)
+        for onset, duration, _ in rec["seizures"]:
+            ictal[int(onset * fs) : int((onset + duration) * fs)] = True
+        freqs, background = welch(data[picks][:, ~ictal], fs, nperseg=512)
+        band = (freqs >= 2) & (freqs <= 10)
+        for onset, duration, _ in rec["seizures"]:
+            segment = data[picks, int(onset * fs) : int((onset + duration) * fs)]
+            _, seizure = welch(segment, fs, nperseg=512)
+            ratio = seizure[:, band].sum(axis=1) / background[:, band].sum(axis=1)
+            assert np.median(ratio) > 3, ratio
+
+
+def test_rejects_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        make_demo_dataset("/nonexistent/never", sfreq=255.5)
+    with pytest.raises(ValueError):
+        make_demo_dataset("/nonexistent/never", line_freq=200.0)
+
+
+def _validator() -> str | None:
+    found = shutil.which("bids-validator-deno")
+    local = Path(sys.executable).parent / "bids-validator-deno"
+    return found or (str(local) if local.exists() else None)
+
+
+@pytest.mark.skipif(_validator() is None, reason="bids-validator-deno is not installed")
+def test_bids_validator_reports_no_errors(small) -> None:
+    root, _ = small
+    result = subprocess.run(
+        [_validator(), str(root), "--json"], capture_output=True, text=True, timeout=300
+    )
+    report = json.loads(result.stdout)
+    errors = [i for i in report["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == [], errors
+    assert result.returncode == 0
+    assert sorted(report["summary"]["subjects"]) == ["01", "02"]

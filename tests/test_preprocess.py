@@ -1,0 +1,79 @@
+"""Blocked preprocessing equals whole-recording processing, and the filters do what they claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neurocare_bids.config import PreprocessingConfig
+from neurocare_bids.preprocess import RunningStats, design_plan, iter_blocks, process_block
+
+
+def _signal(n_channels, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n_channels, n)).cumsum(axis=1) * 0.2 + rng.standard_normal((n_channels, n)) * 5
+
+
+def _whole(x, plan):
+    return process_block(lambda s, e: x[:, s:e], x.shape[1], plan, 0, plan.n_out(x.shape[1]))
+
+
+@pytest.mark.parametrize("sfreq", [100.0, 128.0, 173.61, 200.0, 250.0, 256.0, 512.0, 1000.0, 2048.0])
+def test_blocks_equal_whole_recording(sfreq):
+    plan = design_plan(sfreq, PreprocessingConfig(), None)
+    x = _signal(3, int(sfreq * 600), seed=int(sfreq))
+    whole = _whole(x, plan)
+    blocked = np.concatenate([b for _, b in iter_blocks(lambda s, e: x[:, s:e], x.shape[1], plan, 128 * 45)],
+                             axis=1)
+    assert blocked.shape == whole.shape == (3, plan.n_out(x.shape[1]))
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-7 * np.abs(whole).max())
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_seconds=st.integers(20, 400), block=st.integers(10, 7000), seed=st.integers(0, 1000),
+       sfreq=st.sampled_from([128.0, 200.0, 256.0, 512.0]))
+def test_any_block_size_equals_whole(n_seconds, block, seed, sfreq):
+    plan = design_plan(sfreq, PreprocessingConfig(), None)
+    x = _signal(2, int(sfreq * n_seconds), seed)
+    whole = _whole(x, plan)
+    blocked = np.concatenate([b for _, b in iter_blocks(lambda s, e: x[:, s:e], x.shape[1], plan, block)],
+                             axis=1)
+    np.testing.assert_allclose(blocked, whole, rtol=0, atol=1e-7 * np.abs(whole).max())
+
+
+def _gain(freq, sfreq_in, line=50.0, seconds=120):
+    plan = design_plan(sfreq_in, PreprocessingConfig(), line)
+    t = np.arange(int(sfreq_in * seconds)) / sfreq_in
+    y = _whole(np.sin(2 * np.pi * freq * t)[None, :], plan)[0]
+    core = y[len(y) // 4: -len(y) // 4]
+    return np.sqrt(2 * np.mean(core**2))
+
+
+@pytest.mark.parametrize("sfreq_in", [256.0, 512.0, 250.0])
+def test_frequency_response(sfreq_in):
+    assert _gain(10.0, sfreq_in) == pytest.approx(1.0, abs=0.01)  # in band
+    assert _gain(3.0, sfreq_in) == pytest.approx(1.0, abs=0.01)
+    assert _gain(50.0, sfreq_in) < 1e-3  # mains notch (plus band-pass)
+    assert _gain(0.05, sfreq_in, seconds=600) < 0.01  # drift removed
+    assert _gain(100.0, sfreq_in) < 1e-3  # above the output Nyquist: must not alias into the band
+    assert _gain(118.0, sfreq_in) < 1e-3  # would alias to 10 Hz without the anti-alias filter
+
+
+def test_notch_skipped_at_nyquist_and_60hz_mains():
+    cfg = PreprocessingConfig()
+    assert design_plan(100.0, cfg, 50.0).notches == ()
+    assert any("skipped" in note for note in design_plan(100.0, cfg, 50.0).notes)
+    assert design_plan(512.0, cfg, 60.0).notches == (60.0,)
+    assert design_plan(512.0, PreprocessingConfig(sfreq=256.0, h_freq=100.0), 50.0).notches == (50.0, 100.0)
+    assert design_plan(512.0, PreprocessingConfig(notch=False), 50.0).notches == ()
+
+
+def test_running_stats_match_numpy():
+    x = np.random.default_rng(3).standard_normal((4, 10000)) * [[1], [2], [3], [1e-3]] + 1e3
+    stats = RunningStats(4)
+    for start in range(0, 10000, 777):
+        stats.update(x[:, start:start + 777])
+    np.testing.assert_allclose(stats.mean, x.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, x.std(axis=1), rtol=1e-9)
