@@ -27,7 +27,6 @@ from .edf import write_edf
 
 __all__ = ["CHANNELS", "ELECTRODES", "EVENT_COLUMNS", "SEIZURE_TYPES", "make_demo_dataset"]
 
-# The 19 10-20 electrodes in the order SzCORE (epilepsy2bids) writes them.
 # The 19 electrodes in SzCORE order (the one list, from the configuration module).
 ELECTRODES = tuple(SZCORE_ELECTRODES)
 CHANNELS = tuple(f"{e}-Avg" for e in ELECTRODES)

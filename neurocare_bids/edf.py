@@ -1,4 +1,4 @@
-"""A small, exact EDF/EDF+ writer.
+"""A small, exact EDF/EDF+ and BDF/BDF+ writer.
 
 Written in-house rather than through pyedflib/edfio so that every byte is under
 our control: output is deterministic for a given input (test fixtures and the
@@ -8,7 +8,10 @@ very gain/offset used for quantisation.
 
 Conventions
 -----------
-* 16-bit digital range ``-32768..32767`` for every signal.
+* 16-bit digital range ``-32768..32767`` for every signal in EDF; BDF (BioSemi)
+  stores 3-byte little-endian two's complement samples with the 24-bit range
+  ``-8388608..8388607``. The format follows the file suffix (``.bdf`` means
+  BDF, case-insensitive) unless ``bdf=`` says otherwise.
 * Samples that do not fill the last data record are padded with physical zero
   (the file is then slightly longer than the input; pass whole records to avoid
   it).
@@ -30,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIGITAL_MAX", "DIGITAL_MIN", "write_edf"]
+__all__ = ["BDF_DIGITAL_MAX", "BDF_DIGITAL_MIN", "DIGITAL_MAX", "DIGITAL_MIN", "write_edf"]
 
 DIGITAL_MIN = -32768
 DIGITAL_MAX = 32767
-_ANNOTATION_LABEL = "EDF Annotations"
+BDF_DIGITAL_MIN = -(2**23)
+BDF_DIGITAL_MAX = 2**23 - 1
+_ANNOTATION_LABELS = {False: "EDF Annotations", True: "BDF Annotations"}
 _BLOCK_BYTES = 16 * 2**20  # bytes of data records quantised and written at once
 
 Annotation = tuple[float, float, str]
@@ -57,8 +62,15 @@ def write_edf(
     transducer: str | Sequence[str] = "",
     prefilter: str | Sequence[str] = "",
     ch_types: Sequence[str] | None = None,
+    bdf: bool | None = None,
 ) -> Path:
     """Write ``signals`` (physical units) to an EDF (``edf_plus=False``) or EDF+C file.
+
+    ``bdf`` selects BioSemi BDF (24-bit samples) instead of EDF (16-bit); the
+    default ``None`` follows the suffix of ``path`` (``.bdf``, any case, means
+    BDF), and an explicit ``True``/``False`` overrides the suffix. For BDF,
+    ``edf_plus=True`` writes BDF+C (reserved field ``"BDF+C"``, annotations in a
+    ``"BDF Annotations"`` signal) and ``edf_plus=False`` plain BDF (``"24BIT"``).
 
     ``signals`` is a 2-D array ``(n_channels, n_samples)`` with a scalar
     ``sfreqs``, or a sequence of 1-D arrays with one rate per channel (mixed
@@ -73,6 +85,10 @@ def write_edf(
     interrupted write never leaves a partial ``path``.
     """
     path = Path(path)
+    if bdf is None:
+        bdf = path.suffix.lower() == ".bdf"
+    bdf = bool(bdf)
+    dmin, dmax = (BDF_DIGITAL_MIN, BDF_DIGITAL_MAX) if bdf else (DIGITAL_MIN, DIGITAL_MAX)
     chans = [np.asarray(s) for s in signals]
     n_ch = len(chans)
     if n_ch == 0:
@@ -85,8 +101,9 @@ def write_edf(
         raise ValueError(f"{len(names)} ch_names for {n_ch} signals")
     if len(set(names)) != n_ch:
         raise ValueError("ch_names must be unique")
-    if _ANNOTATION_LABEL in names:
-        raise ValueError(f"{_ANNOTATION_LABEL!r} is reserved for the annotation signal")
+    for label in _ANNOTATION_LABELS.values():
+        if label in names:
+            raise ValueError(f"{label!r} is reserved for the annotation signal")
     types = [""] * n_ch if ch_types is None else list(ch_types)
     if len(types) != n_ch:
         raise ValueError(f"{len(types)} ch_types for {n_ch} signals")
@@ -109,17 +126,19 @@ def write_edf(
     ranges = _physical_ranges(chans, physical_ranges)
     scale = []  # (gain, offset) per channel, rebuilt from the header strings
     for lo, hi in ranges:
-        gain = (float(hi) - float(lo)) / (DIGITAL_MAX - DIGITAL_MIN)
-        scale.append((gain, float(lo) - DIGITAL_MIN * gain))
+        gain = (float(hi) - float(lo)) / (dmax - dmin)
+        scale.append((gain, float(lo) - dmin * gain))
 
+    plus_name = "BDF+" if bdf else "EDF+"
     annots = list(annotations)
     if not edf_plus and annots:
-        raise ValueError("annotations need EDF+ (edf_plus=True)")
+        raise ValueError(f"annotations need {plus_name} (edf_plus=True)")
     if edf_plus and not recording_id.startswith("Startdate "):
-        raise ValueError("an EDF+ recording_id must start with 'Startdate '")
+        raise ValueError(f"a {plus_name} recording_id must start with 'Startdate '")
     if not 1985 <= start.year <= 2084 or start.microsecond:
         raise ValueError("start must lie in 1985..2084 with whole seconds (EDF dates)")
-    tals = _annotation_records(annots, n_records, duration_str) if edf_plus else None
+    sample_bytes = 3 if bdf else 2
+    tals = _annotation_records(annots, n_records, duration_str, sample_bytes) if edf_plus else None
 
     signal_fields = {
         "label": labels,
@@ -127,35 +146,40 @@ def write_edf(
         "unit": _per_channel(units, n_ch, "units"),
         "pmin": [lo for lo, _ in ranges],
         "pmax": [hi for _, hi in ranges],
-        "dmin": [str(DIGITAL_MIN)] * n_ch,
-        "dmax": [str(DIGITAL_MAX)] * n_ch,
+        "dmin": [str(dmin)] * n_ch,
+        "dmax": [str(dmax)] * n_ch,
         "prefilter": _per_channel(prefilter, n_ch, "prefilter"),
         "spr": [str(s) for s in spr],
     }
     if tals is not None:
         annotation_signal = {
-            "label": _ANNOTATION_LABEL,
+            "label": _ANNOTATION_LABELS[bdf],
             "transducer": "",
             "unit": "",
             "pmin": "-1",
             "pmax": "1",
-            "dmin": str(DIGITAL_MIN),
-            "dmax": str(DIGITAL_MAX),
+            "dmin": str(dmin),
+            "dmax": str(dmax),
             "prefilter": "",
-            "spr": str(tals.shape[1] // 2),
+            "spr": str(tals.shape[1] // sample_bytes),
         }
         for key, value in annotation_signal.items():
             signal_fields[key].append(value)
+    if bdf:
+        version, reserved = b"\xffBIOSEMI", "BDF+C" if edf_plus else "24BIT"
+    else:
+        version, reserved = _ascii("0", 8, "version"), "EDF+C" if edf_plus else ""
     header = _header(
         signal_fields,
+        version=version,
         patient_id=patient_id,
         recording_id=recording_id,
         start=start,
-        reserved="EDF+C" if edf_plus else "",
+        reserved=reserved,
         n_records=n_records,
         duration_str=duration_str,
     )
-    body = _data_records(chans, spr, scale, n_records, tals)
+    body = _data_records(chans, spr, scale, n_records, tals, (dmin, dmax), sample_bytes)
     _write_atomically(path, header, body)
     return path
 
@@ -252,9 +276,9 @@ def _plain_decimal(x: Decimal | float) -> str:
 
 
 def _annotation_records(
-    annotations: list[Annotation], n_records: int, duration_str: str
+    annotations: list[Annotation], n_records: int, duration_str: str, sample_bytes: int = 2
 ) -> np.ndarray:
-    """``(n_records, n_bytes)`` uint8 contents of the EDF+ annotation signal."""
+    """``(n_records, n_bytes)`` uint8 contents of the EDF+/BDF+ annotation signal."""
     step = Decimal(duration_str)
     per_record: list[list[bytes]] = [[_tal(step * i)] for i in range(n_records)]
     for onset, duration, text in sorted(annotations, key=lambda a: float(a[0])):
@@ -267,7 +291,7 @@ def _annotation_records(
         per_record[record].append(_tal(onset, text, duration))
     joined = [b"".join(r) for r in per_record]
     n_bytes = max(len(r) for r in joined)
-    n_bytes += n_bytes % 2  # whole 16-bit samples
+    n_bytes += -n_bytes % sample_bytes  # whole 16-bit (EDF) or 24-bit (BDF) samples
     flat = np.frombuffer(b"".join(r.ljust(n_bytes, b"\x00") for r in joined), np.uint8)
     return flat.reshape(n_records, n_bytes)
 
@@ -275,6 +299,7 @@ def _annotation_records(
 def _header(
     fields: dict[str, list[str]],
     *,
+    version: bytes,
     patient_id: str,
     recording_id: str,
     start: datetime,
@@ -285,7 +310,7 @@ def _header(
     """Fixed-width ASCII header: 256 bytes plus 256 per signal."""
     ns = len(fields["label"])
     parts = [
-        _ascii("0", 8, "version"),
+        version,
         _ascii(patient_id, 80, "patient_id"),
         _ascii(recording_id, 80, "recording_id"),
         _ascii(start.strftime("%d.%m.%y"), 8, "startdate"),
@@ -328,30 +353,41 @@ def _data_records(
     scale: list[tuple[float, float]],
     n_records: int,
     tals: np.ndarray | None,
+    digital_range: tuple[int, int] = (DIGITAL_MIN, DIGITAL_MAX),
+    sample_bytes: int = 2,
 ) -> Iterator[np.ndarray]:
-    """Yield blocks of data records as little-endian int16 arrays.
+    """Yield blocks of data records as uint8 arrays of little-endian samples.
 
-    Working block by block keeps peak memory at the input plus one block.
+    EDF samples are int16; BDF samples (``sample_bytes=3``) are the low three
+    bytes of little-endian int32, i.e. 24-bit two's complement. Working block
+    by block keeps peak memory at the input plus one block.
     """
-    widths = spr + ([tals.shape[1] // 2] if tals is not None else [])
+    dmin, dmax = digital_range
+    widths = spr + ([tals.shape[1] // sample_bytes] if tals is not None else [])
     record_len = sum(widths)
-    per_block = max(1, _BLOCK_BYTES // (2 * record_len))
+    per_block = max(1, _BLOCK_BYTES // (sample_bytes * record_len))
     for r0 in range(0, n_records, per_block):
         r1 = min(r0 + per_block, n_records)
-        block = np.empty((r1 - r0, record_len), dtype="<i2")
+        nr = r1 - r0
+        block = np.empty((nr, record_len * sample_bytes), dtype=np.uint8)
+        samples = block.view("<i2") if sample_bytes == 2 else block.reshape(nr, record_len, 3)
         col = 0
         for sig, n, (gain, offset) in zip(chans, spr, scale):
             seg = sig[r0 * n : r1 * n].astype(np.float64)  # always a fresh buffer
-            if seg.size < (r1 - r0) * n:  # last record: pad with physical zero
-                seg = np.concatenate([seg, np.zeros((r1 - r0) * n - seg.size)])
+            if seg.size < nr * n:  # last record: pad with physical zero
+                seg = np.concatenate([seg, np.zeros(nr * n - seg.size)])
             seg -= offset
             seg /= gain
             np.rint(seg, out=seg)
-            np.clip(seg, DIGITAL_MIN, DIGITAL_MAX, out=seg)
-            block[:, col : col + n] = seg.reshape(r1 - r0, n)
+            np.clip(seg, dmin, dmax, out=seg)
+            if sample_bytes == 2:
+                samples[:, col : col + n] = seg.reshape(nr, n)
+            else:
+                digital = seg.astype("<i4").view(np.uint8).reshape(nr, n, 4)
+                samples[:, col : col + n] = digital[:, :, :3]
             col += n
         if tals is not None:
-            block[:, col:] = tals[r0:r1].view("<i2")
+            block[:, col * sample_bytes :] = tals[r0:r1]
         yield block
 
 

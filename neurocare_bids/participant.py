@@ -249,7 +249,7 @@ def _check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str])
 def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Path,
                           work_dir: Path) -> list[RecordingResult]:
     """Process recordings, ``execution.nprocs`` at a time; one failure never stops the others."""
-    nprocs = cfg.execution.nprocs or os.cpu_count() or 1
+    nprocs = cfg.execution.nprocs or available_cpus()
     nprocs = min(nprocs, len(recordings))
     results: list[RecordingResult] = []
     progress = _progress(len(recordings))
@@ -269,6 +269,14 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
                 progress.update()
     progress.close()
     return results
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (respects taskset, cgroups cpusets and Slurm's binding)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _limit_threads() -> None:

@@ -62,7 +62,7 @@ def add_recording(root: Path, subject: str = "01", *, session: str | None = "01"
         data = synthetic_eeg(len(labels), n, sfreq, seed, [(o, d) for o, d, _ in seizures],
                              line_freq if isinstance(line_freq, (int, float)) else 50.0)
     path = folder / f"{stem}_eeg{ext}"
-    if ext == ".edf":
+    if ext in (".edf", ".bdf"):
         write_edf(path, data, sfreq, labels)
     else:
         import mne

@@ -1,4 +1,4 @@
-"""Round-trip tests for the EDF/EDF+ writer, read back with MNE."""
+"""Round-trip tests for the EDF/EDF+ and BDF/BDF+ writer, read back with MNE."""
 
 from __future__ import annotations
 
@@ -11,22 +11,30 @@ import numpy as np
 import pytest
 
 from neurocare_bids import edf
-from neurocare_bids.edf import DIGITAL_MAX, DIGITAL_MIN, write_edf
+from neurocare_bids.edf import (
+    BDF_DIGITAL_MAX,
+    BDF_DIGITAL_MIN,
+    DIGITAL_MAX,
+    DIGITAL_MIN,
+    write_edf,
+)
 
 START = datetime(2021, 3, 14, 15, 9, 26)
 NAMES = ["Fp1-Avg", "F3-Avg", "C3-Avg", "P3-Avg"]
 
 
-def _read(path: Path) -> mne.io.BaseRaw:
+def _read(path: Path, bdf: bool = False) -> mne.io.BaseRaw:
+    reader = mne.io.read_raw_bdf if bdf else mne.io.read_raw_edf
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any reader complaint is a test failure
-        return mne.io.read_raw_edf(path, preload=True, verbose="warning")
+        return reader(path, preload=True, verbose="warning")
 
 
-def _step(x: np.ndarray) -> float:
+def _step(x: np.ndarray, bdf: bool = False) -> float:
     """One digital step for the symmetric range the writer derives from ``x``."""
     peak = max(float(np.abs(x).max()), 1.0 if not np.any(x) else 0.0)
-    return 2 * peak * 1.0001 / (DIGITAL_MAX - DIGITAL_MIN)
+    levels = BDF_DIGITAL_MAX - BDF_DIGITAL_MIN if bdf else DIGITAL_MAX - DIGITAL_MIN
+    return 2 * peak * 1.0001 / levels
 
 
 def _header_fields(path: Path) -> dict[str, list[str]]:
@@ -47,7 +55,7 @@ def _header_fields(path: Path) -> dict[str, list[str]]:
         ("reserved", 32),
     ]
     out: dict[str, list[str]] = {
-        "version": [raw[0:8].decode("ascii")],
+        "version": [raw[0:8].decode("latin-1")],  # BDF starts with byte 0xFF
         "startdate": [raw[168:176].decode("ascii")],
         "starttime": [raw[176:184].decode("ascii")],
         "header_bytes": [raw[184:192].decode("ascii")],
@@ -204,17 +212,108 @@ def test_interrupted_write_leaves_old_file(
     assert [p.name for p in tmp_path.iterdir()] == ["a.edf"]
 
 
-def test_truncated_file_is_detected(tmp_path: Path, eeg: np.ndarray) -> None:
+@pytest.mark.parametrize("suffix", [".edf", ".bdf"])
+def test_truncated_file_is_detected(tmp_path: Path, eeg: np.ndarray, suffix: str) -> None:
     """MNE only *warns* when data bytes are missing; the pipeline escalates that."""
-    full = write_edf(tmp_path / "a.edf", eeg, 256.0, NAMES).read_bytes()
-    cut = tmp_path / "cut.edf"
+    reader = mne.io.read_raw_bdf if suffix == ".bdf" else mne.io.read_raw_edf
+    full = write_edf(tmp_path / f"a{suffix}", eeg, 256.0, NAMES).read_bytes()
+    cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(full[:-1000])
     with pytest.warns(RuntimeWarning, match="does not match the file size"):
-        raw = mne.io.read_raw_edf(cut, preload=True)
-    assert raw.n_times < eeg.shape[1]
+        raw = reader(cut, preload=True)
+    assert 0 < raw.n_times < eeg.shape[1]
+    assert raw.n_times % 256 == 0  # only whole data records survive
     cut.write_bytes(full[:700])  # header cut off
     with pytest.raises(ValueError):
-        mne.io.read_raw_edf(cut, preload=True, verbose="error")
+        reader(cut, preload=True, verbose="error")
+
+
+def test_bdf_plus_roundtrip(tmp_path: Path, eeg: np.ndarray) -> None:
+    annotations = [(0.0, 0.0, "start"), (2.5, 3.25, "sz_foc_ia"), (9.25, 0.75, "bckg ü")]
+    path = write_edf(tmp_path / "a.bdf", eeg, 256.0, NAMES, start=START, annotations=annotations)
+    fields = _header_fields(path)
+    assert path.read_bytes()[:8] == b"\xffBIOSEMI"
+    assert fields["reserved_main"][0].rstrip() == "BDF+C"
+    assert fields["label"][-1] == "BDF Annotations "
+    assert {d.strip() for d in fields["dmin"]} == {"-8388608"}
+    assert {d.strip() for d in fields["dmax"]} == {"8388607"}
+    n_records, header_bytes = int(fields["n_records"][0]), int(fields["header_bytes"][0])
+    record_samples = sum(int(s) for s in fields["spr"])
+    assert path.stat().st_size == header_bytes + 3 * n_records * record_samples
+    raw = _read(path, bdf=True)
+    assert raw.ch_names == NAMES
+    assert raw.info["sfreq"] == 256.0
+    assert raw.n_times == eeg.shape[1]
+    assert raw.info["meas_date"] == START.replace(tzinfo=timezone.utc)
+    data = raw.get_data() * 1e6
+    for got, want in zip(data, eeg):
+        assert np.abs(got - want).max() <= _step(want, bdf=True)
+        assert _step(want, bdf=True) < _step(want) / 250  # 24-bit: ~256x finer
+    assert list(raw.annotations.onset) == [a[0] for a in annotations]
+    assert list(raw.annotations.duration) == [a[1] for a in annotations]
+    assert list(raw.annotations.description) == [a[2] for a in annotations]
+
+
+def test_plain_bdf_and_format_selection(tmp_path: Path, eeg: np.ndarray) -> None:
+    path = write_edf(tmp_path / "a.BDF", eeg, 256.0, NAMES, start=START, edf_plus=False)
+    fields = _header_fields(path)
+    assert fields["version"][0] == "\xffBIOSEMI"
+    assert fields["reserved_main"][0].rstrip() == "24BIT"
+    assert "BDF Annotations " not in fields["label"]
+    raw = _read(path, bdf=True)
+    assert raw.ch_names == NAMES
+    assert len(raw.annotations) == 0
+    assert np.abs(raw.get_data()[0] * 1e6 - eeg[0]).max() <= _step(eeg[0], bdf=True)
+    with pytest.raises(ValueError, match="BDF\\+"):
+        write_edf(tmp_path / "b.bdf", eeg, 256.0, NAMES, edf_plus=False, annotations=[(1, 1, "x")])
+    # An explicit keyword overrides the suffix, both ways.
+    forced = write_edf(tmp_path / "c.edf", eeg, 256.0, NAMES, start=START, bdf=True)
+    twin = write_edf(tmp_path / "c.bdf", eeg, 256.0, NAMES, start=START)
+    assert forced.read_bytes() == twin.read_bytes()
+    as_edf = write_edf(tmp_path / "d.bdf", eeg, 256.0, NAMES, start=START, bdf=False)
+    twin = write_edf(tmp_path / "d.edf", eeg, 256.0, NAMES, start=START)
+    assert as_edf.read_bytes() == twin.read_bytes()
+
+
+def test_bdf_sample_encoding(tmp_path: Path) -> None:
+    """Samples are 3-byte little-endian two's complement, clipped to 24 bits."""
+    values = np.array([0.0, 1.0, -1.0, 256.0, -65536.0, 8388607.0, -8388608.0, 1e9, -1e9])
+    sig = np.concatenate([values, np.zeros(16 - values.size)])
+    path = write_edf(
+        tmp_path / "e.bdf",
+        [sig],
+        16.0,
+        ["x"],
+        edf_plus=False,
+        physical_ranges=(BDF_DIGITAL_MIN, BDF_DIGITAL_MAX),  # gain 1, offset 0
+    )
+    data = path.read_bytes()[512:]
+    assert len(data) == 3 * 16
+    want = [0, 1, -1, 256, -65536, 8388607, -8388608, 8388607, -8388608] + [0] * 7
+    got = [int.from_bytes(data[i : i + 3], "little", signed=True) for i in range(0, 48, 3)]
+    assert got == want
+    assert data[3:9] == b"\x01\x00\x00\xff\xff\xff"
+    np.testing.assert_array_equal(_read(path, bdf=True).get_data()[0] * 1e6, want)
+
+
+def test_bdf_mixed_rates_and_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mixed rates, several write blocks and a padded last record, all in BDF."""
+    monkeypatch.setattr(edf, "_BLOCK_BYTES", 4000)  # a few records per block
+    rng = np.random.default_rng(5)
+    fast, slow = rng.normal(0, 50, 8 * 512 - 100), rng.normal(0, 5, 8 * 128 - 25)
+    args = ([fast, slow], [512.0, 128.0], ["EEG", "Resp"])
+    path = write_edf(tmp_path / "m.bdf", *args, annotations=[(4.0, 1.0, "ev")])
+    raw = _read(path, bdf=True)
+    assert raw.info["sfreq"] == 512.0
+    assert raw.n_times == 8 * 512  # padded to whole records
+    data = raw.get_data() * 1e6
+    assert np.abs(data[0, : fast.size] - fast).max() <= _step(fast, bdf=True)
+    assert np.abs(data[0, fast.size :]).max() <= _step(fast, bdf=True)
+    assert np.abs(data[1, : slow.size * 4 : 4] - slow).max() <= _step(slow, bdf=True) * 1.01
+    assert list(raw.annotations.onset) == [4.0]
+    monkeypatch.undo()
+    again = write_edf(tmp_path / "n.bdf", *args, annotations=[(4.0, 1.0, "ev")])
+    assert again.read_bytes() == path.read_bytes()  # block size never changes the bytes
 
 
 @pytest.mark.parametrize(
@@ -224,6 +323,7 @@ def test_truncated_file_is_detected(tmp_path: Path, eeg: np.ndarray) -> None:
         (dict(record_duration=1 / 3), "exact"),
         (dict(ch_names=["a", "a"]), "unique"),
         (dict(ch_names=["a" * 17, "b"]), "16 characters"),
+        (dict(ch_names=["BDF Annotations", "b"]), "reserved"),
         (dict(units="µV"), "ASCII"),
         (dict(annotations=[(1.0, -1.0, "x")]), "timing"),
         (dict(annotations=[(1.0, 1.0, "a\x14b")]), "control"),

@@ -170,15 +170,15 @@ def test_missing_electrode_fails_unless_filling_is_allowed(tmp_path):
     assert np.all(eeg[:, -1] == 0) and eeg[:, 0].std() > 0.1
 
 
-@pytest.mark.parametrize("ext", [".vhdr", ".set"])
-def test_brainvision_and_eeglab_inputs(tmp_path, ext):
+@pytest.mark.parametrize("ext", [".bdf", ".vhdr", ".set"])
+def test_bdf_brainvision_and_eeglab_inputs(tmp_path, ext):
     root = tmp_path / "bids"
-    add_recording(root, "01", ext=ext, labels=[e for e in SIENA_LABELS], duration=30.0, seizures=[])
+    add_recording(root, "01", ext=ext, duration=30.0, seizures=[(10.0, 6.0, "sz")])
     out = tmp_path / "out"
     result = run_cli(root, out, "participant", "--skip-bids-validation")
     assert result.returncode == 0, result.stderr
     meta = json.loads(outputs_of(out)[1].read_text())
-    assert meta["WindowCount"] == 14
+    assert meta["WindowCount"] == 14 and meta["SeizureWindowCount"] == 4
     assert any(k.endswith(ext) for k in meta["SourceChecksums"])
 
 
@@ -336,3 +336,47 @@ def test_pybids_indexes_the_derivatives(siena, tmp_path):
     assert (ents["subject"], ents["session"], ents["task"], ents["desc"]) == ("01", "01", "szMonitoring", "preproc")
     assert str(ents["run"]) == "00"
     assert len(layout.get(scope="derivatives", suffix="windows", extension=".json", subject="02")) == 1
+
+
+def test_clinical_edf_plus_with_annotations_mixed_rates_and_odd_header(tmp_path):
+    """A hospital export: EDF+ annotations, EKG and SpO2 at other rates, odd header text."""
+    from datetime import datetime
+
+    from conftest import synthetic_eeg
+    from neurocare_bids.edf import write_edf
+
+    root = tmp_path / "bids"
+    add_recording(root, "01", duration=60.0, seizures=[(20.0, 10.0, "sz")])
+    path = root / "sub-01/ses-01/eeg" / f"{STEM}_eeg.edf"
+    eeg = synthetic_eeg(19, 500 * 60, 500.0, seed=4, seizures=[(20.0, 10.0)])
+    signals = list(eeg) + [np.sin(np.arange(250 * 60) / 40) * 1000, np.full(60, 97.0)]
+    names = [f"EEG {e}-Ref" for e in ["Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz", "Pz", "Fp2",
+                                      "F4", "C4", "P4", "O2", "F8", "T4", "T6"]] + ["ECG EKG", "SpO2"]
+    write_edf(path, signals, [500.0] * 19 + [250.0, 1.0], names, start=datetime(2021, 3, 4, 22, 15, 0),
+              annotations=[(5.0, 0.0, "Eyes closed"), (21.0, 9.0, "Pt. reports aura ä"), (50.0, 0.0, "Recording paused")],
+              patient_id="MCH-0234567 F 02-MAY-1951 Haagse_Harry", prefilter="HP:0.1Hz LP:75Hz N:50Hz",
+              units=["uV"] * 19 + ["mV", "%"])
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert meta["Preprocessing"]["InputSamplingFrequency"] == 500.0
+    assert meta["ChannelSources"]["Fp1-Avg"] == "EEG Fp1-Ref" and meta["WindowCount"] == 29
+    labels = [w["label"] for w in read_windows(outputs_of(out)[0])]
+    assert sum(labels) == 6  # the seizure comes from events.tsv, not from the EDF annotations
+
+
+def test_block_size_does_not_change_the_windows(tmp_path):
+    """Chunked processing (60 s blocks) equals processing the 15-minute recording in one block."""
+    root = tmp_path / "bids"
+    add_recording(root, "01", duration=900.0, sfreq=512.0, seizures=[(300.0, 40.0, "sz")])
+    small, large = tmp_path / "small.toml", tmp_path / "large.toml"
+    small.write_text("[preprocessing]\nblock_duration = 60\n")
+    large.write_text("[preprocessing]\nblock_duration = 1000\n")
+    windows = []
+    for config in (small, large):
+        out = tmp_path / config.stem
+        assert run_cli(root, out, "participant", "--skip-bids-validation", "--config", config).returncode == 0
+        windows.append(np.stack([np.frombuffer(w["eeg"], "<f4") for w in read_windows(outputs_of(out)[0])]))
+    assert windows[0].shape == windows[1].shape == (449, 512 * 19)
+    np.testing.assert_allclose(windows[0], windows[1], rtol=0, atol=1e-5)
