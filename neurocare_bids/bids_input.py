@@ -5,13 +5,15 @@ Nothing here writes into the dataset: pybids indexes in memory and mne-bids open
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ExecutionConfig
-from .errors import DataError, NoInputError, NothingSelectedError
+from .errors import DataError, NeuroCareError, NoInputError, NothingSelectedError
+from .signal_reader import EDFSource, MNESource, SignalSource, read_edf_header
 
 log = logging.getLogger("neurocare")
 
@@ -108,48 +110,29 @@ def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[
         events = path.with_name(f"{stem}_events.tsv")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            metadata = layout.get_metadata(str(path))
+            # plain JSON types (pybids returns its own int subclass): cheap to pickle, no pybids to unpickle
+            metadata = json.loads(json.dumps(layout.get_metadata(str(path)), default=str))
         recordings.append(Recording(path, bids_dir, entities, metadata, events if events.exists() else None))
     if not recordings:
         raise NothingSelectedError("the session/task filters selected no recording")
     return sorted(recordings, key=lambda r: str(r.relpath))
 
 
-def check_edf_size(path: Path) -> str | None:
-    """Refuse an EDF/BDF shorter than its header announces (MNE would silently read zeros).
-
-    Returns a warning for trailing bytes past the last data record, else None.
-    """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256)
-            n_signals = int(head[252:256])
-            fh.seek(256 + n_signals * 216)
-            samples = [int(fh.read(8)) for _ in range(n_signals)]
-        header_bytes, n_records = int(head[184:192]), int(head[236:244])
-    except (OSError, ValueError):
-        raise DataError(f"{path.name}: not a valid EDF/BDF header") from None
-    if n_records < 0:  # -1: "unknown", MNE derives it from the file size
-        return None
-    width = 3 if path.suffix.lower() == ".bdf" else 2
-    expected = header_bytes + n_records * sum(samples) * width
-    actual = path.stat().st_size
-    if actual < expected:
-        raise DataError(f"{path.name}: truncated file ({actual} bytes; its header announces {expected})")
-    if actual > expected:
-        return f"{path.name}: {actual - expected} bytes after the last data record ignored"
-    return None
+def open_source(recording: Recording, notes: list[str]) -> SignalSource:
+    """Open a recording for block reads (nothing loaded): EDF/BDF directly, other formats via mne-bids."""
+    if recording.path.suffix.lower() in (".edf", ".bdf"):
+        header = read_edf_header(recording.path)
+        source = EDFSource(recording.path, header, notes)  # also refuses truncated files
+        if not header.reserved.upper().startswith(("EDF+D", "BDF+D")):
+            return source
+        notes.append(f"{recording.path.name}: discontinuous EDF+D, read through MNE as if continuous")
+    return open_with_mne(recording)
 
 
-def open_raw(recording: Recording, warnings_out: list[str]):
-    """Open a recording lazily (no samples loaded) through mne-bids, falling back to plain MNE."""
+def open_with_mne(recording: Recording) -> SignalSource:
+    """Open a recording lazily through mne-bids, falling back to plain MNE."""
     import mne
     import mne_bids
-
-    if recording.path.suffix.lower() in (".edf", ".bdf"):
-        note = check_edf_size(recording.path)
-        if note:
-            warnings_out.append(note)
 
     ents = recording.entities
     bids_path = mne_bids.BIDSPath(
@@ -170,9 +153,59 @@ def open_raw(recording: Recording, warnings_out: list[str]):
         raise DataError(f"{recording.label}: unreadable EEG file ({_describe(exc)})") from None
     if raw.n_times == 0 or raw.info["sfreq"] <= 0:
         raise DataError(f"{recording.label}: the file holds no samples")
-    return raw
+    return MNESource(raw, recording.label)
 
 
 def _describe(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
+
+
+def discover(bids_dir: Path, selection: ExecutionConfig) -> list[Recording]:
+    """Index the dataset and select the recordings to process."""
+    return find_recordings(load_layout(bids_dir), bids_dir, selection)
+
+
+def discover_in_background(bids_dir: Path, selection: ExecutionConfig):
+    """Start :func:`discover` in a forked process; return a function that waits for its result.
+
+    Indexing with pybids and loading the signal-processing libraries both take a good part of a second;
+    on Linux they overlap this way (the fork happens before any thread exists). Elsewhere it runs inline.
+    """
+    import multiprocessing
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        recordings = discover(bids_dir, selection)
+        return lambda: recordings
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_discover_child, args=(bids_dir, selection, sender), daemon=True)
+    child.start()
+    sender.close()
+
+    def result() -> list[Recording]:
+        try:
+            kind, payload = receiver.recv()
+        except EOFError:
+            child.join()
+            raise NeuroCareError(f"indexing {bids_dir} failed (the indexing process exited with "
+                                 f"code {child.exitcode})") from None
+        child.join()
+        if kind == "error":
+            message, code = payload
+            raise NeuroCareError(message, code)
+        return payload
+
+    return result
+
+
+def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
+    try:
+        sender.send(("ok", discover(bids_dir, selection)))
+    except NeuroCareError as exc:
+        sender.send(("error", (str(exc), exc.exit_code)))
+    except Exception as exc:  # a bug: reported by the parent with exit code 1
+        sender.send(("error", (f"internal error while indexing: {type(exc).__name__}: {exc}", 1)))
+    finally:
+        sender.close()

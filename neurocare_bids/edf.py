@@ -99,8 +99,6 @@ def write_edf(
     names = list(ch_names)
     if len(names) != n_ch:
         raise ValueError(f"{len(names)} ch_names for {n_ch} signals")
-    if len(set(names)) != n_ch:
-        raise ValueError("ch_names must be unique")
     for label in _ANNOTATION_LABELS.values():
         if label in names:
             raise ValueError(f"{label!r} is reserved for the annotation signal")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import socket
 from collections.abc import Iterator
@@ -101,12 +100,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
+def crc32c_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """CRC-32C of a file as 8 hex digits: a change detector (hardware-accelerated, several GB/s)."""
+    import google_crc32c
+
+    crc = 0
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+            crc = google_crc32c.extend(crc, block)
+    return f"{crc:08x}"
 
 
 def is_within(path: Path, folder: Path) -> bool:

@@ -13,27 +13,31 @@ checksums and the configuration hash, which is how a rerun knows an output is co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
+import time
 import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 
 from . import __version__
-from .bids_input import Recording, open_raw
+from .bids_input import Recording, open_source, open_with_mne
 from .config import Config
 from .derivatives import APP_NAME, recording_outputs
 from .errors import DataError, NeuroCareError
 from .events import read_seizures, seizure_fraction, window_labels
-from .fsutils import atomic_open, atomic_write, remove_stale_temporaries, sha256_file
+from .fsutils import atomic_open, atomic_write, crc32c_file, remove_stale_temporaries
 from .montage import build_montage
 from .preprocess import RunningStats, design_plan, process_block
-from .tfrecord import encode_example, frame_record
+from .signal_reader import EDFSource
+from .tfrecord import ExampleEncoder
 
 log = logging.getLogger("neurocare")
 
@@ -71,23 +75,27 @@ def tfrecord_schema(window_samples: int, n_channels: int, dtype: str) -> dict:
 
 
 def source_checksums(recording: Recording) -> dict[str, str]:
-    return {str(p.relative_to(recording.root)): "sha256:" + sha256_file(p) for p in recording.source_files()}
+    """Size and CRC-32C of every input file: how a rerun recognises unchanged inputs."""
+    return {str(p.relative_to(recording.root)): f"crc32c:{crc32c_file(p)} bytes:{p.stat().st_size}"
+            for p in recording.source_files()}
 
 
-def is_up_to_date(sidecar: Path, tfrecord: Path, checksums: dict[str, str], config_hash: str) -> bool:
-    """An output is reusable when it was made from the same inputs with the same configuration."""
+def _reusable_sidecar(sidecar: Path, tfrecord: Path, config_hash: str) -> dict | None:
+    """The existing sidecar when its output is complete and made with this configuration."""
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        return (meta.get("SourceChecksums") == checksums and meta.get("ConfigHash") == config_hash
-                and tfrecord.stat().st_size == meta["TFRecord"]["Bytes"])
+        if meta.get("ConfigHash") == config_hash and tfrecord.stat().st_size == meta["TFRecord"]["Bytes"]:
+            return meta
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        pass
+    return None
 
 
-def process_recording(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -> RecordingResult:
+def process_recording(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path,
+                      threads: int = 1) -> RecordingResult:
     """Process one recording; every expected failure becomes a ``failed`` result, never an exception."""
     try:
-        return _process(recording, out_dir, cfg, work_dir)
+        return _process(recording, out_dir, cfg, work_dir, threads)
     except NeuroCareError as exc:
         return RecordingResult(recording.label, "failed", str(exc), exc.exit_code)
     except MemoryError:
@@ -98,22 +106,31 @@ def process_recording(recording: Recording, out_dir: Path, cfg: Config, work_dir
                                traceback=traceback.format_exc())
 
 
-def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -> RecordingResult:
+def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path, threads: int) -> RecordingResult:
     tfrecord_path, sidecar_path = recording_outputs(out_dir, recording.relpath, recording.stem)
     remove_stale_temporaries(tfrecord_path.parent)
-    checksums = source_checksums(recording)
     config_hash = cfg.output_hash()
-    if not cfg.execution.overwrite and is_up_to_date(sidecar_path, tfrecord_path, checksums, config_hash):
-        meta = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        return RecordingResult(recording.label, "up-to-date", windows=meta["WindowCount"],
-                               seizure_windows=meta["SeizureWindowCount"])
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        # Checksumming the inputs overlaps with the processing.
+        checksums_future = pool.submit(source_checksums, recording)
+        existing = None if cfg.execution.overwrite else _reusable_sidecar(sidecar_path, tfrecord_path, config_hash)
+        if existing is not None and existing.get("SourceChecksums") == checksums_future.result():
+            return RecordingResult(recording.label, "up-to-date", windows=existing["WindowCount"],
+                                   seizure_windows=existing["SeizureWindowCount"])
+        return _preprocess(recording, cfg, work_dir, pool, threads, checksums_future, tfrecord_path, sidecar_path)
 
+
+def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadPoolExecutor, threads: int,
+                checksums_future, tfrecord_path: Path, sidecar_path: Path) -> RecordingResult:
     warnings: list[str] = []
-    raw = open_raw(recording, warnings)
-    sfreq_in = float(raw.info["sfreq"])
-    n_in = int(raw.n_times)
+    source = open_source(recording, warnings)
+    montage = build_montage(source.ch_names, cfg.montage)
+    if isinstance(source, EDFSource) and not source.can_read(montage.picks):
+        warnings.append("montage channels recorded at different rates: read through MNE")
+        source = open_with_mne(recording)
+        montage = build_montage(source.ch_names, cfg.montage)
+    sfreq_in, n_in = source.sfreq, source.n_times
     duration = n_in / sfreq_in
-    montage = build_montage(raw.ch_names, cfg.montage)
     warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     line_freq = _line_freq(recording.metadata, warnings)
     plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
@@ -123,15 +140,19 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -
     _check_sidecar_rate(recording, sfreq_in, warnings)
 
     def read(start: int, stop: int) -> np.ndarray:
-        try:
-            data = raw.get_data(picks=montage.picks, start=start, stop=stop)
-        except Exception as exc:  # MNE raises many kinds on a damaged file
-            raise DataError(f"{recording.label}: cannot read samples {start}-{stop} ({exc})") from None
-        if data.shape[1] != stop - start:
-            raise DataError(f"{recording.label}: file ends early (samples {start}-{stop} requested)")
-        if not np.isfinite(data).all():
+        data = source.read(montage.picks, start, stop)
+        if not source.integer_samples and not np.isfinite(data).all():
             raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
-        return montage.matrix @ (data * 1e6)  # µV
+        return data
+
+    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats]:
+        """One block, ready to spool (time-major float32) with its statistics; runs in a worker thread."""
+        # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
+        # (usually lower) output rate.
+        y = montage.matrix @ process_block(read, n_in, plan, *bounds)
+        block_stats = RunningStats(len(y))
+        block_stats.update(y)
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), block_stats
 
     n_out = plan.n_out(n_in)
     sfreq = plan.sfreq_out
@@ -141,17 +162,19 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -
         warnings.append(f"recording ({duration:.1f} s) is shorter than one window "
                         f"({cfg.windows.duration:g} s): no windows")
     n_ch = len(montage.names)
-    block = max(win, int(cfg.preprocessing.block_duration * sfreq))
+    block_len = max(win, int(cfg.preprocessing.block_duration * sfreq))
+    bounds = [(a, min(n_out, a + block_len)) for a in range(0, n_out, block_len)]
 
     work_dir.mkdir(parents=True, exist_ok=True)
     spool = work_dir / f"{recording.stem}.{os.getpid()}.f32"
     try:
         stats = RunningStats(n_ch)
+        started = time.perf_counter()
         with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
-            for a in range(0, n_out, block):
-                y = process_block(read, n_in, plan, a, min(n_out, a + block))
-                stats.update(y)
-                fh.write(np.ascontiguousarray(y.T, dtype="<f4").tobytes())
+            for data, block_stats in _ordered_map(pool, block, bounds, ahead=threads):
+                stats.merge(block_stats)
+                fh.write(data)
+        timings = {"filter": time.perf_counter() - started}
         mean, std = stats.mean, stats.std
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
         warnings += [f"channel {name} is flat (constant after filtering)" for name in flat]
@@ -162,29 +185,39 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -
         onsets = np.arange(n_windows) * stride / sfreq
         fractions = seizure_fraction(onsets, cfg.windows.duration, seizures.intervals)
         labels = window_labels(fractions, cfg.windows.seizure_overlap)
-        ids = {"subject": recording.entities.get("subject", ""), "session": recording.entities.get("session", ""),
-               "task": recording.entities.get("task", ""), "run": recording.entities.get("run", "")}
+        encoder = ExampleEncoder({
+            "subject": recording.entities.get("subject", ""), "session": recording.entities.get("session", ""),
+            "task": recording.entities.get("task", ""), "run": recording.entities.get("run", "")})
         dtype = np.dtype(cfg.output.dtype).newbyteorder("<")
 
         sidecar_path.unlink(missing_ok=True)  # an old sidecar must never describe the new file
-        digest = hashlib.sha256()
-        with atomic_open(tfrecord_path) as out, open(spool, "rb") as fh:  # pass 2: normalise, window, write
-            for first in range(0, n_windows, WINDOWS_PER_BATCH):
-                last = min(n_windows, first + WINDOWS_PER_BATCH)
-                start, stop = first * stride, (last - 1) * stride + win
-                fh.seek(start * n_ch * 4)
-                seg = np.frombuffer(fh.read((stop - start) * n_ch * 4), dtype="<f4").reshape(-1, n_ch)
-                seg = ((seg - mean) * scale).astype(dtype)
-                records = []
-                for k in range(first, last):
-                    offset = (k - first) * stride
-                    records.append(frame_record(encode_example({
-                        "eeg": seg[offset:offset + win].tobytes(), "label": int(labels[k]),
-                        "seizure_fraction": float(fractions[k]), "onset": float(onsets[k]),
-                        "window_index": k, **ids})))
-                chunk = b"".join(records)
-                digest.update(chunk)
-                out.write(chunk)
+        mean32, scale32 = mean.astype(np.float32), scale.astype(np.float32)
+        spool_fd = os.open(spool, os.O_RDONLY)
+
+        def encode(first: int) -> bytes:
+            """Windows ``first`` .. ``first + WINDOWS_PER_BATCH`` as framed records; runs in a worker thread."""
+            last = min(n_windows, first + WINDOWS_PER_BATCH)
+            start, stop = first * stride, (last - 1) * stride + win
+            raw = os.pread(spool_fd, (stop - start) * n_ch * 4, start * n_ch * 4)
+            seg = np.frombuffer(raw, dtype="<f4").reshape(-1, n_ch)
+            seg = ((seg - mean32) * scale32).astype(dtype)
+            parts: list[bytes] = []
+            for k in range(first, last):
+                offset = (k - first) * stride
+                parts += encoder.record({
+                    "eeg": seg[offset:offset + win].tobytes(), "label": int(labels[k]),
+                    "seizure_fraction": float(fractions[k]), "onset": float(onsets[k]), "window_index": k})
+            return b"".join(parts)
+
+        crc = 0
+        try:  # pass 2: normalise, window, encode (in threads), write in order
+            with atomic_open(tfrecord_path) as out:
+                for chunk in _ordered_map(pool, encode, list(range(0, n_windows, WINDOWS_PER_BATCH)), ahead=threads):
+                    crc = google_crc32c.extend(crc, chunk)
+                    out.write(chunk)
+        finally:
+            os.close(spool_fd)
+        timings["windows"] = time.perf_counter() - started - timings["filter"]
     finally:
         spool.unlink(missing_ok=True)
 
@@ -214,20 +247,32 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path) -
             "ChannelMean": [round(v, 6) for v in stats.mean.tolist()],
             "ChannelStd": [round(v, 6) for v in stats.std.tolist()],
         },
-        "SourceChecksums": checksums,
+        "SourceChecksums": checksums_future.result(),
         "ConfigHash": cfg.output_hash(),
         "TFRecord": {
             "File": tfrecord_path.name,
             "Bytes": tfrecord_path.stat().st_size,
-            "SHA256": digest.hexdigest(),
+            "CRC32C": f"{crc:08x}",
             "Schema": tfrecord_schema(win, n_ch, cfg.output.dtype),
         },
         "Warnings": warnings,
         "GeneratedBy": {"Name": APP_NAME, "Version": __version__},
     }
     atomic_write(sidecar_path, json.dumps(sidecar, indent=2) + "\n")
+    log.debug("%s: filtering %.2f s, windows %.2f s", recording.label, timings["filter"], timings["windows"])
     return RecordingResult(recording.label, "written", windows=n_windows, seizure_windows=int(labels.sum()),
                            warnings=warnings)
+
+
+def _ordered_map(pool: ThreadPoolExecutor, func, items: list, ahead: int):
+    """``pool.map`` that keeps at most ``ahead`` results in flight, so memory stays bounded."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(func, item))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _line_freq(metadata: dict, warnings: list[str]) -> float | None:
@@ -248,14 +293,19 @@ def _check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str])
 
 def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Path,
                           work_dir: Path) -> list[RecordingResult]:
-    """Process recordings, ``execution.nprocs`` at a time; one failure never stops the others."""
-    nprocs = cfg.execution.nprocs or available_cpus()
-    nprocs = min(nprocs, len(recordings))
+    """Process recordings, ``execution.nprocs`` at a time; one failure never stops the others.
+
+    The CPUs left over (one recording on a 2-core machine, say) filter blocks of a recording in threads.
+    """
+    cpus = available_cpus()
+    nprocs = min(cfg.execution.nprocs or cpus, len(recordings))
+    threads = max(1, cpus // max(1, nprocs))
     results: list[RecordingResult] = []
     progress = _progress(len(recordings))
     if nprocs <= 1:
+        _limit_threads()
         for recording in recordings:
-            results.append(_report(process_recording(recording, out_dir, cfg, work_dir)))
+            results.append(_report(process_recording(recording, out_dir, cfg, work_dir, threads)))
             progress.update()
     else:
         import multiprocessing
@@ -263,7 +313,7 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
 
         context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(nprocs, mp_context=context, initializer=_limit_threads) as pool:
-            futures = [pool.submit(process_recording, r, out_dir, cfg, work_dir) for r in recordings]
+            futures = [pool.submit(process_recording, r, out_dir, cfg, work_dir, threads) for r in recordings]
             for future in futures:
                 results.append(_report(future.result()))
                 progress.update()

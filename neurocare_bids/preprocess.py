@@ -112,12 +112,13 @@ def design_plan(sfreq_in: float, cfg: PreprocessingConfig, line_freq: float | No
 def _antialias_fir(sfreq_in: float, sfreq_out: float, up: int, h_freq: float) -> np.ndarray:
     """Kaiser low-pass at ``sfreq_in * up`` keeping the band and rejecting all that would alias into it.
 
-    Content above the output Nyquist folds back to ``sfreq_out - f``; with the pass edge at
-    ``f_pass`` a stop edge at ``2 * nyquist - f_pass`` keeps every alias above ``f_pass``, where the
-    band-pass removes it. This gives a much shorter (faster) filter than a brick wall at Nyquist.
+    Content above the output Nyquist folds back to ``sfreq_out - f``. The pass edge is the band-pass's
+    own high edge (``h_freq``; the Butterworth already attenuates above it), and a stop edge at
+    ``2 * nyquist - f_pass`` keeps every alias above ``f_pass``, where the band-pass removes it. That
+    wide transition gives a short, fast filter instead of a long brick wall at Nyquist.
     """
     nyquist = min(sfreq_in, sfreq_out) / 2
-    f_pass = min(1.25 * h_freq, 0.8 * nyquist) if h_freq > 0 else 0.8 * nyquist
+    f_pass = min(h_freq, 0.8 * nyquist) if h_freq > 0 else 0.8 * nyquist
     f_stop = 2 * nyquist - f_pass
     fs_up = sfreq_in * up
     numtaps, beta = signal.kaiserord(ALIAS_ATTENUATION_DB, (f_stop - f_pass) / (fs_up / 2))
@@ -169,15 +170,23 @@ class RunningStats:
         self.m2 = np.zeros(n_channels)
 
     def update(self, block: np.ndarray) -> None:
+        """Add a (channels × samples) block."""
         n = block.shape[1]
         if n == 0:
             return
-        mean = block.mean(axis=1)
-        m2 = ((block - mean[:, None]) ** 2).sum(axis=1)
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        other = RunningStats(len(block))
+        other.count, other.mean = n, block.mean(axis=1)
+        other.m2 = ((block - other.mean[:, None]) ** 2).sum(axis=1)
+        self.merge(other)
+
+    def merge(self, other: RunningStats) -> None:
+        """Combine with the statistics of other samples (order-independent up to rounding)."""
+        if other.count == 0:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * other.count / total
+        self.m2 = self.m2 + other.m2 + delta**2 * self.count * other.count / total
         self.count = total
 
     @property

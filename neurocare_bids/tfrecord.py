@@ -9,6 +9,7 @@ windows give byte-identical files. The tests read these files back with TensorFl
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,12 @@ from .errors import DataError
 _MASK_DELTA = 0xA282EAD8
 
 
-def masked_crc32c(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes) -> int:
+    return _mask(google_crc32c.value(data))
 
 
 def frame_record(data: bytes) -> bytes:
@@ -70,27 +74,75 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def _header(number: int, length: int) -> bytes:
+    """Key and length of a length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _header(number, len(payload)) + payload
 
 
-def _feature(value) -> bytes:
+@functools.lru_cache(maxsize=1024)
+def _entry_prefix(name: str, kind: int, value_len: int) -> bytes:
+    """Everything of a ``map<string, Feature>`` entry before its single value's bytes.
+
+    kind: 1 bytes_list, 2 float_list, 3 int64_list; the value sits in the list's field 1 (packed for
+    numbers). Cached, so encoding a record costs a few dictionary look-ups per feature.
+    """
+    list_body = _header(1, value_len)
+    feature_body_len = len(list_body) + value_len
+    feature = _header(kind, feature_body_len) + list_body
+    key = _field(1, name.encode())
+    value_header = _header(2, len(feature) + value_len)
+    entry_len = len(key) + len(value_header) + len(feature) + value_len
+    return _header(1, entry_len) + key + value_header + feature
+
+
+def _feature_entry(name: str, value) -> list[bytes]:
+    """One feature entry as byte parts (a large bytes value is not copied)."""
     if isinstance(value, (bytes, str)):
         raw = value.encode() if isinstance(value, str) else value
-        return _field(1, _field(1, raw))  # bytes_list
+        return [_entry_prefix(name, 1, len(raw)), raw]
     if isinstance(value, (float, np.floating)):
-        return _field(2, _field(1, struct.pack("<f", value)))  # float_list, packed
+        return [_entry_prefix(name, 2, 4), struct.pack("<f", value)]
     if isinstance(value, (int, np.integer)):
-        return _field(3, _field(1, _varint(int(value))))  # int64_list, packed
+        raw = _varint(int(value))
+        return [_entry_prefix(name, 3, len(raw)), raw]
     raise TypeError(f"unsupported feature value {type(value).__name__}")
+
+
+class ExampleEncoder:
+    """Frames ``tf.train.Example`` records whose features are partly the same in every record.
+
+    Constant features are encoded once; features are written sorted by name, as TensorFlow's
+    deterministic serialisation does, so identical windows give identical bytes.
+    """
+
+    def __init__(self, constants: dict[str, bytes | str | int | float] | None = None):
+        self.constants = {name: b"".join(_feature_entry(name, v)) for name, v in (constants or {}).items()}
+
+    def record(self, features: dict[str, bytes | str | int | float]) -> list[bytes]:
+        """The framed record (length, CRCs, Example) as byte parts, ready for ``b"".join``."""
+        parts: list[bytes] = []
+        for name in sorted({*features, *self.constants}):
+            if name in features:
+                parts += _feature_entry(name, features[name])
+            else:
+                parts.append(self.constants[name])
+        body = b"".join(parts)
+        data = _header(1, len(body)) + body
+        length = struct.pack("<Q", len(data))
+        return [length, struct.pack("<I", masked_crc32c(length)), data, struct.pack("<I", masked_crc32c(data))]
 
 
 def encode_example(features: dict[str, bytes | str | int | float]) -> bytes:
     """Serialize a ``tf.train.Example`` with one scalar (or one bytes string) per feature."""
-    entries = b"".join(_field(1, _field(1, name.encode()) + _field(2, _feature(features[name])))
-                       for name in sorted(features))
-    return _field(1, entries)
+    parts: list[bytes] = []
+    for name in sorted(features):
+        parts += _feature_entry(name, features[name])
+    body = b"".join(parts)
+    return _header(1, len(body)) + body
 
 
 # ---------------------------------------------------------------------- protobuf decoding

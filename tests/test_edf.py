@@ -321,7 +321,6 @@ def test_bdf_mixed_rates_and_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [
         (dict(sfreqs=100.5), "whole number"),
         (dict(record_duration=1 / 3), "exact"),
-        (dict(ch_names=["a", "a"]), "unique"),
         (dict(ch_names=["a" * 17, "b"]), "16 characters"),
         (dict(ch_names=["BDF Annotations", "b"]), "reserved"),
         (dict(units="µV"), "ASCII"),

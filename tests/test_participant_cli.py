@@ -380,3 +380,19 @@ def test_block_size_does_not_change_the_windows(tmp_path):
         windows.append(np.stack([np.frombuffer(w["eeg"], "<f4") for w in read_windows(outputs_of(out)[0])]))
     assert windows[0].shape == windows[1].shape == (449, 512 * 19)
     np.testing.assert_allclose(windows[0], windows[1], rtol=0, atol=1e-5)
+
+
+def test_montage_channels_at_different_rates_are_read_through_mne(tmp_path):
+    from conftest import synthetic_eeg
+    from neurocare_bids.edf import write_edf
+
+    root = tmp_path / "bids"
+    add_recording(root, "01", duration=30.0, seizures=[])
+    eeg = synthetic_eeg(19, 256 * 30, 256.0, seed=5)
+    signals = list(eeg[:18]) + [eeg[18][::2]]  # T6 recorded at half the rate
+    write_edf(root / "sub-01/ses-01/eeg" / f"{STEM}_eeg.edf", signals, [256.0] * 18 + [128.0], SIENA_LABELS)
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(outputs_of(out)[1].read_text())
+    assert any("read through MNE" in w for w in meta["Warnings"]) and meta["WindowCount"] == 14

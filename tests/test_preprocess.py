@@ -77,3 +77,15 @@ def test_running_stats_match_numpy():
         stats.update(x[:, start:start + 777])
     np.testing.assert_allclose(stats.mean, x.mean(axis=1), rtol=1e-12)
     np.testing.assert_allclose(stats.std, x.std(axis=1), rtol=1e-9)
+
+
+@pytest.mark.parametrize("sfreq_in", [512.0, 250.0, 100.0])
+def test_resampling_leaves_the_band_pass_response_unchanged(sfreq_in):
+    """Up to the 30 Hz edge the whole chain has exactly the zero-phase Butterworth's gain |H(f)|²."""
+    from scipy import signal
+
+    cfg = PreprocessingConfig()
+    plan = design_plan(sfreq_in, cfg, 50.0)
+    for freq in (1.0, 8.0, 20.0, 28.0, 30.0):
+        _, response = signal.sosfreqz(plan.sos, worN=[freq], fs=cfg.sfreq)
+        assert _gain(freq, sfreq_in) == pytest.approx(abs(response[0]) ** 2, abs=2e-3)

@@ -108,15 +108,22 @@ def _run(args) -> int:
 
 
 def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
-    from ..bids_input import find_recordings, load_layout
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..bids_input import discover_in_background
     from ..derivatives import new_log_dir, prepare_output
     from ..fsutils import atomic_write, is_within
-    from ..participant import run_participant_level
 
-    layout = load_layout(bids_dir)
-    if not cfg.execution.skip_bids_validation:
-        _validate(bids_dir)
-    recordings = find_recordings(layout, bids_dir, cfg.execution)
+    # Indexing (a forked process), validation (a subprocess, waited for in a thread) and loading the
+    # signal-processing code overlap; nothing is written before all three are done.
+    recordings_result = discover_in_background(bids_dir, cfg.execution)
+    with ThreadPoolExecutor(1) as background:
+        validation = None if cfg.execution.skip_bids_validation else background.submit(_validate, bids_dir)
+        from ..participant import run_participant_level
+
+        if validation is not None:
+            validation.result()
+    recordings = recordings_result()
     log.info("%d recording(s) selected", len(recordings))
 
     prepare_output(bids_dir, out_dir)
