@@ -128,6 +128,99 @@ class OutputConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The seizure detector (group level). Every model shares one signature: n_chans, n_outputs, n_times, sfreq."""
+
+    preset: str = option(
+        "neurocare",
+        "`neurocare`: the CNN-BiLSTM below. `seed`: the original NeuroCare code's exact model (Conv1D(8) → "
+        "LSTM(16) → Dense(16), Adam 1e-4, batch 16) for comparison; it ignores the other model keys.",
+        choices=("neurocare", "seed"))
+    conv_filters: list[int] = option([32, 64, 64], "Filters of each Conv1D block (Conv1D + BatchNorm + ReLU, "
+                                                   "then max-pooling and dropout).")
+    conv_kernel_size: int = option(7, "Kernel length of the Conv1D layers, in samples.", minimum=1)
+    pool_size: int = option(2, "Max-pooling factor after each Conv1D block.", minimum=1)
+    lstm_units: list[int] = option([64], "Units of each bidirectional LSTM layer (tanh/sigmoid, no recurrent "
+                                         "dropout: keeps the cuDNN kernel). Empty = no LSTM (ablation).")
+    bidirectional: bool = option(True, "Run the LSTM layers in both directions.")
+    dense_units: int = option(64, "Units of the fully connected layer before the output.", minimum=1)
+    dropout: float = option(0.3, "Dropout rate after each block and before the output.", minimum=0.0,
+                            maximum=0.9)
+    l2: float = option(1e-4, "L2 weight decay of the Conv1D and Dense kernels.", minimum=0.0)
+
+
+@dataclass
+class TrainingConfig:
+    """How each model is trained."""
+
+    loss: str = option("focal", "`focal`: focal loss. `cross_entropy`: cross-entropy with class weights "
+                                "(ablation).", choices=("focal", "cross_entropy"))
+    focal_gamma: float = option(2.0, "Focal loss focusing parameter gamma (0 = weighted cross-entropy).",
+                                minimum=0.0)
+    focal_alpha: float = option(0.75, "Focal loss weight of the seizure class (1 - alpha for background).",
+                                minimum=0.0, maximum=1.0)
+    class_weighting: bool = option(True, "Cross-entropy only: weight classes by inverse frequency.")
+    epochs: int = option(30, "Maximum training epochs (early stopping on the inner validation PR-AUC).",
+                         minimum=1)
+    batch_size: int = option(64, "Windows per training batch.", minimum=1)
+    learning_rate: float = option(1e-3, "Adam learning rate.", minimum=0.0, exclusive_minimum=True)
+    early_stopping_patience: int = option(6, "Epochs without validation improvement before stopping.",
+                                          minimum=1)
+    lr_patience: int = option(2, "Epochs without improvement before the learning rate is halved.", minimum=1)
+    steps_per_epoch: int = option(0, "Training batches per epoch (0 = one pass over the training windows).",
+                                  minimum=0)
+
+
+@dataclass
+class AugmentationConfig:
+    """On-the-fly augmentation of the training folds (never of validation or test data)."""
+
+    enabled: bool = option(True, "Master switch (false = no augmentation at all: ablation).")
+    seizure_oversampling: bool = option(
+        True, "Add windows inside seizures at a denser stride, cut from consecutive stored windows.")
+    oversampling_stride: float = option(0.5, "Stride in seconds of the extra seizure windows.", minimum=0.0,
+                                        exclusive_minimum=True)
+    balanced_sampling: bool = option(True, "Draw seizure and background windows in fixed proportions.")
+    seizure_fraction: float = option(0.3, "Fraction of seizure windows in each batch with balanced sampling.",
+                                     minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    time_shift: bool = option(True, "Shift each window by up to half a stride, cut from its neighbours.")
+    amplitude_scale: float = option(0.2, "Random gain of ±this fraction per window and channel (0 = off).",
+                                    minimum=0.0, maximum=1.0)
+    noise_std: float = option(0.05, "Standard deviation of added Gaussian noise, in z-score units (0 = off).",
+                              minimum=0.0)
+    channel_dropout: float = option(0.1, "Probability of zeroing each channel (0 = off).", minimum=0.0,
+                                    maximum=0.9)
+    time_mask: float = option(0.1, "Longest zeroed stretch, as a fraction of the window (0 = off).",
+                              minimum=0.0, maximum=0.5)
+    mixup_alpha: float = option(0.2, "Beta(alpha, alpha) mixup between seizure windows (0 = off).",
+                                minimum=0.0)
+
+
+@dataclass
+class CrossValidationConfig:
+    """Subject-wise cross-validation."""
+
+    folds: int = option(10, "Subject-wise folds (leave-one-subject-out when there are fewer subjects).",
+                        minimum=2)
+    validation_fraction: float = option(
+        0.2, "Share of each fold's training subjects held out (at least one) for early stopping, the "
+             "learning-rate schedule and threshold tuning. Never the test fold.",
+        minimum=0.0, maximum=0.5, exclusive_minimum=True)
+
+
+@dataclass
+class PostprocessingConfig:
+    """From window probabilities to seizure events (tuned on the inner validation subjects only)."""
+
+    smoothing: int = option(3, "Moving-average length over consecutive windows (1 = none).", minimum=1)
+    threshold: float = option(0.5, "Probability above which a window is seizure (when not tuned).",
+                              minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    min_duration: float = option(10.0, "Shortest event kept, in seconds (when not tuned).", minimum=0.0)
+    merge_gap: float = option(30.0, "Events closer than this many seconds are merged.", minimum=0.0)
+    tune: bool = option(True, "Choose threshold and min_duration on the inner validation subjects.")
+
+
+@dataclass
 class ExecutionConfig:
     """How and on what the run executes; none of this changes the numbers in the outputs."""
 
@@ -147,10 +240,16 @@ SECTIONS: dict[str, type] = {
     "preprocessing": PreprocessingConfig,
     "windows": WindowsConfig,
     "output": OutputConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "augmentation": AugmentationConfig,
+    "cv": CrossValidationConfig,
+    "postprocessing": PostprocessingConfig,
     "execution": ExecutionConfig,
 }
-# The sections whose values change the participant-level outputs.
+# The sections whose values change the participant-level outputs (the group-level ones do not).
 OUTPUT_SECTIONS = ("input", "montage", "preprocessing", "windows", "output")
+GROUP_SECTIONS = ("model", "training", "augmentation", "cv", "postprocessing")
 
 
 @dataclass
@@ -160,6 +259,11 @@ class Config:
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    cv: CrossValidationConfig = field(default_factory=CrossValidationConfig)
+    postprocessing: PostprocessingConfig = field(default_factory=PostprocessingConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     # ------------------------------------------------------------------ construction
