@@ -134,8 +134,10 @@ class ModelConfig:
     preset: str = option(
         "neurocare",
         "`neurocare`: the CNN-BiLSTM below. `seed`: the original NeuroCare code's exact model (Conv1D(8) → "
-        "LSTM(16) → Dense(16), Adam 1e-4, batch 16) for comparison; it ignores the other model keys.",
-        choices=("neurocare", "seed"))
+        "LSTM(16) → Dense(16), Adam 1e-4, batch 16) for comparison; it ignores the other model keys. "
+        "`features`: the classic baseline (band powers, line length, Hjorth parameters ... → gradient "
+        "boosting) on the same windows, folds and post-processing.",
+        choices=("neurocare", "seed", "features"))
     conv_filters: list[int] = option([32, 64, 64], "Filters of each Conv1D block (Conv1D + BatchNorm + ReLU, "
                                                    "then max-pooling and dropout).")
     conv_kernel_size: int = option(7, "Kernel length of the Conv1D layers, in samples.", minimum=1)

@@ -37,7 +37,7 @@ def assign_folds(seizures: dict[str, int], n_folds: int, seed: int) -> dict[str,
     without = sorted((s for s in subjects if seizures[s] <= 0), key=lambda s: tiebreak[s])
     folds: dict[str, int] = {}
     sizes = [0] * k
-    order = list(rng.permutation(k))  # which fold receives the first subject
+    order = [int(f) for f in rng.permutation(k)]  # which fold receives the first subject
     for i, subject in enumerate(with_seizures):
         fold = order[i % k]
         folds[subject] = fold
@@ -49,20 +49,32 @@ def assign_folds(seizures: dict[str, int], n_folds: int, seed: int) -> dict[str,
     return {s: folds[s] + 1 for s in subjects}
 
 
+def split_validation(subjects: list[str], seizures: dict[str, int], fraction: float,
+                     rng: np.random.Generator) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(train, validation)``: a ``fraction`` of ``subjects`` (at least one) held out for validation.
+
+    Validation subjects with seizures are preferred (threshold tuning needs them), but one subject with
+    seizures always stays in training.
+    """
+    subjects = sorted(subjects)
+    if len(subjects) < 2:
+        return tuple(subjects), ()
+    n_val = max(1, math.ceil(fraction * len(subjects)))
+    shuffled = [subjects[i] for i in rng.permutation(len(subjects))]
+    with_seizures = [s for s in shuffled if seizures.get(s, 0) > 0]
+    validation = with_seizures[:min(n_val, max(0, len(with_seizures) - 1))]
+    validation += [s for s in shuffled if s not in validation and s not in with_seizures][:n_val - len(validation)]
+    return tuple(s for s in subjects if s not in validation), tuple(sorted(validation))
+
+
 def make_folds(assignment: dict[str, int], seizures: dict[str, int], validation_fraction: float,
                seed: int) -> list[Fold]:
     """Each fold's test subjects, and its training subjects split into train and inner validation."""
     folds = []
     for index in sorted(set(assignment.values())):
         test = tuple(sorted(s for s, f in assignment.items() if f == index))
-        rest = sorted(s for s, f in assignment.items() if f != index)
-        n_val = max(1, math.ceil(validation_fraction * len(rest))) if len(rest) > 1 else 0
-        rng = np.random.default_rng([seed, index])
-        shuffled = [rest[i] for i in rng.permutation(len(rest))]
-        # prefer validation subjects with seizures (threshold tuning needs them), keep one for training
-        with_seizures = [s for s in shuffled if seizures.get(s, 0) > 0]
-        validation = with_seizures[:min(n_val, max(0, len(with_seizures) - 1))]
-        validation += [s for s in shuffled if s not in validation][:n_val - len(validation)]
-        train = tuple(s for s in rest if s not in validation)
-        folds.append(Fold(index, test, tuple(sorted(validation)), train))
+        rest = [s for s, f in assignment.items() if f != index]
+        train, validation = split_validation(rest, seizures, validation_fraction,
+                                             np.random.default_rng([seed, index]))
+        folds.append(Fold(index, test, validation, train))
     return folds

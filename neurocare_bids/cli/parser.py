@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--skip_bids_validator", "--skip-bids-validation", action="store_true", default=None,
                      dest="skip_bids_validation", help="do not run bids-validator-deno on the input")
 
+    group = parser.add_argument_group("group level")
+    group.add_argument("--fold", type=int, metavar="K",
+                       help="train and test only cross-validation fold K (one HPC array task per fold); a "
+                            "later plain group run trains any missing fold and aggregates")
+
     run = parser.add_argument_group("running")
     run.add_argument("--config", type=Path, metavar="FILE.toml",
                      help="configuration file (see --print-config for every key); CLI options override it")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import Config
-from ..errors import (EXIT_INTERNAL, EXIT_OK, NeuroCareError, UnknownLevelError, UsageError, ValidationFailed)
+from ..errors import (EXIT_INTERNAL, EXIT_OK, NeuroCareError, NoInputError, UnknownLevelError, UsageError,
+                      ValidationFailed)
 from .parser import LEVELS, build_demo_parser, build_parser
 
 log = logging.getLogger("neurocare")
@@ -102,8 +103,9 @@ def _run(args) -> int:
     check_bids_dir(bids_dir)
     check_output_location(bids_dir, out_dir)
     if args.analysis_level == "group":
-        raise NeuroCareError("the group level is not available in this version yet; run the participant "
-                             "level to prepare the windows", EXIT_INTERNAL)
+        return _group(cfg, bids_dir, out_dir, args.fold)
+    if args.fold is not None:
+        raise UsageError("--fold applies to the group level only")
     return _participant(cfg, bids_dir, out_dir)
 
 
@@ -111,7 +113,7 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from ..bids_input import discover_in_background
-    from ..derivatives import new_log_dir, prepare_output
+    from ..derivatives import prepare_output
     from ..fsutils import atomic_write, is_within
 
     # Indexing (a forked process), validation (a subprocess, waited for in a thread) and loading the
@@ -127,13 +129,7 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
     log.info("%d recording(s) selected", len(recordings))
 
     prepare_output(bids_dir, out_dir)
-    log_dir = new_log_dir(out_dir, "participant")
-    atomic_write(log_dir / "config.toml", cfg.to_toml())
-    file_handler = logging.FileHandler(log_dir / "neurocare.log", encoding="utf-8")
-    file_handler.setLevel(logging.DEBUG)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(file_handler)
-    log.debug("NeuroCare-BIDS %s: %s -> %s", __version__, bids_dir, out_dir)
+    log_dir, file_handler = _start_run_log(cfg, out_dir, "participant")
 
     if cfg.execution.work_dir:
         work_root = Path(cfg.execution.work_dir).absolute()
@@ -161,6 +157,62 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
         return EXIT_OK
     codes = {r.exit_code for r in failed}
     return EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
+
+
+def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, logging.Handler]:
+    """A per-run log folder with the effective configuration and a debug log file."""
+    from ..derivatives import new_log_dir
+    from ..fsutils import atomic_write
+
+    log_dir = new_log_dir(out_dir, level)
+    atomic_write(log_dir / "config.toml", cfg.to_toml())
+    handler = logging.FileHandler(log_dir / "neurocare.log", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.debug("NeuroCare-BIDS %s %s", __version__, level)
+    return log_dir, handler
+
+
+def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
+    from ..derivatives import prepare_output
+
+    if not (out_dir / "dataset_description.json").exists():
+        raise NoInputError(f"{out_dir} holds no participant-level outputs: run the participant level first")
+    prepare_output(bids_dir, out_dir)
+    log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
+    try:
+        from ..group import run_group_level
+
+        metrics = run_group_level(cfg, bids_dir, out_dir, fold)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    if metrics is None:
+        print(f"Fold {fold} done. Outputs: {out_dir / 'group' / f'fold-{fold}'}  Log: {log_dir}")
+        return EXIT_OK
+    _print_group_summary(metrics, out_dir, log_dir)
+    return EXIT_OK
+
+
+def _print_group_summary(metrics: dict, out_dir: Path, log_dir: Path) -> None:
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    w, e = metrics["window"], metrics["event"]
+    lines = [f"{'fold':>4}  {'test subjects':<24} {'PR-AUC':>7} {'ROC-AUC':>7} {'event F1':>8} {'FP/24h':>7}"]
+    for row in metrics["folds"]:
+        lines.append(f"{row['fold']:>4}  {', '.join(row['test'])[:24]:<24} {fmt(row['window'].get('pr_auc')):>7} "
+                     f"{fmt(row['window'].get('roc_auc')):>7} {fmt(row['event'].get('f1')):>8} "
+                     f"{fmt(row['event'].get('fp_per_24h')):>7}")
+    lines.append(f"{'all':>4}  {'(pooled windows; events':<24} {fmt(w.get('pr_auc')):>7} {fmt(w.get('roc_auc')):>7} "
+                 f"{fmt(e.get('f1')):>8} {fmt(e.get('fp_per_24h')):>7}")
+    lines.append(f"      {'averaged per subject)':<24}")
+    lines.append(f"Event level (SzCORE): sensitivity {fmt(e.get('sensitivity'))}, precision {fmt(e.get('precision'))}, "
+                 f"F1 {fmt(e.get('f1'))}, false positives per 24 h {fmt(e.get('fp_per_24h'))}.")
+    lines.append(f"Window level: PR-AUC {fmt(w.get('pr_auc'))}, ROC-AUC {fmt(w.get('roc_auc'))}, F1 {fmt(w.get('f1'))}.")
+    lines.append(f"Outputs: {out_dir / 'group'} (metrics.json, model/), {out_dir / 'szcore'}  Log: {log_dir}")
+    print("\n".join(lines))
 
 
 def _validate(bids_dir: Path) -> None:

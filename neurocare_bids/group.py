@@ -1,0 +1,535 @@
+"""Group level: subject-wise cross-validation of the detector, its metrics, models and SzCORE outputs.
+
+Flow (each step writes its own outputs atomically, so a killed run resumes where it stopped):
+
+1. the participant-level sidecars under ``OUT`` → the recordings, their subjects and seizure counts;
+2. subjects → folds (``group/folds.tsv``; the same on every run for the same data and seed);
+3. per fold (``--fold K`` runs one, as one HPC array task): train on the training subjects, early-stop
+   and tune the post-processing on the inner validation subjects, predict the test subjects →
+   ``group/fold-K/`` (model, history, predictions; ``fold.json`` last, as the "done" marker);
+4. once every fold is done: pooled out-of-fold metrics (window level from probabilities, event level
+   with SzCORE's rules averaged per subject), predicted seizures per recording as BIDS derivatives and
+   as an ``OUT/szcore/`` tree that szcore-evaluation scores unchanged, and a final model trained on all
+   subjects with its model card (``group/model/``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from . import __version__
+from .config import GROUP_SECTIONS, Config
+from .cv import Fold, assign_folds, make_folds, split_validation
+from .errors import DataError, NoInputError, NothingSelectedError, UsageError
+from .fsutils import atomic_open, atomic_write, locked
+from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
+
+log = logging.getLogger("neurocare")
+
+GROUP = "group"
+PREDICTION_BATCH = 512
+
+
+# ---------------------------------------------------------------------- inputs
+def collect_window_files(out_dir: Path, participants: list[str]) -> tuple[list[WindowFile], WindowGeometry]:
+    """Every participant-level output under ``out_dir`` (optionally of some subjects only)."""
+    sidecars = sorted(out_dir.glob("sub-*/**/*_desc-preproc_windows.json"))
+    if not sidecars:
+        raise NoInputError(f"no participant-level outputs in {out_dir}: run the participant level first")
+    files, metas = [], []
+    for sidecar in sidecars:
+        subject = sidecar.relative_to(out_dir).parts[0][4:]
+        if participants and subject not in participants:
+            continue
+        try:
+            item, meta = WindowFile.from_sidecar(sidecar, subject)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{sidecar.relative_to(out_dir)}: unreadable sidecar ({exc})") from None
+        if not item.tfrecord.is_file() or item.tfrecord.stat().st_size != meta["TFRecord"]["Bytes"]:
+            raise DataError(f"{item.tfrecord.relative_to(out_dir)} is missing or incomplete: rerun the "
+                            "participant level for it")
+        if item.window_count:
+            files.append(item)
+            metas.append((sidecar, meta))
+    missing = sorted(set(participants) - {f.subject for f in files})
+    if missing:
+        raise NothingSelectedError(f"no participant-level outputs for subject(s) {', '.join(missing)}")
+    subjects = {f.subject for f in files}
+    if len(subjects) < 3:
+        raise DataError(f"cross-validation needs at least 3 subjects with windows; found {len(subjects)}")
+    return files, check_geometry(metas)
+
+
+def seizure_windows_per_subject(files: list[WindowFile]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.subject] = counts.get(f.subject, 0) + f.seizure_window_count
+    return counts
+
+
+# ---------------------------------------------------------------------- folds
+def plan_folds(cfg: Config, files: list[WindowFile], group_dir: Path) -> list[Fold]:
+    """Assign folds and write ``folds.tsv``; concurrent ``--fold`` jobs compute and write the same."""
+    seizures = seizure_windows_per_subject(files)
+    assignment = assign_folds(seizures, cfg.cv.folds, cfg.execution.seed)
+    folds = make_folds(assignment, seizures, cfg.cv.validation_fraction, cfg.execution.seed)
+    table = "participant_id\tfold\n" + "".join(f"sub-{s}\t{f}\n" for s, f in sorted(assignment.items()))
+    with locked(group_dir / ".lock"):
+        path = group_dir / "folds.tsv"
+        if path.exists() and path.read_text(encoding="utf-8") != table and not cfg.execution.overwrite:
+            raise UsageError(f"{path} was made for other subjects or settings; use --overwrite to start the "
+                             "group level again")
+        atomic_write(path, table)
+        splits = "participant_id\tfold\trole\n" + "".join(
+            f"sub-{s}\t{fold.index}\t{role}\n" for fold in folds
+            for role, members in (("test", fold.test), ("validation", fold.validation), ("train", fold.train))
+            for s in members)
+        atomic_write(group_dir / "splits.tsv", splits)
+    return folds
+
+
+# ---------------------------------------------------------------------- training and prediction
+def _setup_determinism(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
+    """Seizure probability of every window of each file, in order, with labels and onsets."""
+    out = []
+    for f in files:
+        probs, labels, onsets = [], [], []
+        for batch in read_windows([f], geometry, PREDICTION_BATCH):
+            probs.append(np.asarray(model(batch["eeg"], training=False))[:, 1])
+            labels.append(batch["label"].numpy())
+            onsets.append(batch["onset"].numpy())
+        out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
+    return out
+
+
+def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) -> dict:
+    return {"subject": f.subject, "source": f.source, "probs": probs.astype(np.float64), "labels": labels,
+            "onsets": onsets.astype(np.float64), "window_duration": geometry.duration,
+            "recording_duration": f.recording_duration, "seizures": list(f.seizure_intervals)}
+
+
+def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
+                seed: int, log_dir: Path, label: str):
+    """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
+    from .losses import build_loss
+    from .models import SEED_TRAINING, build_model
+
+    _setup_determinism(seed)
+    model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+    seed_preset = cfg.model.preset == "seed"
+    lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
+    batch = int(SEED_TRAINING["batch_size"]) if seed_preset else cfg.training.batch_size
+    n_windows = sum(f.window_count for f in train)
+    n_seizure = sum(f.seizure_window_count for f in train)
+    loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
+    data = training_dataset(train, geometry, cfg.augmentation, batch, seed)
+    callbacks = [
+        _ValidationPRAUC(validation, geometry),
+        keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
+                                          patience=cfg.training.lr_patience, min_lr=lr / 64),
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
+        _EpochLog(label),
+    ]
+    history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
+                        shuffle=False)
+    return model, history.history
+
+
+class _ValidationPRAUC(keras.callbacks.Callback):
+    """PR-AUC of the validation windows (from probabilities) after every epoch, as ``val_pr_auc``."""
+
+    def __init__(self, files: list[WindowFile], geometry: WindowGeometry):
+        super().__init__()
+        self.files, self.geometry = files, geometry
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import average_precision_score
+
+        predictions = predict_files(self.model, self.files, self.geometry)
+        y = np.concatenate([p["labels"] for p in predictions])
+        p = np.concatenate([p["probs"] for p in predictions])
+        logs["val_pr_auc"] = float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else 0.0
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """One log line per epoch (the progress a user follows with -v)."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        log.info("%s epoch %d: loss %.4f, validation PR-AUC %.3f", self.label, epoch + 1,
+                 logs.get("loss", math.nan), logs.get("val_pr_auc", math.nan))
+
+
+def train_features(cfg: Config, train: list[WindowFile], geometry: WindowGeometry, seed: int):
+    """The classic baseline: window features → gradient boosting, on the same folds."""
+    from .baseline import FeatureBaseline
+
+    features, labels = _features(train, geometry)
+    return FeatureBaseline("hgb").fit_features(features, labels, seed=seed), {}
+
+
+def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
+    from .baseline import window_features
+
+    feats, labels = [], []
+    for batch in read_windows(files, geometry, PREDICTION_BATCH):
+        feats.append(window_features(batch["eeg"].numpy(), geometry.sfreq))
+        labels.append(batch["label"].numpy())
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def predict_features(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
+    from .baseline import window_features
+
+    out = []
+    for f in files:
+        probs, labels, onsets = [], [], []
+        for batch in read_windows([f], geometry, PREDICTION_BATCH):
+            probs.append(model.predict_proba_features(window_features(batch["eeg"].numpy(), geometry.sfreq)))
+            labels.append(batch["label"].numpy())
+            onsets.append(batch["onset"].numpy())
+        out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
+    return out
+
+
+def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
+                 seed: int, tensorboard_dir: Path, label: str):
+    """Train a model, then choose the post-processing on the validation subjects only."""
+    from .postprocess import tune
+
+    if cfg.model.preset == "features":
+        model, history = train_features(cfg, train, geometry, seed)
+        val_predictions = predict_features(model, validation, geometry)
+    else:
+        model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label)
+        val_predictions = predict_files(model, validation, geometry)
+    post = cfg.postprocessing
+    params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
+              "merge_gap": post.merge_gap, "tuned": False}
+    if post.tune and val_predictions:
+        chosen = tune(val_predictions, smoothing=post.smoothing, merge_gap=post.merge_gap)
+        params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
+                      tuned=True, validation_f1=chosen.get("f1"))
+    return model, history, val_predictions, params
+
+
+def _predict(cfg: Config, model, files, geometry):
+    return predict_features(model, files, geometry) if cfg.model.preset == "features" else \
+        predict_files(model, files, geometry)
+
+
+def _save_model(cfg: Config, model, folder: Path) -> Path:
+    if cfg.model.preset == "features":
+        path = folder / "model.joblib"
+        model.save(path)
+        return path
+    path = folder / "model.keras"
+    tmp = folder / f".model.{np.random.default_rng().integers(1 << 30)}.keras"
+    model.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path) -> dict:
+    """Train, tune and test one fold; ``fold-K/fold.json`` is written last and marks it done."""
+    folder = group_dir / f"fold-{fold.index}"
+    folder.mkdir(parents=True, exist_ok=True)
+    by_role = {role: [f for f in files if f.subject in members]
+               for role, members in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))}
+    seed = cfg.execution.seed * 1000 + fold.index
+    label = f"fold {fold.index}"
+    model, history, val_predictions, params = fit_and_tune(
+        cfg, by_role["train"], by_role["validation"], geometry, seed, group_dir / "tensorboard" / f"fold-{fold.index}",
+        label)
+    test_predictions = _predict(cfg, model, by_role["test"], geometry)
+    _save_model(cfg, model, folder)
+    atomic_write(folder / "history.tsv", _history_tsv(history))
+    atomic_write(folder / "predictions.tsv", _predictions_tsv(
+        [("validation", p) for p in val_predictions] + [("test", p) for p in test_predictions]))
+    summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
+               "train": list(fold.train), "postprocessing": params, "seed": seed,
+               "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
+               "version": __version__}
+    atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
+    log.info("fold %d done: threshold %.2f, min duration %g s", fold.index, params["threshold"],
+             params["min_duration"])
+    return summary
+
+
+def _group_config(cfg: Config) -> dict:
+    return {name: asdict(getattr(cfg, name)) for name in GROUP_SECTIONS}
+
+
+def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:
+    try:
+        summary = json.loads((folder / "fold.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (summary.get("group_config") == _group_config(cfg) and summary.get("test") == list(fold.test)
+            and summary.get("seed") == cfg.execution.seed * 1000 + fold.index)
+
+
+# ---------------------------------------------------------------------- outputs
+def _history_tsv(history: dict) -> str:
+    keys = sorted(history)
+    rows = ["epoch\t" + "\t".join(keys)]
+    for i in range(len(history[keys[0]]) if keys else 0):
+        rows.append(f"{i + 1}\t" + "\t".join(f"{float(history[k][i]):.6g}" for k in keys))
+    return "\n".join(rows) + "\n"
+
+
+def _predictions_tsv(items: list[tuple[str, dict]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(["participant_id", "recording", "split", "window_index", "onset", "label", "probability"])
+    for split, p in items:
+        for i, (onset, label, prob) in enumerate(zip(p["onsets"], p["labels"], p["probs"])):
+            writer.writerow([f"sub-{p['subject']}", p["source"], split, i, f"{onset:.3f}", int(label),
+                             f"{prob:.6f}"])
+    return buf.getvalue()
+
+
+def _read_predictions(path: Path, split: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["split"] != split:
+                continue
+            item = out.setdefault(row["recording"], {"subject": row["participant_id"][4:], "source": row["recording"],
+                                                     "onsets": [], "labels": [], "probs": []})
+            item["onsets"].append(float(row["onset"]))
+            item["labels"].append(int(row["label"]))
+            item["probs"].append(float(row["probability"]))
+    return out
+
+
+def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry: WindowGeometry,
+              bids_dir: Path, out_dir: Path) -> dict:
+    """Pooled out-of-fold metrics, predicted events (BIDS derivatives + SzCORE tree), metrics.json."""
+    from .metrics import szcore_summary, window_metrics
+    from .postprocess import probabilities_to_events
+    from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
+
+    group_dir = out_dir / GROUP
+    by_source = {f.source: f for f in files}
+    fold_rows, per_recording, pooled, exports = [], [], {"labels": [], "probs": [], "pred": []}, []
+    for fold in folds:
+        summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
+        params = summary["postprocessing"]
+        tests = _read_predictions(group_dir / f"fold-{fold.index}" / "predictions.tsv", "test")
+        fold_labels, fold_probs, fold_records = [], [], []
+        for source, p in sorted(tests.items()):
+            f = by_source[source]
+            probs, labels = np.array(p["probs"]), np.array(p["labels"])
+            events = probabilities_to_events(np.array(p["onsets"]), probs, geometry.duration, f.recording_duration,
+                                             threshold=params["threshold"], min_duration=params["min_duration"],
+                                             merge_gap=params["merge_gap"], smoothing=params["smoothing"])
+            record = _scored_record(bids_dir, f, events, read_events_tsv, tsv_intervals)
+            per_recording.append(record)
+            fold_records.append(record)
+            fold_labels.append(labels)
+            fold_probs.append(probs)
+            pooled["pred"].append(probs >= params["threshold"])
+            _write_recording_events(out_dir, f, events, params, fold.index, write_events_tsv)
+            exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
+        y, p = np.concatenate(fold_labels), np.concatenate(fold_probs)
+        pooled["labels"].append(y)
+        pooled["probs"].append(p)
+        fold_rows.append({"fold": fold.index, "test": [f"sub-{s}" for s in fold.test],
+                          "postprocessing": params, "window": window_metrics(y, p, params["threshold"]),
+                          "event": szcore_summary(fold_records)["event"]})
+    y, p = np.concatenate(pooled["labels"]), np.concatenate(pooled["probs"])
+    # Each fold has its own tuned threshold; pooled window metrics count each window at its fold's one.
+    window = window_metrics(y, p, 0.5)
+    predicted = np.concatenate(pooled["pred"])
+    window.update(_hard_metrics(y, predicted))
+    window["threshold"] = "per fold (tuned on inner validation)"
+    events = szcore_summary(per_recording)
+    export_tree(out_dir / "szcore", exports, bids_dir=bids_dir)
+    metrics = {"window": window, "event": events["event"], "sample": events["sample"], "folds": fold_rows,
+               "subjects": events["subjects"], "model": cfg.model.preset, "n_windows": int(len(y)),
+               "n_seizure_windows": int(y.sum())}
+    metrics = _json_safe(metrics)
+    atomic_write(group_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write(group_dir / "metrics_folds.tsv", _table(
+        ["fold", "window_f1", "roc_auc", "pr_auc", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h"],
+        [[r["fold"], r["window"].get("f1"), r["window"].get("roc_auc"), r["window"].get("pr_auc"),
+          r["event"].get("sensitivity"), r["event"].get("precision"), r["event"].get("f1"),
+          r["event"].get("fp_per_24h")] for r in metrics["folds"]]))
+    atomic_write(group_dir / "metrics_subjects.tsv", _table(
+        ["participant_id", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h"],
+        [[s["participant_id"], s["event"].get("sensitivity"), s["event"].get("precision"), s["event"].get("f1"),
+          s["event"].get("fp_per_24h")] for s in metrics["subjects"]]))
+    oof = [("test", _as_prediction(pred)) for fold in folds
+           for pred in _read_predictions(group_dir / f"fold-{fold.index}" / "predictions.tsv", "test").values()]
+    atomic_write(group_dir / "predictions.tsv", _predictions_tsv(sorted(oof, key=lambda t: t[1]["source"])))
+    return metrics
+
+
+def _scored_record(bids_dir: Path, f: WindowFile, events, read_events_tsv, tsv_intervals) -> dict:
+    """What szcore-evaluation will compare for this recording: the reference events.tsv as it reads it,
+    and our events as it will read them back from the exported TSV (2 decimals, its duration)."""
+    reference = bids_dir / _reference_events_relpath(f)
+    try:
+        ref_events, duration = read_events_tsv(reference)
+        ref = [(e.onset, e.onset + e.duration) for e in ref_events]
+    except (OSError, ValueError, KeyError):
+        ref, duration = list(f.seizure_intervals), f.recording_duration
+    return {"subject": f.subject, "ref": ref, "hyp": tsv_intervals(events, duration), "duration": duration}
+
+
+def _as_prediction(p: dict) -> dict:
+    return {**p, "onsets": np.array(p["onsets"]), "labels": np.array(p["labels"]), "probs": np.array(p["probs"])}
+
+
+def _hard_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+    tp = int(np.sum(predicted & (y == 1)))
+    fp = int(np.sum(predicted & (y == 0)))
+    fn = int(np.sum(~predicted & (y == 1)))
+    tn = int(np.sum(~predicted & (y == 0)))
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1,
+            "specificity": tn / (tn + fp) if tn + fp else None,
+            "confusion_matrix": [[tn, fp], [fn, tp]]}
+
+
+def _reference_events_relpath(f: WindowFile) -> str:
+    source = Path(f.source)
+    stem = source.name[: source.name.rindex("_")]
+    return str(source.with_name(f"{stem}_events.tsv"))
+
+
+def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int, write_events_tsv) -> None:
+    source = Path(f.source)
+    stem = source.name[: source.name.rindex("_")]
+    path = out_dir / source.parent / f"{stem}_desc-neurocare_events.tsv"
+    write_events_tsv(path, events, f.recording_duration)
+    sidecar = {
+        "Description": "Seizures predicted by NeuroCare-BIDS (out-of-fold: the model never saw this subject)",
+        "Sources": [f"bids:raw:{f.source}"],
+        "eventType": {"Description": "sz = predicted seizure; bckg = no seizure predicted in the recording"},
+        "confidence": {"Description": "mean seizure probability of the windows inside the event"},
+        "CrossValidationFold": fold,
+        "PostProcessing": params,
+        "GeneratedBy": {"Name": "NeuroCare-BIDS", "Version": __version__},
+    }
+    atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        if v is None:
+            return "n/a"
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    return "\t".join(header) + "\n" + "".join("\t".join(cell(v) for v in row) + "\n" for row in rows)
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not math.isfinite(float(obj)) else round(float(obj), 6)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path,
+                      metrics: dict) -> Path:
+    """The model to apply to new recordings: all subjects, an inner validation split for stopping/tuning."""
+    seizures = seizure_windows_per_subject(files)
+    subjects = sorted(seizures)
+    _, held_out = split_validation(subjects, seizures, cfg.cv.validation_fraction,
+                                   np.random.default_rng([cfg.execution.seed, 0]))
+    validation = set(held_out)
+    train_files = [f for f in files if f.subject not in validation]
+    val_files = [f for f in files if f.subject in validation]
+    folder = group_dir / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    model, history, _, params = fit_and_tune(cfg, train_files, val_files, geometry, cfg.execution.seed * 1000,
+                                             group_dir / "tensorboard" / "final", "final model")
+    path = _save_model(cfg, model, folder)
+    card = {
+        "Name": "NeuroCare-BIDS seizure detector",
+        "Version": __version__,
+        "ModelFile": path.name,
+        "Preset": cfg.model.preset,
+        "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,
+                  "WindowSamples": geometry.n_times, "WindowDuration": geometry.duration,
+                  "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
+        "PostProcessing": params,
+        "TrainingSubjects": [f"sub-{s}" for s in subjects if s not in validation],
+        "ValidationSubjects": [f"sub-{s}" for s in sorted(validation)],
+        "CrossValidation": {"window": metrics["window"], "event": metrics["event"]},
+        "Configuration": _group_config(cfg),
+        "Software": _versions(),
+    }
+    atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
+    return folder
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "neurocare-bids": __version__}
+    for name in ("tensorflow", "keras", "numpy", "scikit-learn", "mne", "timescoring"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------------- entry point
+def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
+    """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
+    files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
+    group_dir = out_dir / GROUP
+    group_dir.mkdir(parents=True, exist_ok=True)
+    folds = plan_folds(cfg, files, group_dir)
+    if fold_index is not None and not 1 <= fold_index <= len(folds):
+        raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
+    todo = [f for f in folds if fold_index in (None, f.index)]
+    for fold in todo:
+        folder = group_dir / f"fold-{fold.index}"
+        if not cfg.execution.overwrite and fold_is_done(cfg, folder, fold):
+            log.info("fold %d already done", fold.index)
+            continue
+        log.info("fold %d of %d: test %s", fold.index, len(folds), ", ".join(f"sub-{s}" for s in fold.test))
+        run_fold(cfg, fold, files, geometry, group_dir)
+    if fold_index is not None:
+        return None
+    metrics = aggregate(cfg, folds, files, geometry, bids_dir, out_dir)
+    train_final_model(cfg, files, geometry, group_dir, metrics)
+    return metrics

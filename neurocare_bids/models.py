@@ -1,0 +1,171 @@
+"""The seizure detectors of the group level, written against ``keras`` alone.
+
+Every model shares one braindecode-style signature, ``build_model(n_chans, n_outputs, n_times, sfreq,
+cfg)``, takes time-major z-scored windows ``(n_times, n_chans)`` on an input named ``eeg`` and returns
+``n_outputs`` softmax probabilities (class 1 = seizure). Only ``keras`` and ``keras.ops`` are used, so
+the same code runs on the TensorFlow, JAX and PyTorch backends. Weights are initialised from Keras's
+global seed: call ``keras.utils.set_random_seed`` before building for reproducible models.
+
+Presets (``model.preset``):
+
+``neurocare``
+    Conv1D blocks (Conv1D → BatchNorm → ReLU → MaxPooling1D → Dropout) → stacked (Bi)LSTM whose last
+    layer returns its final states → Dense + ReLU → Dropout → Dense softmax. The first convolution is
+    :data:`FIRST_KERNEL_SECONDS` long (64 samples at 128 Hz), the later ones ``conv_kernel_size``.
+``seed``
+    The original NeuroCare code's model, layer for layer, for comparison. It ignores the other model
+    keys; it was trained with :data:`SEED_TRAINING`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from .config import ModelConfig
+
+# The original code trained its model with Adam at this learning rate and batch size.
+SEED_TRAINING: dict[str, float | int] = {"learning_rate": 1e-4, "batch_size": 16}
+
+# Length of the first convolution, in seconds. Half a second, as EEGNet's first temporal convolution
+# (64 taps at 128 Hz, Lawhern et al. 2018): long enough for the first layer to act as a learned filter
+# bank that separates rhythms down to 2 Hz (ictal delta/theta included), which a 7-tap kernel (55 ms at
+# 128 Hz) cannot. The later layers see a pooled signal, so their short kernels keep covering more time.
+FIRST_KERNEL_SECONDS = 0.5
+
+PRESETS = ("neurocare", "seed")
+
+
+def build_model(n_chans: int, n_outputs: int, n_times: int, sfreq: float, cfg: ModelConfig) -> keras.Model:
+    """The detector chosen by ``cfg.preset`` for windows of ``n_times`` samples × ``n_chans`` channels."""
+    if n_chans < 1 or n_times < 1:
+        raise ValueError(f"windows need at least one channel and one sample; got ({n_times}, {n_chans})")
+    if n_outputs < 2:
+        raise ValueError(f"a softmax classifier needs at least 2 outputs; got n_outputs={n_outputs}")
+    if sfreq <= 0:
+        raise ValueError(f"sfreq must be positive; got {sfreq}")
+    if cfg.preset == "neurocare":
+        return _build_neurocare(n_chans, n_outputs, n_times, sfreq, cfg)
+    if cfg.preset == "seed":
+        return _build_seed(n_chans, n_outputs, n_times)
+    raise ValueError(f"unknown model preset '{cfg.preset}' (known: {', '.join(PRESETS)})")
+
+
+def first_kernel_size(sfreq: float, cfg: ModelConfig) -> int:
+    """Taps of the first convolution: :data:`FIRST_KERNEL_SECONDS` at ``sfreq``, never below the others."""
+    return max(cfg.conv_kernel_size, round(FIRST_KERNEL_SECONDS * sfreq))
+
+
+def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
+                     cfg: ModelConfig) -> keras.Model:
+    steps = n_times // cfg.pool_size ** len(cfg.conv_filters)
+    if steps < 1:
+        raise ValueError(f"windows of {n_times} samples are too short for {len(cfg.conv_filters)} pooling "
+                         f"steps of {cfg.pool_size}; use longer windows, fewer conv_filters or a smaller "
+                         "pool_size")
+    # He initialisation suits the ReLU layers; L2 on the Conv1D and Dense kernels only (not on the LSTM,
+    # whose recurrent weights are kept in check by the gates).
+    l2 = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+    inputs = keras.Input(shape=(n_times, n_chans), name="eeg")
+    x = inputs
+    for i, filters in enumerate(cfg.conv_filters, start=1):
+        kernel = first_kernel_size(sfreq, cfg) if i == 1 else cfg.conv_kernel_size
+        # No bias: the BatchNorm's beta that follows makes it redundant.
+        x = layers.Conv1D(filters, kernel, padding="same", use_bias=False, kernel_initializer="he_uniform",
+                          kernel_regularizer=l2, name=f"block{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i}_relu")(x)
+        x = layers.MaxPooling1D(cfg.pool_size, name=f"block{i}_pool")(x)
+        x = layers.Dropout(cfg.dropout, name=f"block{i}_dropout")(x)
+    if cfg.lstm_units:
+        for i, units in enumerate(cfg.lstm_units, start=1):
+            last = i == len(cfg.lstm_units)
+            # The defaults below are spelled out because they are what lets Keras use the fused cuDNN
+            # kernel on a GPU (TensorFlow and PyTorch backends); without it the recurrence runs step by step.
+            lstm = layers.LSTM(units, activation="tanh", recurrent_activation="sigmoid", recurrent_dropout=0.0,
+                               unroll=False, use_bias=True, use_cudnn="auto", return_sequences=not last,
+                               name=f"lstm{i}")
+            if cfg.bidirectional:
+                lstm = layers.Bidirectional(lstm, name=f"bilstm{i}")
+            x = lstm(x)
+    else:  # ablation: the same convolutional features, averaged over time instead of read by an LSTM
+        x = layers.GlobalAveragePooling1D(name="time_average")(x)
+    x = layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_uniform",
+                     kernel_regularizer=l2, name="dense")(x)
+    x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
+    # float32 output whatever the global dtype policy, so mixed precision cannot saturate the softmax.
+    outputs = layers.Dense(n_outputs, activation="softmax", kernel_regularizer=l2, dtype="float32",
+                           name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="neurocare")
+
+
+def _build_seed(n_chans: int, n_outputs: int, n_times: int) -> keras.Model:
+    """The original code's model, layer for layer (Keras default initialisers, its L2 only on the LSTM)."""
+    if n_times < 4:
+        raise ValueError(f"the seed model pools by 4; windows of {n_times} samples are too short")
+    inputs = keras.Input(shape=(n_times, n_chans), name="eeg")
+    x = layers.Conv1D(8, 3, activation="relu", padding="same", name="conv1d")(inputs)
+    x = layers.BatchNormalization(name="batch_norm")(x)
+    x = layers.MaxPooling1D(4, name="max_pool")(x)
+    x = layers.Dropout(0.3, name="conv_dropout")(x)
+    x = layers.LSTM(16, kernel_regularizer=keras.regularizers.L2(0.01), name="lstm")(x)
+    x = layers.Dense(16, activation="relu", name="dense")(x)
+    x = layers.Dropout(0.3, name="dense_dropout")(x)
+    outputs = layers.Dense(n_outputs, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="seed")
+
+
+def model_summary(model: keras.Model) -> dict[str, Any]:
+    """Parameter counts and the layer list, JSON-ready, for the model card."""
+
+    def count(weights) -> int:
+        return int(sum(_size(w.shape) for w in weights))
+
+    layer_rows = []
+    for layer in model.layers:
+        row: dict[str, Any] = {
+            "name": layer.name,
+            "class": type(layer).__name__,
+            "output_shape": _shape_list(layer.output.shape) if _has_output(layer) else None,
+            "parameters": count(layer.weights),
+        }
+        if isinstance(layer, layers.Bidirectional):
+            row["wraps"] = type(layer.forward_layer).__name__
+            row["units"] = int(layer.forward_layer.units)
+        elif hasattr(layer, "units"):
+            row["units"] = int(layer.units)
+        if isinstance(layer, layers.Conv1D):
+            row["filters"] = int(layer.filters)
+            row["kernel_size"] = int(layer.kernel_size[0])
+        layer_rows.append(row)
+    return {
+        "name": model.name,
+        "backend": keras.config.backend(),
+        "input_shape": _shape_list(model.input_shape),
+        "output_shape": _shape_list(model.output_shape),
+        "parameters": count(model.weights),
+        "trainable_parameters": count(model.trainable_weights),
+        "non_trainable_parameters": count(model.non_trainable_weights),
+        "layers": layer_rows,
+    }
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _shape_list(shape) -> list[int | None]:
+    return [None if d is None else int(d) for d in shape]
+
+
+def _has_output(layer) -> bool:
+    try:
+        layer.output  # noqa: B018 - raises for layers used more than once or never called
+    except (AttributeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,181 @@
+"""From window probabilities to seizure events, and the choice of threshold and minimum duration.
+
+The model scores overlapping windows; SzCORE scores events. The steps in between (smoothing,
+threshold, merging, minimum duration) decide much of the event-level F1, so threshold and minimum
+duration are tuned on the inner validation subjects with the scorer's own rules (see metrics.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
+DEFAULT_MIN_DURATIONS = (0.0, 4.0, 8.0, 12.0, 20.0, 30.0)
+
+
+@dataclass
+class Event:
+    """A detected seizure: seconds from the recording start, and a confidence in [0, 1].
+
+    ``confidence`` is the mean *raw* probability of the windows from the event's first positive window
+    to its last one (windows in merged gaps included): the model's own output, whatever the smoothing.
+    """
+
+    onset: float
+    duration: float
+    confidence: float
+
+    @property
+    def offset(self) -> float:
+        return self.onset + self.duration
+
+
+def smooth(probs, k: int) -> np.ndarray:
+    """Centred moving average over ``k`` windows: ``(k - 1) // 2`` before window ``i``, ``k // 2`` after.
+
+    Near the edges it averages the windows that exist instead of padding with zeros, which would pull
+    the first and last windows towards background and shorten events touching the recording's ends.
+    """
+    p = np.asarray(probs, dtype=float).ravel()
+    k = int(k)
+    if k <= 1 or p.size == 0:
+        return p.copy()
+    before, after = (k - 1) // 2, k // 2
+    ones = np.ones(k)
+    # direct k-term sums, not a cumulative sum whose rounding error grows along a long recording
+    sums = np.convolve(np.pad(p, (before, after)), ones, mode="valid")
+    counts = np.convolve(np.pad(np.ones(p.size), (before, after)), ones, mode="valid")
+    return sums / counts
+
+
+def _intervals(onsets: np.ndarray, smoothed: np.ndarray, raw: np.ndarray, window_duration: float,
+               recording_duration: float, threshold: float, merge_gap: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, end and confidence of the merged events (before the minimum-duration filter)."""
+    pos = smoothed >= threshold
+    edges = np.diff(np.concatenate(([0], pos.astype(np.int8), [0])))
+    first = np.flatnonzero(edges == 1)
+    last = np.flatnonzero(edges == -1) - 1
+    if first.size == 0:
+        return np.empty(0), np.empty(0), np.empty(0)
+    start = np.clip(onsets[first], 0.0, recording_duration)
+    end = np.clip(onsets[last] + window_duration, 0.0, recording_duration)
+    # Runs separated by a negative window still overlap in time when stride < duration: gap <= 0 merges.
+    gap = start[1:] - np.maximum.accumulate(end)[:-1]
+    group = np.flatnonzero(np.concatenate(([True], (gap > 0) & (gap >= merge_gap))))
+    start, first = start[group], first[group]
+    end, last = np.maximum.reduceat(end, group), np.maximum.reduceat(last, group)
+    # sum of raw[first:last + 1] per event (raw ends with a 0 so that last + 1 is a valid index)
+    conf = np.add.reduceat(raw, np.column_stack((first, last + 1)).ravel())[::2] / (last + 1 - first)
+    keep = end > start
+    return start[keep], end[keep], conf[keep]
+
+
+def _prepare(onsets, probs, smoothing: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    onsets = np.asarray(onsets, dtype=float).ravel()
+    probs = np.asarray(probs, dtype=float).ravel()
+    if onsets.shape != probs.shape:
+        raise ValueError(f"{onsets.size} onsets but {probs.size} probabilities")
+    if onsets.size > 1 and np.any(np.diff(onsets) < 0):
+        order = np.argsort(onsets, kind="stable")
+        onsets, probs = onsets[order], probs[order]
+    return onsets, smooth(probs, smoothing), np.append(probs, 0.0)
+
+
+def probabilities_to_events(onsets, probs, window_duration: float, recording_duration: float, *,
+                            threshold: float, min_duration: float, merge_gap: float,
+                            smoothing: int) -> list[Event]:
+    """Seizure events from window probabilities.
+
+    Smooth over ``smoothing`` consecutive windows, call windows at or above ``threshold`` positive, turn
+    each run of positive windows into [first onset, last onset + window_duration] clipped to the
+    recording, merge events less than ``merge_gap`` seconds apart (overlapping or touching ones always),
+    then drop events shorter than ``min_duration``. Merging comes first so that a seizure detected in
+    pieces survives as one event.
+    """
+    onsets, smoothed, raw = _prepare(onsets, probs, smoothing)
+    start, end, conf = _intervals(onsets, smoothed, raw, float(window_duration),
+                                  float(recording_duration), threshold, merge_gap)
+    keep = end - start >= min_duration
+    return [Event(float(a), float(b - a), float(c)) for a, b, c in zip(start[keep], end[keep], conf[keep])]
+
+
+def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+         min_durations: Sequence[float] = DEFAULT_MIN_DURATIONS, smoothing: int,
+         merge_gap: float) -> dict[str, Any]:
+    """Threshold and minimum duration maximising SzCORE's event F1, averaged per subject.
+
+    ``recordings``: ``[{"subject", "onsets", "probs", "window_duration", "recording_duration",
+    "seizures": [(onset, offset), ...]}]``. Each setting is scored as szcore-evaluation would score the
+    TSV files it would produce (2-decimal rounding, 1 Hz masks, timescoring's event rules, per-subject
+    sums, nanmean over subjects). Ties go to the higher threshold, then the longer minimum duration:
+    the more conservative setting. Where F1 is undefined everywhere (no seizures and no false
+    positives), the most conservative setting is returned with ``f1`` None.
+    """
+    from .metrics import EventCounter, mask_runs, timescoring_scores, union_runs
+    from .szcore import tsv_arrays
+
+    thresholds = [float(t) for t in thresholds]
+    min_durations = [float(m) for m in min_durations]
+    if not recordings or not thresholds or not min_durations:
+        raise ValueError("tune needs recordings, thresholds and min_durations")
+    n_rec, n_t, n_m = len(recordings), len(thresholds), len(min_durations)
+    tp = np.zeros((n_rec, n_t, n_m))
+    fp = np.zeros((n_rec, n_t, n_m))
+    ref_true = np.zeros(n_rec)
+    seconds = np.zeros(n_rec)
+    for r, rec in enumerate(recordings):
+        duration = float(rec["recording_duration"])
+        counter = EventCounter(mask_runs(rec["seizures"], duration), int(duration))
+        ref_true[r], seconds[r] = counter.ref_true, counter.n
+        onsets, smoothed, raw = _prepare(rec["onsets"], rec["probs"], smoothing)
+        memo: dict[tuple, tuple[int, int]] = {(): (0, 0)}
+        for ti, t in enumerate(thresholds):
+            start, end, _ = _intervals(onsets, smoothed, raw, float(rec["window_duration"]),
+                                       duration, t, merge_gap)
+            # the 1 Hz mask spans szcore-evaluation builds from the file we would write (onsets >= 0)
+            on, off, index = tsv_arrays(start, end, duration)
+            first, stop = (np.minimum(x.astype(np.int64), counter.n).tolist() for x in (on, off))
+            spans = list(zip((end - start)[index].tolist(), first, stop))
+            for mi, m in enumerate(min_durations):
+                runs = tuple(union_runs((a, b) for length, a, b in spans if length >= m))
+                if runs not in memo:
+                    memo[runs] = counter.counts(runs)
+                tp[r, ti, mi], fp[r, ti, mi] = memo[runs]
+
+    subjects, idx = np.unique([str(rec["subject"]) for rec in recordings], return_inverse=True)
+    sub_tp = np.zeros((len(subjects), n_t, n_m))
+    sub_fp = np.zeros_like(sub_tp)
+    np.add.at(sub_tp, idx, tp)
+    np.add.at(sub_fp, idx, fp)
+    sub_ref = np.bincount(idx, ref_true)[:, None, None]
+    sub_sec = np.bincount(idx, seconds)[:, None, None]
+    with warnings.catch_warnings():  # all-NaN grid points are expected (no seizure, no false alarm)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = {k: np.nanmean(v, axis=0) for k, v in timescoring_scores(sub_tp, sub_fp, sub_ref, sub_sec).items()}
+
+    f1 = np.where(np.isnan(mean["f1"]), -np.inf, mean["f1"])
+    best_i, best_j = max(((i, j) for i in range(n_t) for j in range(n_m)),
+                         key=lambda ij: (f1[ij], thresholds[ij[0]], min_durations[ij[1]]))
+    pick = {k: _none(v[best_i, best_j]) for k, v in mean.items()}
+    return {
+        "threshold": thresholds[best_i],
+        "min_duration": min_durations[best_j],
+        "smoothing": int(smoothing),
+        "merge_gap": float(merge_gap),
+        **pick,
+        "n_recordings": n_rec,
+        "n_subjects": len(subjects),
+        "grid": [{"threshold": t, "min_duration": m, "f1": _none(mean["f1"][i, j])}
+                 for i, t in enumerate(thresholds) for j, m in enumerate(min_durations)],
+    }
+
+
+def _none(x: float) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None

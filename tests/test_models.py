@@ -1,0 +1,192 @@
+"""The group-level models: shapes, the seed preset's exact architecture, the neurocare preset's design
+(parameter count, cuDNN-compatible LSTMs, ablation), a few training steps and a save/load round trip."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from neurocare_bids.config import ModelConfig
+from neurocare_bids.losses import FocalLoss
+from neurocare_bids.models import FIRST_KERNEL_SECONDS, SEED_TRAINING, build_model, model_summary
+
+SFREQ = 128.0
+# Keras's TensorFlow backend converts tensors with np.array(x, copy=False) semantics NumPy 2 warns about.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+
+def windows(n: int, n_times: int, n_chans: int = 19, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, n_times, n_chans)).astype("float32")
+
+
+def lstm_layers(model: keras.Model) -> list[keras.layers.LSTM]:
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            found += [layer.forward_layer, layer.backward_layer]
+        elif isinstance(layer, keras.layers.LSTM):
+            found.append(layer)
+    return found
+
+
+@pytest.mark.parametrize("preset", ["neurocare", "seed"])
+@pytest.mark.parametrize("n_times", [512, 1024])
+def test_models_build_for_window_shapes(preset, n_times):
+    keras.utils.set_random_seed(0)
+    model = build_model(19, 2, n_times, SFREQ, ModelConfig(preset=preset))
+    assert model.input_shape == (None, n_times, 19)
+    assert model.inputs[0].name == "eeg" and model.layers[0].name == "eeg"
+    probabilities = keras.ops.convert_to_numpy(model(windows(3, n_times), training=False))
+    assert probabilities.shape == (3, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probabilities >= 0).all()
+
+
+def test_seed_preset_is_the_original_model():
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(preset="seed", conv_filters=[99], lstm_units=[7]))
+    classes = [type(layer).__name__ for layer in model.layers]
+    assert classes == ["InputLayer", "Conv1D", "BatchNormalization", "MaxPooling1D", "Dropout", "LSTM",
+                       "Dense", "Dropout", "Dense"]
+    _, conv, _, pool, drop1, lstm, dense, drop2, out = model.layers
+    assert (conv.filters, conv.kernel_size, conv.padding, conv.activation.__name__) == (8, (3,), "same", "relu")
+    assert conv.use_bias and conv.kernel_regularizer is None
+    assert pool.pool_size == (4,) and drop1.rate == drop2.rate == 0.3
+    assert lstm.units == 16 and not lstm.return_sequences and not lstm.go_backwards
+    assert isinstance(lstm.kernel_regularizer, keras.regularizers.L2)
+    assert lstm.kernel_regularizer.l2 == pytest.approx(0.01)
+    assert lstm.recurrent_regularizer is None and lstm.bias_regularizer is None
+    assert (dense.units, dense.activation.__name__) == (16, "relu")
+    assert (out.units, out.activation.__name__) == (2, "softmax")
+    # By hand, 19 channels:
+    #   Conv1D(8, 3):   3 * 19 * 8 + 8                  =  464
+    #   BatchNorm(8):   4 * 8 (gamma, beta, mean, var)   =   32 (16 trainable)
+    #   LSTM(16) on 8:  4 * (8 * 16 + 16 * 16 + 16)      = 1600
+    #   Dense(16):      16 * 16 + 16                     =  272
+    #   Dense(2):       16 * 2 + 2                       =   34
+    assert model.count_params() == 464 + 32 + 1600 + 272 + 34 == 2402
+    summary = model_summary(model)
+    assert summary["parameters"] == 2402 and summary["non_trainable_parameters"] == 16
+    # the time axis only changes the LSTM's number of steps, not its weights
+    assert build_model(19, 2, 1024, SFREQ, ModelConfig(preset="seed")).count_params() == 2402
+    assert SEED_TRAINING == {"learning_rate": 1e-4, "batch_size": 16}
+
+
+def test_neurocare_preset_architecture_and_size():
+    cfg = ModelConfig()
+    model = build_model(19, 2, 512, SFREQ, cfg)
+    k1 = round(FIRST_KERNEL_SECONDS * SFREQ)
+    assert k1 == 64
+    # By hand, defaults (filters 32/64/64, kernel 7, BiLSTM 64, dense 64), 19 channels, no conv bias:
+    #   block1: 64 * 19 * 32 = 38912 + BN 4 * 32 = 128
+    #   block2:  7 * 32 * 64 = 14336 + BN 4 * 64 = 256
+    #   block3:  7 * 64 * 64 = 28672 + BN 4 * 64 = 256
+    #   BiLSTM(64) on 64 features: 2 * 4 * (64 * 64 + 64 * 64 + 64) = 66048
+    #   Dense(64) on 128: 128 * 64 + 64 = 8256;   Dense(2): 64 * 2 + 2 = 130
+    expected = 38912 + 128 + 14336 + 256 + 28672 + 256 + 66048 + 8256 + 130
+    assert model.count_params() == expected == 156994
+    assert 150_000 <= expected <= 300_000
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
+    assert [c.filters for c in convs] == [32, 64, 64] and [c.kernel_size[0] for c in convs] == [64, 7, 7]
+    assert all(c.kernel_regularizer.l2 == pytest.approx(1e-4) for c in convs)
+    assert model.get_layer("dense").kernel_regularizer.l2 == pytest.approx(1e-4)
+    assert model.get_layer("block3_pool").output.shape == (None, 64, 64)  # 512 / 2^3 LSTM steps
+    assert model.get_layer("probabilities").activation.__name__ == "softmax"
+    # a lower rate shortens the first kernel in samples, never below conv_kernel_size
+    assert build_model(19, 2, 256, 64.0, cfg).get_layer("block1_conv").kernel_size == (32,)
+    assert build_model(19, 2, 64, 8.0, cfg).get_layer("block1_conv").kernel_size == (7,)
+
+
+@pytest.mark.parametrize("units, bidirectional", [([64], True), ([32, 16], True), ([24, 8], False)])
+def test_neurocare_lstms_keep_the_cudnn_conditions(units, bidirectional):
+    model = build_model(19, 2, 256, SFREQ, ModelConfig(lstm_units=units, bidirectional=bidirectional))
+    lstms = lstm_layers(model)
+    assert len(lstms) == len(units) * (2 if bidirectional else 1)
+    assert any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers) == bidirectional
+    for lstm in lstms:
+        assert lstm.cell.activation is keras.activations.tanh
+        assert lstm.cell.recurrent_activation is keras.activations.sigmoid
+        assert lstm.cell.recurrent_dropout == 0 and not lstm.unroll and lstm.cell.use_bias
+        assert lstm.use_cudnn in ("auto", True)
+    # every LSTM but the last feeds the next one a sequence; the last returns its final state
+    sequence_flags = [lstm.return_sequences for lstm in lstms[:: 2 if bidirectional else 1]]
+    assert sequence_flags == [True] * (len(units) - 1) + [False]
+    assert model.output_shape == (None, 2)
+
+
+def test_no_lstm_ablation():
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(lstm_units=[]))
+    assert not lstm_layers(model)
+    assert not any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers)
+    assert any(isinstance(layer, keras.layers.GlobalAveragePooling1D) for layer in model.layers)
+    assert model.get_layer("dense").input.shape == (None, 64)
+
+
+def test_invalid_arguments_are_rejected():
+    with pytest.raises(ValueError, match="too short"):
+        build_model(19, 2, 4, SFREQ, ModelConfig())
+    with pytest.raises(ValueError, match="preset"):
+        build_model(19, 2, 512, SFREQ, ModelConfig(preset="resnet"))
+    with pytest.raises(ValueError, match="2 outputs"):
+        build_model(19, 1, 512, SFREQ, ModelConfig())
+
+
+def test_same_seed_same_weights():
+    def weights():
+        keras.utils.set_random_seed(7)
+        return [keras.ops.convert_to_numpy(w) for w in build_model(19, 2, 128, 32.0, ModelConfig()).weights]
+
+    for a, b in zip(weights(), weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_summary_is_json_ready():
+    model = build_model(19, 2, 512, SFREQ, ModelConfig())
+    summary = json.loads(json.dumps(model_summary(model)))
+    assert summary["name"] == "neurocare"
+    assert summary["parameters"] == model.count_params()
+    assert summary["trainable_parameters"] + summary["non_trainable_parameters"] == summary["parameters"]
+    assert summary["input_shape"] == [None, 512, 19] and summary["output_shape"] == [None, 2]
+    assert [row["name"] for row in summary["layers"]] == [layer.name for layer in model.layers]
+    assert sum(row["parameters"] for row in summary["layers"]) == summary["parameters"]
+    bilstm = next(row for row in summary["layers"] if row["class"] == "Bidirectional")
+    assert bilstm["wraps"] == "LSTM" and bilstm["units"] == 64
+
+
+def learnable_data(n: int, n_times: int, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
+    """Noise, plus a 4 Hz rhythm on the first five channels of the seizure (label 1) windows."""
+    x = windows(n, n_times, seed=1)
+    y = np.arange(n) % 2
+    t = np.arange(n_times) / sfreq
+    x[y == 1, :, :5] += 1.5 * np.sin(2 * np.pi * 4 * t)[:, None]
+    return x, y
+
+
+@pytest.mark.parametrize("preset", ["neurocare", "seed"])
+def test_a_few_training_steps_lower_the_loss(preset):
+    keras.utils.set_random_seed(0)
+    sfreq, n_times = 32.0, 128
+    model = build_model(19, 2, n_times, sfreq, ModelConfig(preset=preset))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=FocalLoss(gamma=2.0, alpha=0.75))
+    x, y = learnable_data(32, n_times, sfreq)
+    losses = [float(model.train_on_batch(x, y)) for _ in range(25)]
+    assert np.isfinite(losses).all()
+    # training-mode losses: after 25 steps BatchNorm's moving statistics still lag, so evaluate() would not
+    # show the progress yet
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(19, 2, 256, 64.0, ModelConfig())
+    model.compile(optimizer="adam", loss=FocalLoss(gamma=2.0, alpha=0.75))
+    x, y = learnable_data(16, 256, 64.0)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # moves BatchNorm statistics off their defaults
+    path = tmp_path / "neurocare.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert isinstance(restored.loss, FocalLoss)
+    assert model_summary(restored) == model_summary(model)

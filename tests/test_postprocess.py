@@ -1,0 +1,224 @@
+"""From window probabilities to events, and threshold tuning."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from neurocare_bids.metrics import szcore_summary
+from neurocare_bids.postprocess import Event, probabilities_to_events, smooth, tune
+from neurocare_bids.szcore import tsv_intervals
+
+
+def _events(onsets, probs, window=4.0, recording=1000.0, *, threshold=0.5, min_duration=0.0, merge_gap=0.0,
+            smoothing=1):
+    return probabilities_to_events(onsets, probs, window, recording, threshold=threshold,
+                                   min_duration=min_duration, merge_gap=merge_gap, smoothing=smoothing)
+
+
+def _spans(events):
+    return [(e.onset, e.offset) for e in events]
+
+
+# ---------------------------------------------------------------------- smoothing
+def test_smooth_hand_values_and_edges():
+    np.testing.assert_allclose(smooth([0, 0, 3, 0, 0], 3), [0, 1, 1, 1, 0])
+    np.testing.assert_allclose(smooth([3, 0, 0], 3), [1.5, 1, 0])  # edge: mean of the 2 existing windows
+    np.testing.assert_allclose(smooth([0, 0, 0, 0, 5], 5), [0, 0, 1, 5 / 4, 5 / 3])
+    np.testing.assert_allclose(smooth([1, 3, 5], 2), [2, 4, 5])  # even k: window i and i + 1
+    np.testing.assert_array_equal(smooth([0.2, 0.7], 1), [0.2, 0.7])
+    assert smooth([], 3).size == 0
+
+
+def test_smooth_keeps_the_level_at_the_edges():
+    for value in (0.5, 0.1, 0.3, 0.7):
+        out = smooth(np.full(50, value), 7)
+        assert out.shape == (50,)
+        np.testing.assert_allclose(out, value, rtol=1e-15, atol=0)
+
+
+# ---------------------------------------------------------------------- event extraction
+def test_overlapping_windows_cover_first_onset_to_last_end():
+    onsets = np.arange(0, 100, 1.0)  # 4 s windows every second
+    probs = np.zeros(100)
+    probs[5:8] = 0.9
+    (event,) = _events(onsets, probs)
+    assert (event.onset, event.duration) == (5.0, 6.0)  # 5 .. 7 + 4
+    assert event.confidence == pytest.approx(0.9)
+
+
+def test_runs_that_overlap_in_time_are_one_event_even_without_merge_gap():
+    onsets = np.arange(0, 100, 1.0)
+    probs = np.zeros(100)
+    probs[[5, 7]] = 0.9  # [5, 9) and [7, 11) overlap; window 6 is negative
+    (event,) = _events(onsets, probs, merge_gap=0.0)
+    assert _spans([event]) == [(5.0, 11.0)]
+    assert event.confidence == pytest.approx(1.8 / 3)  # raw mean over windows 5, 6, 7
+
+
+def test_touching_events_are_merged():
+    onsets = np.arange(0, 100, 4.0)  # no overlap
+    probs = np.zeros(25)
+    probs[[2, 4]] = 0.9  # [8, 12) and [16, 20): gap 4
+    assert _spans(_events(onsets, probs)) == [(8.0, 12.0), (16.0, 20.0)]
+    probs[3] = 0.0
+    probs[[2, 3]] = 0.9
+    assert _spans(_events(onsets, probs)) == [(8.0, 20.0)]
+
+
+def test_merge_gap_is_strict():
+    onsets = np.arange(0, 200, 2.0)
+    probs = np.zeros(100)
+    probs[10:12] = 0.9  # [20, 26)
+    probs[18:20] = 0.8  # [36, 42): gap 10
+    assert _spans(_events(onsets, probs, merge_gap=10.0)) == [(20.0, 26.0), (36.0, 42.0)]
+    (merged,) = _events(onsets, probs, merge_gap=10.5)
+    assert _spans([merged]) == [(20.0, 42.0)]
+    assert merged.confidence == pytest.approx((2 * 0.9 + 2 * 0.8) / 10)  # windows 10..19, gap included
+
+
+def test_min_duration_applies_after_merging():
+    onsets = np.arange(0, 200, 2.0)
+    probs = np.zeros(100)
+    probs[10] = 0.9  # [20, 24): 4 s
+    probs[15] = 0.9  # [30, 34): 4 s, 6 s later
+    probs[60:63] = 0.9  # [120, 128): 8 s
+    assert _spans(_events(onsets, probs, min_duration=8.0)) == [(120.0, 128.0)]
+    assert _events(onsets, probs, min_duration=8.01) == []
+    assert _spans(_events(onsets, probs, min_duration=10.0, merge_gap=10.0)) == [(20.0, 34.0)]
+
+
+def test_clipped_at_the_recording_end_and_start():
+    onsets = np.arange(-2, 100, 2.0)  # a first window that starts before the recording
+    probs = np.zeros(onsets.size)
+    probs[0] = 0.9
+    probs[-1] = 0.9  # [98, 102) in a 100.5 s recording
+    assert _spans(_events(onsets, probs, recording=100.5)) == [(0.0, 2.0), (98.0, 100.5)]
+    probs[:] = 0.0
+    probs[-1] = 0.9
+    assert _events(onsets, probs, recording=98.0) == []  # entirely past the end: nothing
+
+
+def test_empty_and_below_threshold():
+    assert _events([], []) == []
+    assert _events(np.arange(10.0), np.full(10, 0.49)) == []
+    (event,) = _events(np.arange(10.0), np.full(10, 0.5))  # at the threshold counts
+    assert _spans([event]) == [(0.0, 13.0)]
+
+
+def test_confidence_is_the_raw_mean_not_the_smoothed_one():
+    onsets = np.arange(0, 40, 2.0)
+    probs = np.zeros(20)
+    probs[8:11] = [0.6, 1.0, 0.6]
+    (event,) = _events(onsets, probs, smoothing=3, threshold=0.5)
+    # smoothed: 0.2, 0.533, 0.733, 0.533, 0.2 -> windows 8..10 positive
+    assert _spans([event]) == [(16.0, 24.0)]
+    assert event.confidence == pytest.approx(2.2 / 3)
+
+
+def test_unsorted_windows_are_put_in_time_order():
+    rng = np.random.default_rng(3)
+    onsets = np.arange(0, 600, 2.0)
+    probs = rng.uniform(size=onsets.size)
+    order = rng.permutation(onsets.size)
+    kw = dict(threshold=0.6, smoothing=3, merge_gap=5.0, min_duration=6.0)
+    assert _events(onsets[order], probs[order], **kw) == _events(onsets, probs, **kw)
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        _events(np.arange(3.0), np.zeros(4))
+
+
+# ---------------------------------------------------------------------- tuning
+def _synthetic_recording(subject, rng, *, seizure_prob, fp_prob, fp_len, duration=3600.0):
+    """Background 0.1, seizures at ``seizure_prob``, false-positive bursts at ``fp_prob``."""
+    onsets = np.arange(0, duration - 4 + 1e-9, 2.0)
+    probs = np.full(onsets.size, 0.1)
+    seizures = []
+    for start in rng.choice(np.arange(200, duration - 300, 600), size=2, replace=False):
+        seizures.append((float(start), float(start) + 60.0))
+        probs[(onsets >= start) & (onsets + 4 <= start + 60)] = seizure_prob
+    for start in rng.choice(np.arange(500, duration - 300, 600), size=2, replace=False):
+        probs[(onsets >= start) & (onsets < start + fp_len)] = fp_prob
+    return {"subject": subject, "onsets": onsets, "probs": probs, "window_duration": 4.0,
+            "recording_duration": duration, "seizures": seizures}
+
+
+def test_tune_finds_the_separating_threshold():
+    rng = np.random.default_rng(0)
+    recs = [_synthetic_recording(s, rng, seizure_prob=0.62, fp_prob=0.58, fp_len=40)
+            for s in ("01", "01", "02", "03")]
+    result = tune(recs, smoothing=1, merge_gap=30.0)
+    assert result["threshold"] == pytest.approx(0.6)
+    assert result["f1"] == pytest.approx(1.0)
+    assert result["min_duration"] == 30.0  # every duration ties: the longest wins
+    assert result["fp_per_24h"] == 0.0 and result["n_subjects"] == 3
+    grid = {(g["threshold"], g["min_duration"]): g["f1"] for g in result["grid"]}
+    assert grid[(0.65, 0.0)] == 0.0  # no detection left, seizures missed
+    assert grid[(0.55, 0.0)] < 1.0  # the bursts are false positives
+
+
+def test_tune_uses_min_duration_against_short_bursts():
+    rng = np.random.default_rng(1)
+    recs = [_synthetic_recording(s, rng, seizure_prob=0.9, fp_prob=0.95, fp_len=6) for s in ("a", "b")]
+    result = tune(recs, thresholds=[0.5, 0.8, 0.92], min_durations=[0, 8, 12, 90], smoothing=1, merge_gap=0.0)
+    # bursts (8 s events) survive every threshold; 12 s removes them; 90 s removes the seizures too
+    assert (result["threshold"], result["min_duration"], result["f1"]) == (0.8, 12.0, 1.0)
+
+
+def test_tune_all_undefined_picks_the_most_conservative():
+    rec = {"subject": "01", "onsets": np.arange(0, 600, 2.0), "probs": np.zeros(300), "window_duration": 4.0,
+           "recording_duration": 600.0, "seizures": []}
+    result = tune([rec], smoothing=3, merge_gap=30.0)
+    assert result["f1"] is None and result["threshold"] == 0.95 and result["min_duration"] == 30.0
+
+
+def test_tune_scores_equal_szcore_summary_of_the_written_events():
+    rng = np.random.default_rng(5)
+    recs = []
+    for i in range(8):
+        duration = float(rng.integers(900, 2400)) + 0.37
+        onsets = np.arange(0, duration - 4, 1.5)
+        probs = np.clip(rng.normal(0.2, 0.15, onsets.size), 0, 1)
+        seizures = []
+        for start in rng.uniform(50, duration - 200, 2):
+            length = float(rng.uniform(10, 400))
+            seizures.append((round(float(start), 2), round(float(start) + length, 2)))
+            probs[(onsets >= start) & (onsets < start + length)] += rng.uniform(0.2, 0.6)
+        recs.append({"subject": f"s{i % 3}", "onsets": onsets, "probs": probs, "window_duration": 4.0,
+                     "recording_duration": duration, "seizures": seizures})
+    result = tune(recs, thresholds=[0.3, 0.45, 0.6], min_durations=[0, 10], smoothing=3, merge_gap=20.0)
+    for point in result["grid"]:
+        per_recording = []
+        for rec in recs:
+            events = probabilities_to_events(rec["onsets"], rec["probs"], 4.0, rec["recording_duration"],
+                                             threshold=point["threshold"], min_duration=point["min_duration"],
+                                             merge_gap=20.0, smoothing=3)
+            per_recording.append({"subject": rec["subject"], "ref": rec["seizures"],
+                                  "hyp": tsv_intervals(events, rec["recording_duration"]),
+                                  "duration": rec["recording_duration"]})
+        expected = szcore_summary(per_recording)["event"]["f1"]
+        assert point["f1"] == pytest.approx(expected, abs=1e-12), point
+
+
+def test_tune_is_fast_on_hundreds_of_recordings():
+    rng = np.random.default_rng(2)
+    recs = []
+    for i in range(300):
+        onsets = np.arange(0, 3600 - 4, 2.0)
+        probs = np.clip(rng.normal(0.15, 0.12, onsets.size), 0, 1)
+        probs[600:640] = 0.8
+        recs.append({"subject": f"{i % 30}", "onsets": onsets, "probs": probs, "window_duration": 4.0,
+                     "recording_duration": 3600.0, "seizures": [(1200.0, 1280.0)]})
+    t0 = time.perf_counter()
+    result = tune(recs, smoothing=3, merge_gap=30.0)
+    assert time.perf_counter() - t0 < 30  # about 2 s on a laptop core
+    assert len(result["grid"]) == 19 * 6 and result["f1"] > 0.5
+
+
+def test_event_is_a_plain_dataclass():
+    e = Event(1.0, 2.5, 0.7)
+    assert e.offset == 3.5 and e == Event(1.0, 2.5, 0.7)
