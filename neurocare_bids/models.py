@@ -50,6 +50,8 @@ def build_model(n_chans: int, n_outputs: int, n_times: int, sfreq: float, cfg: M
         return _build_neurocare(n_chans, n_outputs, n_times, sfreq, cfg)
     if cfg.preset == "seed":
         return _build_seed(n_chans, n_outputs, n_times)
+    if cfg.preset == "features":
+        raise ValueError("the `features` preset is the gradient-boosting baseline, not a Keras model")
     raise ValueError(f"unknown model preset '{cfg.preset}' (known: {', '.join(PRESETS)})")
 
 

@@ -129,6 +129,8 @@ def test_invalid_arguments_are_rejected():
         build_model(19, 2, 4, SFREQ, ModelConfig())
     with pytest.raises(ValueError, match="preset"):
         build_model(19, 2, 512, SFREQ, ModelConfig(preset="resnet"))
+    with pytest.raises(ValueError, match="not a Keras model"):
+        build_model(19, 2, 512, SFREQ, ModelConfig(preset="features"))
     with pytest.raises(ValueError, match="2 outputs"):
         build_model(19, 1, 512, SFREQ, ModelConfig())
 

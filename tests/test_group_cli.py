@@ -1,0 +1,152 @@
+"""The group level end to end on a tiny generated dataset: CLI as a subprocess, outputs read back."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli
+from szcore_reference import evaluate_dataset
+
+QUICK = """
+[training]
+epochs = 1
+steps_per_epoch = 3
+batch_size = 16
+[model]
+conv_filters = [4, 8]
+lstm_units = [4]
+dense_units = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Four demo subjects, participant level done once for the whole module."""
+    root = tmp_path_factory.mktemp("group")
+    bids, out = root / "bids", root / "participant"
+    assert run_cli("demo-data", bids, "--subjects", "4", "--recordings", "1", "--duration", "300").returncode == 0
+    result = run_cli(bids, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    config = root / "quick.toml"
+    config.write_text(QUICK)
+    return bids, out, config
+
+
+def _copy(prepared, tmp_path, name):
+    bids, out, config = prepared
+    target = tmp_path / name
+    shutil.copytree(out, target)
+    return bids, target, config
+
+
+def _tsv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def sequential(prepared, tmp_path_factory):
+    bids, out, config = _copy(prepared, tmp_path_factory.mktemp("seq"), "out")
+    result = run_cli(bids, out, "group", "--config", config, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return bids, out, result
+
+
+def test_folds_are_subject_wise_and_validation_never_tests(sequential):
+    _, out, _ = sequential
+    folds = _tsv(out / "group" / "folds.tsv")
+    assert sorted(r["participant_id"] for r in folds) == ["sub-01", "sub-02", "sub-03", "sub-04"]
+    assert sorted(int(r["fold"]) for r in folds) == [1, 2, 3, 4]  # fewer subjects than folds: LOSO
+    splits = _tsv(out / "group" / "splits.tsv")
+    for fold in {r["fold"] for r in splits}:
+        roles = {}
+        for r in splits:
+            if r["fold"] == fold:
+                roles.setdefault(r["role"], set()).add(r["participant_id"])
+        assert len(roles["test"]) == 1 and len(roles["validation"]) >= 1
+        assert not roles["test"] & roles["validation"] and not roles["test"] & roles["train"]
+        assert not roles["validation"] & roles["train"]
+        assert roles["test"] | roles["validation"] | roles["train"] == {r["participant_id"] for r in folds}
+        summary = json.loads((sequential[1] / "group" / f"fold-{fold}" / "fold.json").read_text())
+        assert summary["postprocessing"]["tuned"] and sorted(summary["validation"]) == sorted(
+            s[4:] for s in roles["validation"])
+
+
+def test_metrics_predictions_events_and_model(sequential):
+    bids, out, result = sequential
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    for key in ("accuracy", "f1", "roc_auc", "pr_auc"):
+        assert key in metrics["window"]
+    for key in ("sensitivity", "precision", "f1", "fp_per_24h"):
+        assert key in metrics["event"]
+    assert len(metrics["folds"]) == 4 and len(metrics["subjects"]) == 4
+    assert "PR-AUC" in result.stdout and "Event level (SzCORE)" in result.stdout
+
+    predictions = _tsv(out / "group" / "predictions.tsv")  # out of fold: every window once
+    sidecars = sorted(out.glob("sub-*/**/*_desc-preproc_windows.json"))
+    assert len(predictions) == sum(json.loads(p.read_text())["WindowCount"] for p in sidecars)
+    assert all(0.0 <= float(r["probability"]) <= 1.0 for r in predictions)
+
+    events = sorted(out.glob("sub-*/**/*_desc-neurocare_events.tsv"))
+    assert len(events) == 4 and all(e.with_suffix(".json").exists() for e in events)
+    header = events[0].read_text().splitlines()[0].split("\t")
+    assert header == ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
+    exported = sorted(p.relative_to(out / "szcore") for p in (out / "szcore").rglob("*.tsv"))
+    assert exported == sorted(p.relative_to(bids) for p in bids.rglob("sub-*/**/*_events.tsv"))
+
+    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
+    assert card["Input"]["SamplingFrequency"] == 128.0 and len(card["Input"]["Channels"]) == 19
+    assert 0 < card["PostProcessing"]["threshold"] < 1 and card["Software"]["keras"]
+    import keras
+
+    import neurocare_bids.losses  # noqa: F401 - registers the focal loss the saved model was compiled with
+
+    model = keras.models.load_model(out / "group" / "model" / card["ModelFile"])
+    assert model.output_shape == (None, 2)
+    assert list((out / "group" / "tensorboard").iterdir())
+
+
+def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
+    bids, out, _ = sequential
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    scored = evaluate_dataset(bids, out / "szcore")
+    for ours, theirs in (("sensitivity", "sensitivity"), ("precision", "precision"), ("f1", "f1"),
+                         ("fp_per_24h", "fpRate")):
+        expected = scored["event_results"][theirs]
+        if expected != expected:  # NaN: undefined for every subject
+            assert metrics["event"][ours] is None
+        else:
+            assert metrics["event"][ours] == pytest.approx(expected, abs=1e-6)
+
+
+def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, sequential, tmp_path):
+    """Same seed, same data → identical metrics.json, whether folds ran in one process or four jobs."""
+    bids, out, config = _copy(prepared, tmp_path, "out")
+    for fold in (1, 2, 3, 4):
+        result = run_cli(bids, out, "group", "--config", config, "--fold", fold, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert (out / "group" / f"fold-{fold}" / "fold.json").exists()
+    assert not (out / "group" / "metrics.json").exists()
+    result = run_cli(bids, out, "group", "--config", config, "-v", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("already done") == 4  # resumed, not retrained
+    assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
+
+
+def test_group_level_errors(prepared, tmp_path):
+    bids, out, config = prepared
+    empty = tmp_path / "empty"
+    result = run_cli(bids, empty, "group", "--config", config)
+    assert result.returncode == 66 and "run the participant level first" in result.stderr
+    copy = _copy(prepared, tmp_path, "out")[1]
+    result = run_cli(bids, copy, "group", "--config", config, "--fold", "9")
+    assert result.returncode == 64 and "--fold 9 does not exist" in result.stderr
+    result = run_cli(bids, copy, "group", "--config", config, "--participant-label", "01", "02")
+    assert result.returncode == 65 and "at least 3 subjects" in result.stderr
+    result = run_cli(bids, copy, "participant", "--fold", "1", "--skip-bids-validation")
+    assert result.returncode == 64 and "group level only" in result.stderr
+    assert all("Traceback" not in r for r in (result.stderr,))
