@@ -17,13 +17,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## demo: create the synthetic demo dataset and run the participant level on it
+## demo: create the synthetic demo dataset, then run the participant and group levels on it
 demo: install
 	@test -f $(DEMO_DIR)/bids/dataset_description.json || $(BIN)/neurocare-bids demo-data $(DEMO_DIR)/bids
 	$(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives participant --nprocs $(NPROCS)
+	$(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives group --config examples/demo.toml -v
 	@echo
 	@echo "Demo input:   $(DEMO_DIR)/bids"
-	@echo "Demo outputs: $(DEMO_DIR)/derivatives (TFRecords + JSON sidecars per recording, logs/)"
+	@echo "Demo outputs: $(DEMO_DIR)/derivatives (windows per recording, group/ metrics and model, szcore/)"
 
 ## test: the whole test suite (needs no GPU and no network)
 test: install

@@ -113,7 +113,7 @@ def synthetic_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     y = (rng.random(n) < 0.3).astype(int)
     for i in np.flatnonzero(y):
         channels = rng.choice(8, 3, replace=False)
-        x[i, :, channels] += rng.uniform(0.4, 1.2) * np.sin(2 * np.pi * 4 * T + rng.uniform(0, 2 * np.pi))
+        x[i, :, channels] += rng.uniform(0.25, 0.6) * np.sin(2 * np.pi * 4 * T + rng.uniform(0, 2 * np.pi))
     return x.astype(np.float32), y
 
 
