@@ -22,6 +22,10 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import get_window
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .fsutils import atomic_open
 
@@ -151,26 +155,41 @@ def window_features(windows: np.ndarray, sfreq: float, *, n_threads: int | None 
 
 
 class QuantileBins(TransformerMixin, BaseEstimator):
-    """Each feature → the index of its (unweighted) training quantile bin, at most ``max_bins`` values.
+    """Each feature → the index of its training quantile bin: at most ``max_bins`` distinct values.
 
-    What HistGradientBoosting's own binning does, but vectorised: with sample weights (which
-    ``class_weight`` becomes) scikit-learn ≥ 1.7 computes each of the 254 bin edges of each feature
-    with a separate weighted-percentile call, minutes for a few hundred features. Features with at
-    most ``max_bins`` distinct values take its fast path.
+    HistGradientBoosting bins its input the same way, but with sample weights (which ``class_weight``
+    becomes) scikit-learn 1.9 computes every one of the 254 edges of every feature with a separate
+    weighted-percentile call over up to 200,000 rows: minutes for a few hundred features. Input that
+    already has at most ``max_bins`` distinct values per feature takes its fast path instead. Edges
+    come from at most ``subsample`` rows, as in HistGradientBoosting, to bound memory and time.
     """
 
-    def __init__(self, max_bins: int = 255):
+    def __init__(self, max_bins: int = 255, subsample: int = 200_000, random_state: int = 0):
         self.max_bins = max_bins
+        self.subsample = subsample
+        self.random_state = random_state
 
     def fit(self, X, y=None):
-        X = np.asarray(X, dtype=np.float64)
-        edges = np.quantile(X, np.arange(1, self.max_bins) / self.max_bins, axis=0)
-        self.edges_ = [np.unique(e) for e in edges.T]
+        X = np.asarray(X)
+        if len(X) > self.subsample:
+            rows = np.random.default_rng(self.random_state).choice(len(X), self.subsample, replace=False)
+            X = X[np.sort(rows)]
+        quantiles = np.quantile(X, np.arange(1, self.max_bins) / self.max_bins, axis=0).T
+        self.edges_ = []
+        for col, edges in zip(X.T, quantiles):
+            edges = np.unique(edges)
+            if len(edges) < self.max_bins - 1:      # repeated quantiles: maybe few distinct values
+                values = np.unique(col)
+                if len(values) <= self.max_bins:    # then each value gets its own bin, as in HGB
+                    edges = (values[:-1] + values[1:]) / 2
+            self.edges_.append(edges)
         return self
 
     def transform(self, X):
-        X = np.asarray(X, dtype=np.float64)
-        return np.column_stack([np.searchsorted(e, col) for e, col in zip(self.edges_, X.T)]).astype(np.float32)
+        columns = np.asarray(X).T.copy()            # one contiguous row per feature, binned in place
+        for col, edges in zip(columns, self.edges_):
+            col[:] = np.searchsorted(edges, col)
+        return columns.astype(np.float32, copy=False).T
 
 
 class FeatureBaseline:
@@ -192,32 +211,33 @@ class FeatureBaseline:
         self.pipeline = None
 
     def _make_pipeline(self, seed: int):
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
         if self.kind == "logistic":
             return make_pipeline(StandardScaler(), LogisticRegression(
-                class_weight="balanced", max_iter=self.max_iter or 2000, random_state=seed))
+                class_weight="balanced", max_iter=2000 if self.max_iter is None else self.max_iter,
+                random_state=seed))
         # No early stopping: its validation split would be drawn from the training windows, mixing
         # subjects; a fixed number of iterations keeps the fit a deterministic function of the fold.
-        return make_pipeline(StandardScaler(), QuantileBins(), HistGradientBoostingClassifier(
-            max_iter=self.max_iter or 200, class_weight="balanced", early_stopping=False, random_state=seed))
+        hgb = HistGradientBoostingClassifier(
+            max_iter=200 if self.max_iter is None else self.max_iter, class_weight="balanced",
+            early_stopping=False, random_state=seed)
+        return make_pipeline(StandardScaler(), QuantileBins(random_state=seed), hgb)
 
     def fit(self, X_windows: np.ndarray, y: np.ndarray, sfreq: float, *, seed: int = 42) -> FeatureBaseline:
-        X_windows = np.asarray(X_windows)
-        self.sfreq, self.n_channels = float(sfreq), X_windows.shape[2]
-        return self.fit_features(window_features(X_windows, sfreq), y, seed=seed)
+        return self.fit_features(window_features(X_windows, sfreq), y, seed=seed, sfreq=sfreq)
 
-    def fit_features(self, features: np.ndarray, y: np.ndarray, *, seed: int = 42) -> FeatureBaseline:
+    def fit_features(self, features: np.ndarray, y: np.ndarray, *, seed: int = 42,
+                     sfreq: float | None = None) -> FeatureBaseline:
+        """Fit on precomputed features; ``sfreq`` (recommended) lets ``predict_proba`` check its windows."""
+        features = np.asarray(features)
         y = np.asarray(y).astype(np.int64).ravel()
+        if features.ndim != 2 or features.shape[1] % len(PER_CHANNEL):
+            raise ValueError(f"features must be window_features output, got shape {features.shape}")
         if len(y) != len(features):
             raise ValueError(f"{len(features)} windows but {len(y)} labels")
         if set(np.unique(y)) != {0, 1}:
             raise ValueError("training needs both seizure (1) and background (0) windows")
-        if self.n_channels is None:
-            self.n_channels = features.shape[1] // len(PER_CHANNEL) - 2
+        self.sfreq = None if sfreq is None else float(sfreq)
+        self.n_channels = features.shape[1] // len(PER_CHANNEL) - 2
         self.pipeline = self._make_pipeline(seed).fit(features, y)
         return self
 

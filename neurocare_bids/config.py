@@ -208,6 +208,8 @@ class CrossValidationConfig:
         0.2, "Share of each fold's training subjects held out (at least one) for early stopping, the "
              "learning-rate schedule and threshold tuning. Never the test fold.",
         minimum=0.0, maximum=0.5, exclusive_minimum=True)
+    final_model: bool = option(True, "After cross-validation, train the model to apply to new recordings on "
+                                     "all subjects (group/model/).")
 
 
 @dataclass

@@ -191,7 +191,7 @@ def train_features(cfg: Config, train: list[WindowFile], geometry: WindowGeometr
     from .baseline import FeatureBaseline
 
     features, labels = _features(train, geometry)
-    return FeatureBaseline("hgb").fit_features(features, labels, seed=seed), {}
+    return FeatureBaseline("hgb").fit_features(features, labels, seed=seed, sfreq=geometry.sfreq), {}
 
 
 def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -531,5 +531,6 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     if fold_index is not None:
         return None
     metrics = aggregate(cfg, folds, files, geometry, bids_dir, out_dir)
-    train_final_model(cfg, files, geometry, group_dir, metrics)
+    if cfg.cv.final_model:
+        train_final_model(cfg, files, geometry, group_dir, metrics)
     return metrics

@@ -8,7 +8,8 @@ from scipy import signal, stats
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from neurocare_bids.baseline import BANDS, PER_CHANNEL, FeatureBaseline, feature_names, n_features, window_features
+from neurocare_bids.baseline import (BANDS, PER_CHANNEL, FeatureBaseline, QuantileBins, feature_names, n_features,
+                                     window_features)
 
 SFREQ = 128.0
 N_TIMES = 512
@@ -152,7 +153,9 @@ def test_classifier_separates_and_is_deterministic(task, kind, tmp_path):
 def test_precomputed_features_and_errors(task, tmp_path):
     (x_train, y_train), (x_test, _) = task
     model = FeatureBaseline("logistic").fit(x_train, y_train, SFREQ, seed=0)
-    on_features = FeatureBaseline("logistic").fit_features(window_features(x_train, SFREQ), y_train, seed=0)
+    on_features = FeatureBaseline("logistic").fit_features(window_features(x_train, SFREQ), y_train, seed=0,
+                                                           sfreq=SFREQ)
+    assert (on_features.sfreq, on_features.n_channels) == (SFREQ, 8)
     np.testing.assert_array_equal(on_features.predict_proba_features(window_features(x_test, SFREQ)),
                                   model.predict_proba(x_test, SFREQ))
     with pytest.raises(ValueError, match="Hz"):
@@ -168,3 +171,19 @@ def test_precomputed_features_and_errors(task, tmp_path):
     (tmp_path / "other.joblib").write_bytes(b"not a model")
     with pytest.raises(Exception):
         FeatureBaseline.load(tmp_path / "other.joblib")
+
+
+def test_quantile_bins_keep_gradient_boosting_on_its_fast_path():
+    """At most 255 values per feature: HistGradientBoosting then bins by unique values, not by 254
+    weighted-percentile calls per feature (minutes at the group level's sizes)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 4)) * [1, 10, 1e-3, 1]
+    x[:, 3] = np.round(x[:, 3])            # few distinct values, rare ones too: each keeps its own bin
+    binned = QuantileBins().fit(x).transform(x)
+    assert all(len(np.unique(col)) <= 255 for col in binned.T)
+    assert len(np.unique(binned[:, 3])) == len(np.unique(x[:, 3]))
+    assert np.all(np.diff(binned[np.argsort(x[:, 0]), 0]) >= 0)   # monotone: trees see the same order
+    # edges from a random subsample of the rows, drawn reproducibly
+    sub = QuantileBins(subsample=1000, random_state=1).fit(x).transform(x)
+    assert len(np.unique(sub[:, 0])) == 255 and not np.array_equal(sub, binned)
+    np.testing.assert_array_equal(QuantileBins(subsample=1000, random_state=1).fit(x).transform(x), sub)

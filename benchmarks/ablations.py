@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Ablations and baselines on the same windows and folds: what each part of the detector adds.
+
+Runs the group level once per variant on participant-level outputs (default: the demo dataset), every run
+with the same seed and therefore the same folds, and prints (and writes) a Markdown table of event-level F1,
+window-level PR-AUC and false positives per 24 h — the answer to the seed README's "key observations".
+
+    python benchmarks/ablations.py demo/bids demo/derivatives                 # all variants
+    python benchmarks/ablations.py demo/bids demo/derivatives --variants neurocare seed features
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "neurocare": ("NeuroCare CNN-BiLSTM, focal loss, augmentation (default)", ""),
+    "no-lstm": ("without the LSTM (CNN + global pooling)", "[model]\nlstm_units = []\n"),
+    "cross-entropy": ("class-weighted cross-entropy instead of focal loss", '[training]\nloss = "cross_entropy"\n'),
+    "no-augmentation": ("without any augmentation", "[augmentation]\nenabled = false\n"),
+    "seed": ("the seed code's model (Conv1D(8) → LSTM(16)), same pipeline", '[model]\npreset = "seed"\n'),
+    "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bids_dir", type=Path)
+    parser.add_argument("derivatives", type=Path, help="output folder of the participant level")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--config", type=Path, default=Path(__file__).parent.parent / "examples" / "demo.toml",
+                        help="base configuration (training budget); each variant adds its switch")
+    parser.add_argument("--workdir", type=Path, default=Path("ablations"), help="where the runs are kept")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    args = parser.parse_args()
+
+    base = args.config.read_text() if args.config else ""
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.variants:
+        description, switch = VARIANTS[name]
+        out = args.workdir / name
+        if not (out / "group" / "metrics.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.copytree(args.derivatives, out, ignore=shutil.ignore_patterns("group", "szcore", "logs",
+                                                                                  "*_desc-neurocare_events.*"))
+            config = args.workdir / f"{name}.toml"
+            config.write_text(_merge(base, switch + "[cv]\nfinal_model = false\n"))
+            start = time.perf_counter()
+            result = subprocess.run([sys.executable, "-m", "neurocare_bids", str(args.bids_dir), str(out), "group",
+                                     "--config", str(config)], capture_output=True, text=True)
+            if result.returncode:
+                print(f"{name}: failed ({result.returncode}): {result.stderr.strip().splitlines()[-1]}")
+                continue
+            print(f"{name}: done in {time.perf_counter() - start:.0f} s")
+        metrics = json.loads((out / "group" / "metrics.json").read_text())
+        rows.append({"variant": name, "description": description, "event_f1": metrics["event"]["f1"],
+                     "event_sensitivity": metrics["event"]["sensitivity"], "fp_per_24h": metrics["event"]["fp_per_24h"],
+                     "pr_auc": metrics["window"]["pr_auc"], "roc_auc": metrics["window"]["roc_auc"]})
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _merge(base: str, switch: str) -> str:
+    """The base TOML plus a variant's keys, merged per section (a TOML table may appear only once)."""
+    import tomllib
+
+    merged = tomllib.loads(base)
+    for section, values in tomllib.loads(switch).items():
+        merged.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in merged.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def table(rows: list[dict]) -> str:
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| variant | event F1 | event sensitivity | FP/24 h | window PR-AUC | window ROC-AUC |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['description']} | {fmt(r['event_f1'])} | {fmt(r['event_sensitivity'])} | "
+                     f"{fmt(r['fp_per_24h'])} | {fmt(r['pr_auc'])} | {fmt(r['roc_auc'])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
