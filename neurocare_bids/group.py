@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -109,11 +110,20 @@ def _setup_determinism(seed: int) -> None:
 
 def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
     """Seizure probability of every window of each file, in order, with labels and onsets."""
+    if hasattr(model, "predict_proba_features"):  # the classic baseline
+        from .baseline import window_features
+
+        def score(eeg):
+            return model.predict_proba_features(window_features(eeg, geometry.sfreq))
+    else:
+        def score(eeg):
+            return np.asarray(model(eeg, training=False))[:, 1]
+
     out = []
     for f in files:
         probs, labels, onsets = [], [], []
         for batch in read_windows([f], geometry, PREDICTION_BATCH):
-            probs.append(np.asarray(model(batch["eeg"], training=False))[:, 1])
+            probs.append(score(batch["eeg"].numpy()))
             labels.append(batch["label"].numpy())
             onsets.append(batch["onset"].numpy())
         out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
@@ -204,20 +214,6 @@ def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.nda
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def predict_features(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
-    from .baseline import window_features
-
-    out = []
-    for f in files:
-        probs, labels, onsets = [], [], []
-        for batch in read_windows([f], geometry, PREDICTION_BATCH):
-            probs.append(model.predict_proba_features(window_features(batch["eeg"].numpy(), geometry.sfreq)))
-            labels.append(batch["label"].numpy())
-            onsets.append(batch["onset"].numpy())
-        out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
-    return out
-
-
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
                  seed: int, tensorboard_dir: Path, label: str):
     """Train a model, then choose the post-processing on the validation subjects only."""
@@ -225,10 +221,9 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
 
     if cfg.model.preset == "features":
         model, history = train_features(cfg, train, geometry, seed)
-        val_predictions = predict_features(model, validation, geometry)
     else:
         model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label)
-        val_predictions = predict_files(model, validation, geometry)
+    val_predictions = predict_files(model, validation, geometry)
     post = cfg.postprocessing
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
               "merge_gap": post.merge_gap, "tuned": False}
@@ -239,18 +234,13 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
     return model, history, val_predictions, params
 
 
-def _predict(cfg: Config, model, files, geometry):
-    return predict_features(model, files, geometry) if cfg.model.preset == "features" else \
-        predict_files(model, files, geometry)
-
-
 def _save_model(cfg: Config, model, folder: Path) -> Path:
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
         return path
     path = folder / "model.keras"
-    tmp = folder / f".model.{np.random.default_rng().integers(1 << 30)}.keras"
+    tmp = folder / f".model.{os.getpid()}.keras"  # Keras insists on the suffix; renamed when complete
     model.save(tmp)
     tmp.replace(path)
     return path
@@ -267,7 +257,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     model, history, val_predictions, params = fit_and_tune(
         cfg, by_role["train"], by_role["validation"], geometry, seed, group_dir / "tensorboard" / f"fold-{fold.index}",
         label)
-    test_predictions = _predict(cfg, model, by_role["test"], geometry)
+    test_predictions = predict_files(model, by_role["test"], geometry)
     _save_model(cfg, model, folder)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
