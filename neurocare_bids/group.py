@@ -475,6 +475,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "Version": __version__,
         "ModelFile": path.name,
         "Preset": cfg.model.preset,
+        "Architecture": _architecture(model),
         "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,
                   "WindowSamples": geometry.n_times, "WindowDuration": geometry.duration,
                   "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
@@ -487,6 +488,14 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
     return folder
+
+
+def _architecture(model) -> dict:
+    if hasattr(model, "predict_proba_features"):
+        return {"kind": f"window features + {model.kind}"}
+    from .models import model_summary
+
+    return model_summary(model)
 
 
 def _versions() -> dict:
