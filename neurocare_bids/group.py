@@ -328,7 +328,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
 
     group_dir = out_dir / GROUP
     by_source = {f.source: f for f in files}
-    fold_rows, per_recording, pooled, exports = [], [], {"labels": [], "probs": [], "pred": []}, []
+    fold_rows, per_recording, pooled, exports = [], [], {"labels": [], "probs": [], "thresholds": []}, []
     for fold in folds:
         summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
         params = summary["postprocessing"]
@@ -345,7 +345,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             fold_records.append(record)
             fold_labels.append(labels)
             fold_probs.append(probs)
-            pooled["pred"].append(probs >= params["threshold"])
+            pooled["thresholds"].append(np.full(len(probs), params["threshold"]))
             _write_recording_events(out_dir, f, events, params, fold.index, write_events_tsv)
             exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
         y, p = np.concatenate(fold_labels), np.concatenate(fold_probs)
@@ -355,10 +355,8 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
                           "postprocessing": params, "window": window_metrics(y, p, params["threshold"]),
                           "event": szcore_summary(fold_records)["event"]})
     y, p = np.concatenate(pooled["labels"]), np.concatenate(pooled["probs"])
-    # Each fold has its own tuned threshold; pooled window metrics count each window at its fold's one.
-    window = window_metrics(y, p, 0.5)
-    predicted = np.concatenate(pooled["pred"])
-    window.update(_hard_metrics(y, predicted))
+    # Each fold has its own tuned threshold: pooled window metrics count each window at its fold's one.
+    window = window_metrics(y, p, np.concatenate(pooled["thresholds"]))
     window["threshold"] = "per fold (tuned on inner validation)"
     events = szcore_summary(per_recording)
     export_tree(out_dir / "szcore", exports, bids_dir=bids_dir)
@@ -396,19 +394,6 @@ def _scored_record(bids_dir: Path, f: WindowFile, events, read_events_tsv, tsv_i
 
 def _as_prediction(p: dict) -> dict:
     return {**p, "onsets": np.array(p["onsets"]), "labels": np.array(p["labels"]), "probs": np.array(p["probs"])}
-
-
-def _hard_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
-    tp = int(np.sum(predicted & (y == 1)))
-    fp = int(np.sum(predicted & (y == 0)))
-    fn = int(np.sum(~predicted & (y == 1)))
-    tn = int(np.sum(~predicted & (y == 0)))
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
-    return {"accuracy": (tp + tn) / len(y), "precision": precision, "recall": recall, "f1": f1,
-            "specificity": tn / (tn + fp) if tn + fp else None,
-            "confusion_matrix": [[tn, fp], [fn, tp]]}
 
 
 def _reference_events_relpath(f: WindowFile) -> str:

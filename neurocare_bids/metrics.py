@@ -27,11 +27,12 @@ _METRICS = ("sensitivity", "precision", "f1", "fp_per_24h")
 
 
 # ---------------------------------------------------------------------- window level
-def window_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, Any]:
+def window_metrics(y_true, prob, threshold: float | np.ndarray = 0.5) -> dict[str, Any]:
     """Window classification metrics; the AUCs use the probabilities (a hard-label AUC hides ranking).
 
-    A window is called seizure when its probability is at or above ``threshold``. Metrics that are
-    undefined (a class absent, no positive call) are None, so the result is JSON-safe.
+    A window is called seizure when its probability is at or above ``threshold`` (one value, or one per
+    window, e.g. each cross-validation fold's own tuned threshold). Metrics that are undefined (a class
+    absent, no positive call) are None, so the result is JSON-safe.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -39,7 +40,7 @@ def window_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, Any]:
     p = np.asarray(prob, dtype=float).ravel()
     if y.shape != p.shape:
         raise ValueError(f"y_true has {y.size} windows but prob has {p.size}")
-    pred = p >= threshold
+    pred = p >= np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
     tp = int(np.sum(y & pred))
     fp = int(np.sum(~y & pred))
     fn = int(np.sum(y & ~pred))
@@ -47,7 +48,7 @@ def window_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, Any]:
     n_pos = tp + fn
     both = 0 < n_pos < y.size
     return {
-        "threshold": float(threshold),
+        "threshold": float(threshold) if np.ndim(threshold) == 0 else "per window",
         "n_windows": int(y.size),
         "n_seizure_windows": n_pos,
         "accuracy": _ratio(tp + tn, y.size),

@@ -166,3 +166,15 @@ def test_szcore_summary_sums_per_subject_then_averages():
     assert out["event"]["fp_per_24h"] == pytest.approx(4.0) and out["event"]["n_subjects"] == 3
     assert subs["sub-01"]["sample"]["tp"] == 40 + 15 and subs["sub-01"]["sample"]["ref_true"] == 90
     assert szcore_summary([])["event"]["f1"] is None
+
+
+def test_window_metrics_with_one_threshold_per_window():
+    """Pooled cross-validation windows are each called at their own fold's threshold."""
+    from neurocare_bids.metrics import window_metrics
+
+    y = [1, 0, 1, 0]
+    p = [0.6, 0.6, 0.3, 0.2]
+    per_window = window_metrics(y, p, [0.5, 0.7, 0.25, 0.25])
+    assert per_window["f1"] == 1.0 and per_window["confusion_matrix"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2}
+    assert per_window["threshold"] == "per window"
+    assert window_metrics(y, p, 0.5)["f1"] == pytest.approx(0.5)
