@@ -396,3 +396,10 @@ def test_montage_channels_at_different_rates_are_read_through_mne(tmp_path):
     assert result.returncode == 0, result.stderr
     meta = json.loads(outputs_of(out)[1].read_text())
     assert any("read through MNE" in w for w in meta["Warnings"]) and meta["WindowCount"] == 14
+
+
+def test_work_dir_inside_the_input_is_refused_before_writing(siena, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(siena, out, "participant", "--skip-bids-validation", "-w", siena / "work")
+    assert result.returncode == 64 and "inside the BIDS dataset" in result.stderr
+    assert not out.exists() and not (siena / "work").exists()

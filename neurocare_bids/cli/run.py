@@ -128,13 +128,13 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
     recordings = recordings_result()
     log.info("%d recording(s) selected", len(recordings))
 
+    work_root = Path(cfg.execution.work_dir).absolute() if cfg.execution.work_dir else None
+    if work_root is not None and is_within(work_root, bids_dir):
+        raise UsageError(f"work folder {work_root} is inside the BIDS dataset; choose another")
+
     prepare_output(bids_dir, out_dir)
     log_dir, file_handler = _start_run_log(cfg, out_dir, "participant")
-
-    if cfg.execution.work_dir:
-        work_root = Path(cfg.execution.work_dir).absolute()
-        if is_within(work_root, bids_dir):
-            raise UsageError(f"work folder {work_root} is inside the BIDS dataset; choose another")
+    if work_root is not None:
         work_dir = work_root / f"neurocare-{uuid.uuid4().hex[:8]}"
     else:
         work_dir = Path(tempfile.mkdtemp(prefix="neurocare-"))
