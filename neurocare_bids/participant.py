@@ -42,7 +42,9 @@ from .tfrecord import ExampleEncoder
 log = logging.getLogger("neurocare")
 
 WINDOWS_PER_BATCH = 256
-FLAT_STD = 1e-12
+# µV: far below any recorded EEG signal (16-bit EDF quantisation is ~0.005 µV), far above float noise
+FLAT_RANGE = 1e-6
+FLAT_STD = 1e-6
 
 
 @dataclass
@@ -145,14 +147,24 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
             raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
         return data
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats]:
-        """One block, ready to spool (time-major float32) with its statistics; runs in a worker thread."""
+    def block(bounds: tuple[int, int]) -> tuple[bytes, np.ndarray, RunningStats]:
+        """One block, ready to spool (time-major float32), with the peak-to-peak range of each recorded
+        channel and the statistics of the montage channels; runs in a worker thread."""
+        ranges = []
+
+        def tracked(start: int, stop: int) -> np.ndarray:
+            data = read(start, stop)
+            ranges.append((data.min(axis=1), data.max(axis=1)))
+            return data
+
         # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
         # (usually lower) output rate.
-        y = montage.matrix @ process_block(read, n_in, plan, *bounds)
-        block_stats = RunningStats(len(y))
-        block_stats.update(y)
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), block_stats
+        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)
+        derived = RunningStats(len(y))
+        derived.update(y)
+        lows, highs = zip(*ranges)
+        extremes = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), extremes, derived
 
     n_out = plan.n_out(n_in)
     sfreq = plan.sfreq_out
@@ -169,15 +181,20 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     spool = work_dir / f"{recording.stem}.{os.getpid()}.f32"
     try:
         stats = RunningStats(n_ch)
+        low, high = np.full(len(montage.picks), np.inf), np.full(len(montage.picks), -np.inf)
         started = time.perf_counter()
         with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
-            for data, block_stats in _ordered_map(pool, block, bounds, ahead=threads):
-                stats.merge(block_stats)
+            for data, extremes, derived in _ordered_map(pool, block, bounds, ahead=threads):
+                low, high = np.minimum(low, extremes[0]), np.maximum(high, extremes[1])
+                stats.merge(derived)
                 fh.write(data)
         timings = {"filter": time.perf_counter() - started}
         mean, std = stats.mean, stats.std
+        for i in np.flatnonzero(high - low < FLAT_RANGE):
+            warnings.append(f"recorded channel {source.ch_names[montage.picks[i]]} is flat (constant "
+                            f"{low[i]:g} µV): check the electrode")
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
-        warnings += [f"channel {name} is flat (constant after filtering)" for name in flat]
+        warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
         if not cfg.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))

@@ -403,3 +403,20 @@ def test_work_dir_inside_the_input_is_refused_before_writing(siena, tmp_path):
     result = run_cli(siena, out, "participant", "--skip-bids-validation", "-w", siena / "work")
     assert result.returncode == 64 and "inside the BIDS dataset" in result.stderr
     assert not out.exists() and not (siena / "work").exists()
+
+
+def test_flat_electrode_is_reported(tmp_path):
+    from conftest import synthetic_eeg
+    from neurocare_bids.edf import write_edf
+
+    root = tmp_path / "bids"
+    add_recording(root, "01", duration=30.0, seizures=[])
+    data = synthetic_eeg(19, 256 * 30, 256.0, seed=3)
+    data[4] = 12.5  # O1 stuck at a constant value
+    write_edf(root / "sub-01/ses-01/eeg" / f"{STEM}_eeg.edf", data, 256.0, SIENA_LABELS)
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    warnings = json.loads(outputs_of(out)[1].read_text())["Warnings"]
+    assert [w for w in warnings if "flat" in w] == [
+        "recorded channel O1-Avg is flat (constant 12.5 µV): check the electrode"]
