@@ -34,6 +34,9 @@ from .cv import Fold, assign_folds, make_folds, split_validation
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
 from .fsutils import atomic_open, atomic_write, locked
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
+from .metrics import szcore_summary, window_metrics
+from .postprocess import probabilities_to_events, tune
+from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 
 log = logging.getLogger("neurocare")
 
@@ -217,8 +220,6 @@ def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.nda
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
                  seed: int, tensorboard_dir: Path, label: str):
     """Train a model, then choose the post-processing on the validation subjects only."""
-    from .postprocess import tune
-
     if cfg.model.preset == "features":
         model, history = train_features(cfg, train, geometry, seed)
     else:
@@ -322,17 +323,15 @@ def _read_predictions(path: Path, split: str) -> dict[str, dict]:
 def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry: WindowGeometry,
               bids_dir: Path, out_dir: Path) -> dict:
     """Pooled out-of-fold metrics, predicted events (BIDS derivatives + SzCORE tree), metrics.json."""
-    from .metrics import szcore_summary, window_metrics
-    from .postprocess import probabilities_to_events
-    from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
-
     group_dir = out_dir / GROUP
     by_source = {f.source: f for f in files}
     fold_rows, per_recording, pooled, exports = [], [], {"labels": [], "probs": [], "thresholds": []}, []
+    out_of_fold = []
     for fold in folds:
         summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
         params = summary["postprocessing"]
         tests = _read_predictions(group_dir / f"fold-{fold.index}" / "predictions.tsv", "test")
+        out_of_fold += [("test", _as_prediction(p)) for p in tests.values()]
         fold_labels, fold_probs, fold_records = [], [], []
         for source, p in sorted(tests.items()):
             f = by_source[source]
@@ -340,13 +339,13 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             events = probabilities_to_events(np.array(p["onsets"]), probs, geometry.duration, f.recording_duration,
                                              threshold=params["threshold"], min_duration=params["min_duration"],
                                              merge_gap=params["merge_gap"], smoothing=params["smoothing"])
-            record = _scored_record(bids_dir, f, events, read_events_tsv, tsv_intervals)
+            record = _scored_record(bids_dir, f, events)
             per_recording.append(record)
             fold_records.append(record)
             fold_labels.append(labels)
             fold_probs.append(probs)
             pooled["thresholds"].append(np.full(len(probs), params["threshold"]))
-            _write_recording_events(out_dir, f, events, params, fold.index, write_events_tsv)
+            _write_recording_events(out_dir, f, events, params, fold.index)
             exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
         y, p = np.concatenate(fold_labels), np.concatenate(fold_probs)
         pooled["labels"].append(y)
@@ -374,13 +373,12 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
         ["participant_id", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h"],
         [[s["participant_id"], s["event"].get("sensitivity"), s["event"].get("precision"), s["event"].get("f1"),
           s["event"].get("fp_per_24h")] for s in metrics["subjects"]]))
-    oof = [("test", _as_prediction(pred)) for fold in folds
-           for pred in _read_predictions(group_dir / f"fold-{fold.index}" / "predictions.tsv", "test").values()]
-    atomic_write(group_dir / "predictions.tsv", _predictions_tsv(sorted(oof, key=lambda t: t[1]["source"])))
+    out_of_fold.sort(key=lambda item: item[1]["source"])
+    atomic_write(group_dir / "predictions.tsv", _predictions_tsv(out_of_fold))
     return metrics
 
 
-def _scored_record(bids_dir: Path, f: WindowFile, events, read_events_tsv, tsv_intervals) -> dict:
+def _scored_record(bids_dir: Path, f: WindowFile, events) -> dict:
     """What szcore-evaluation will compare for this recording: the reference events.tsv as it reads it,
     and our events as it will read them back from the exported TSV (2 decimals, its duration)."""
     reference = bids_dir / _reference_events_relpath(f)
@@ -402,7 +400,7 @@ def _reference_events_relpath(f: WindowFile) -> str:
     return str(source.with_name(f"{stem}_events.tsv"))
 
 
-def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int, write_events_tsv) -> None:
+def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int) -> None:
     source = Path(f.source)
     stem = source.name[: source.name.rindex("_")]
     path = out_dir / source.parent / f"{stem}_desc-neurocare_events.tsv"

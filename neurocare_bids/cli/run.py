@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbosity = _count_verbosity(argv)
     _setup_console_logging(verbosity)
+    if verbosity < 2:  # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) only with -vv
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if argv and argv[0] == "demo-data":
             return _demo_data(build_demo_parser().parse_args(argv[1:]))
