@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbosity = _count_verbosity(argv)
     _setup_console_logging(verbosity)
-    if verbosity < 2:  # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) only with -vv
+    if verbosity < 2:  # TensorFlow's C++ info and warning messages only with -vv (a few start-up lines remain)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if argv and argv[0] == "demo-data":
