@@ -163,7 +163,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
                                           patience=cfg.training.lr_patience, min_lr=lr / 64),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
-        _EpochLog(label),
+        _EpochLog(label, cfg.training.epochs),
     ]
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
@@ -187,16 +187,26 @@ class _ValidationPRAUC(keras.callbacks.Callback):
 
 
 class _EpochLog(keras.callbacks.Callback):
-    """One log line per epoch (the progress a user follows with -v)."""
+    """A progress bar over the epochs of one training (on a terminal) and one log line per epoch (-v)."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, epochs: int):
         super().__init__()
-        self.label = label
+        self.label, self.epochs, self.bar = label, epochs, None
+
+    def on_train_begin(self, logs=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", leave=False, disable=None)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        log.info("%s epoch %d: loss %.4f, validation PR-AUC %.3f", self.label, epoch + 1,
-                 logs.get("loss", math.nan), logs.get("val_pr_auc", math.nan))
+        loss, pr_auc = logs.get("loss", math.nan), logs.get("val_pr_auc", math.nan)
+        self.bar.set_postfix(loss=f"{loss:.4f}", val_pr_auc=f"{pr_auc:.3f}")
+        self.bar.update()
+        log.info("%s epoch %d: loss %.4f, validation PR-AUC %.3f", self.label, epoch + 1, loss, pr_auc)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
 
 
 def train_features(cfg: Config, train: list[WindowFile], geometry: WindowGeometry, seed: int):
