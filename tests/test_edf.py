@@ -79,20 +79,23 @@ def eeg() -> np.ndarray:
     return rng.normal(0.0, 40.0, (len(NAMES), 10 * 256))
 
 
-def test_edf_plus_roundtrip(tmp_path: Path, eeg: np.ndarray) -> None:
-    annotations = [(0.0, 0.0, "start"), (2.5, 3.25, "sz_foc_ia"), (9.25, 0.75, "bckg ü")]
-    path = write_edf(tmp_path / "a.edf", eeg, 256.0, NAMES, start=START, annotations=annotations)
-    raw = _read(path)
+def _check_round_trip(raw, eeg: np.ndarray, annotations, bdf: bool = False) -> None:
+    """Names, rate, length, start, samples within one digital step, and annotations, as written."""
     assert raw.ch_names == NAMES
     assert raw.info["sfreq"] == 256.0
     assert raw.n_times == eeg.shape[1]
     assert raw.info["meas_date"] == START.replace(tzinfo=timezone.utc)
-    data = raw.get_data() * 1e6
-    for got, want in zip(data, eeg):
-        assert np.abs(got - want).max() <= _step(want)
+    for got, want in zip(raw.get_data() * 1e6, eeg):
+        assert np.abs(got - want).max() <= _step(want, bdf=bdf)
     assert list(raw.annotations.onset) == [a[0] for a in annotations]
     assert list(raw.annotations.duration) == [a[1] for a in annotations]
     assert list(raw.annotations.description) == [a[2] for a in annotations]
+
+
+def test_edf_plus_roundtrip(tmp_path: Path, eeg: np.ndarray) -> None:
+    annotations = [(0.0, 0.0, "start"), (2.5, 3.25, "sz_foc_ia"), (9.25, 0.75, "bckg ü")]
+    path = write_edf(tmp_path / "a.edf", eeg, 256.0, NAMES, start=START, annotations=annotations)
+    _check_round_trip(_read(path), eeg, annotations)
     fields = _header_fields(path)
     assert fields["reserved_main"][0].rstrip() == "EDF+C"
     assert fields["label"][-1] == "EDF Annotations "
@@ -240,18 +243,8 @@ def test_bdf_plus_roundtrip(tmp_path: Path, eeg: np.ndarray) -> None:
     n_records, header_bytes = int(fields["n_records"][0]), int(fields["header_bytes"][0])
     record_samples = sum(int(s) for s in fields["spr"])
     assert path.stat().st_size == header_bytes + 3 * n_records * record_samples
-    raw = _read(path, bdf=True)
-    assert raw.ch_names == NAMES
-    assert raw.info["sfreq"] == 256.0
-    assert raw.n_times == eeg.shape[1]
-    assert raw.info["meas_date"] == START.replace(tzinfo=timezone.utc)
-    data = raw.get_data() * 1e6
-    for got, want in zip(data, eeg):
-        assert np.abs(got - want).max() <= _step(want, bdf=True)
-        assert _step(want, bdf=True) < _step(want) / 250  # 24-bit: ~256x finer
-    assert list(raw.annotations.onset) == [a[0] for a in annotations]
-    assert list(raw.annotations.duration) == [a[1] for a in annotations]
-    assert list(raw.annotations.description) == [a[2] for a in annotations]
+    _check_round_trip(_read(path, bdf=True), eeg, annotations, bdf=True)
+    assert all(_step(want, bdf=True) < _step(want) / 250 for want in eeg)  # 24-bit: ~256x finer
 
 
 def test_plain_bdf_and_format_selection(tmp_path: Path, eeg: np.ndarray) -> None:
