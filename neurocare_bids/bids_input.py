@@ -39,8 +39,7 @@ class Recording:
     @property
     def stem(self) -> str:
         """The source entities, e.g. ``sub-01_ses-01_task-szMonitoring_run-00`` (no suffix)."""
-        name = self.path.name
-        return name[: name.rindex("_")]
+        return source_stem(self.path.name)
 
     @property
     def label(self) -> str:
@@ -59,6 +58,11 @@ class Recording:
         if self.events is not None:
             files.append(self.events)
         return files
+
+
+def source_stem(filename: str) -> str:
+    """A BIDS file name without its suffix and extension: ``sub-01_task-x_eeg.edf`` → ``sub-01_task-x``."""
+    return filename[: filename.rindex("_")]
 
 
 def check_bids_dir(bids_dir: Path) -> None:
@@ -106,8 +110,7 @@ def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[
             continue
         path = Path(bids_file.path)
         entities = {k: str(ents[k]) for k in ("subject", "session", "task", "acquisition", "run") if k in ents}
-        stem = path.name[: path.name.rindex("_")]
-        events = path.with_name(f"{stem}_events.tsv")
+        events = path.with_name(f"{source_stem(path.name)}_events.tsv")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # plain JSON types (pybids returns its own int subclass): cheap to pickle, no pybids to unpickle

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from . import __version__
+from .bids_input import source_stem
 from .config import GROUP_SECTIONS, Config
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
@@ -406,14 +407,12 @@ def _as_prediction(p: dict) -> dict:
 
 def _reference_events_relpath(f: WindowFile) -> str:
     source = Path(f.source)
-    stem = source.name[: source.name.rindex("_")]
-    return str(source.with_name(f"{stem}_events.tsv"))
+    return str(source.with_name(f"{source_stem(source.name)}_events.tsv"))
 
 
 def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int) -> None:
     source = Path(f.source)
-    stem = source.name[: source.name.rindex("_")]
-    path = out_dir / source.parent / f"{stem}_desc-neurocare_events.tsv"
+    path = out_dir / source.parent / f"{source_stem(source.name)}_desc-neurocare_events.tsv"
     write_events_tsv(path, events, f.recording_duration)
     sidecar = {
         "Description": "Seizures predicted by NeuroCare-BIDS (out-of-fold: the model never saw this subject)",

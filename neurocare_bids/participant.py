@@ -35,7 +35,7 @@ from .errors import DataError, NeuroCareError
 from .events import read_seizures, seizure_fraction, window_labels
 from .fsutils import atomic_open, atomic_write, crc32c_file, remove_stale_temporaries
 from .montage import build_montage
-from .preprocess import RunningStats, design_plan, process_block
+from .preprocess import RunningStats, block_bounds, design_plan, process_block
 from .signal_reader import EDFSource
 from .tfrecord import ExampleEncoder
 
@@ -175,7 +175,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
                         f"({cfg.windows.duration:g} s): no windows")
     n_ch = len(montage.names)
     block_len = max(win, int(cfg.preprocessing.block_duration * sfreq))
-    bounds = [(a, min(n_out, a + block_len)) for a in range(0, n_out, block_len)]
+    bounds = block_bounds(n_out, block_len)
 
     work_dir.mkdir(parents=True, exist_ok=True)
     spool = work_dir / f"{recording.stem}.{os.getpid()}.f32"

@@ -154,11 +154,15 @@ def process_block(read: Reader, n_in: int, plan: SignalPlan, a: int, b: int) -> 
     return y[:, a - ea:b - ea]
 
 
+def block_bounds(n_out: int, block: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` output-sample ranges of ``block`` samples covering a recording."""
+    return [(a, min(n_out, a + block)) for a in range(0, n_out, block)]
+
+
 def iter_blocks(read: Reader, n_in: int, plan: SignalPlan, block: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, samples)`` blocks of the processed signal covering the whole recording."""
-    n_out = plan.n_out(n_in)
-    for a in range(0, n_out, block):
-        yield a, process_block(read, n_in, plan, a, min(n_out, a + block))
+    for a, b in block_bounds(plan.n_out(n_in), block):
+        yield a, process_block(read, n_in, plan, a, b)
 
 
 class RunningStats:

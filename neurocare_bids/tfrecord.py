@@ -30,11 +30,15 @@ def masked_crc32c(data: bytes) -> int:
     return _mask(google_crc32c.value(data))
 
 
+def _frame_parts(data: bytes) -> list[bytes]:
+    """A TFRecord record around a serialized message, as byte parts (length, its CRC, data, its CRC)."""
+    length = struct.pack("<Q", len(data))
+    return [length, struct.pack("<I", masked_crc32c(length)), data, struct.pack("<I", masked_crc32c(data))]
+
+
 def frame_record(data: bytes) -> bytes:
     """One TFRecord record around a serialized message."""
-    length = struct.pack("<Q", len(data))
-    return b"".join((length, struct.pack("<I", masked_crc32c(length)), data,
-                     struct.pack("<I", masked_crc32c(data))))
+    return b"".join(_frame_parts(data))
 
 
 def iter_records(path: str | Path) -> Iterator[bytes]:
@@ -130,10 +134,7 @@ class ExampleEncoder:
                 parts += _feature_entry(name, features[name])
             else:
                 parts.append(self.constants[name])
-        body = b"".join(parts)
-        data = _header(1, len(body)) + body
-        length = struct.pack("<Q", len(data))
-        return [length, struct.pack("<I", masked_crc32c(length)), data, struct.pack("<I", masked_crc32c(data))]
+        return _frame_parts(_example(parts))
 
 
 def encode_example(features: dict[str, bytes | str | int | float]) -> bytes:
@@ -141,7 +142,12 @@ def encode_example(features: dict[str, bytes | str | int | float]) -> bytes:
     parts: list[bytes] = []
     for name in sorted(features):
         parts += _feature_entry(name, features[name])
-    body = b"".join(parts)
+    return _example(parts)
+
+
+def _example(entries: list[bytes]) -> bytes:
+    """``Example { Features features = 1 }`` around the encoded feature-map entries."""
+    body = b"".join(entries)
     return _header(1, len(body)) + body
 
 
