@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 NPROCS ?= 0
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test bench docs clean container-test
 
 # The virtual environment, rebuilt when the dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +29,11 @@ demo: install
 ## test: the whole test suite (needs no GPU and no network)
 test: install
 	$(BIN)/python -m pytest -q
+
+## container-test: build the CPU image with podman and run it read-only, offline, as an arbitrary user on a
+## tiny dataset (scripts/container_test.sh; root; installs podman from Debian if missing; 2-10 minutes)
+container-test: install
+	bash scripts/container_test.sh
 
 ## bench: the preprocessing benchmark (app vs. a plain MNE pipeline; several minutes)
 bench: install

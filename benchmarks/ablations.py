@@ -4,6 +4,8 @@
 Runs the group level once per variant on participant-level outputs (default: the demo dataset), every run
 with the same seed and therefore the same folds, and prints (and writes) a Markdown table of event-level F1,
 window-level PR-AUC and false positives per 24 h — the answer to the seed README's "key observations".
+The table is also written to ``DERIVATIVES/group/ablations.tsv``, where the group report (``group.html``,
+rebuilt here when the group level has run there) shows it.
 
     python benchmarks/ablations.py demo/bids demo/derivatives                 # all variants
     python benchmarks/ablations.py demo/bids demo/derivatives --variants neurocare seed features
@@ -67,7 +69,26 @@ def main() -> int:
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    write_tsv(args.derivatives, rows)
     return 0
+
+
+def write_tsv(derivatives: Path, rows: list[dict]) -> Path:
+    """``DERIVATIVES/group/ablations.tsv``; rebuilds ``group.html`` when the group level has aggregated there."""
+    from neurocare_bids.fsutils import atomic_write
+
+    path = derivatives / "group" / "ablations.tsv"
+    columns = ["variant", "description", "event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc"]
+    lines = ["\t".join(columns)]
+    for r in rows:
+        lines.append("\t".join("n/a" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
+                               for c in columns))
+    atomic_write(path, "\n".join(lines) + "\n")
+    if (derivatives / "group" / "metrics.json").is_file():
+        from neurocare_bids.reports import build_group_report
+
+        build_group_report(derivatives)
+    return path
 
 
 def _merge(base: str, switch: str) -> str:

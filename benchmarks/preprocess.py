@@ -5,7 +5,7 @@ One run of this script
 
 1. writes a synthetic Siena-like recording (29 channels at 512 Hz, PhysioNet channel names) as EDF+
    inside a minimal BIDS dataset;
-2. runs ``neurocare-bids BIDS OUT participant --skip-bids-validation --nprocs 1`` on it as a separate
+2. runs ``neurocare-bids BIDS OUT participant --skip-bids-validation --nprocs 1 --no-reports`` on it as a separate
    process (imports, checksums, filtering, TFRecord writing: everything a user waits for);
 3. runs a plain MNE pipeline on the same EDF as a separate process: ``read_raw_edf(preload=True)`` →
    the same 19 electrodes → ``filter(0.5, 30)`` → ``notch_filter(50)`` (MNE default FIR filters,
@@ -242,8 +242,9 @@ def run_app(workdir: Path, edf: Path, hours: float, tag: str, keep: bool) -> dic
     out = workdir / f"out-app-{tag}"
     scratch = workdir / "scratch"
     scratch.mkdir(exist_ok=True)
+    # Like for like: the MNE peer writes no HTML report either (the report's cost is measured apart, README).
     cmd = [*app_command(), str(bids), str(out), "participant", "--skip-bids-validation", "--nprocs", "1",
-           "-w", str(scratch)]
+           "--no-reports", "-w", str(scratch)]
     log = workdir / f"app-{tag}.log"
     print(f"Running the app on {hours:g} h: {' '.join(cmd)}", flush=True)
     r = measure(cmd, log, _ENV)

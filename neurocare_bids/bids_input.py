@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from .signal_reader import EDFSource, MNESource, SignalSource, read_edf_header
 log = logging.getLogger("neurocare")
 
 EEG_EXTENSIONS = (".edf", ".bdf", ".vhdr", ".set")
+_NOT_FETCHED = "file content not available: in a DataLad/git-annex dataset, run 'datalad get' on it"
 # Files that hold a recording's samples besides the one pybids indexes.
 _COMPANIONS = {".vhdr": (".vmrk", ".eeg"), ".set": (".fdt",)}
 
@@ -31,6 +33,7 @@ class Recording:
     entities: dict[str, str]
     metadata: dict = field(default_factory=dict)
     events: Path | None = None
+    problem: str = ""  # why the recording cannot be used, found while indexing (e.g. an unreadable sidecar)
 
     @property
     def relpath(self) -> Path:
@@ -53,11 +56,20 @@ class Recording:
             if companion.exists():
                 files.append(companion)
         sidecar = self.path.with_name(f"{self.stem}_eeg.json")
-        if sidecar.exists():
+        if sidecar.exists() or sidecar.is_symlink():
             files.append(sidecar)
         if self.events is not None:
             files.append(self.events)
         return files
+
+    def check_usable(self) -> None:
+        """:class:`DataError` when a problem found while indexing, or a file without content, rules it out."""
+        if self.problem:
+            raise DataError(self.problem)
+        for path in self.source_files():
+            if not path.exists():
+                raise DataError(f"{path.name}: {'broken symbolic link' if path.is_symlink() else 'missing file'}"
+                                f" ({_NOT_FETCHED})")
 
 
 def source_stem(filename: str) -> str:
@@ -75,20 +87,66 @@ def check_bids_dir(bids_dir: Path) -> None:
         raise NoInputError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json)")
 
 
-def load_layout(bids_dir: Path):
-    """Index the dataset with pybids."""
+def load_layout(bids_dir: Path, unreadable: dict[Path, str] | None = None):
+    """Index the dataset with pybids.
+
+    One unreadable JSON sidecar makes pybids give up on the whole dataset; then the dataset is indexed
+    again without the unreadable sidecars, which are added to ``unreadable`` (path → reason) so that only
+    the recordings they describe fail.
+    """
     check_bids_dir(bids_dir)
     from bids import BIDSLayout
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+            try:
+                return BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+            except Exception:
+                broken = _unreadable_json(bids_dir)
+                if not broken or unreadable is None:
+                    raise
+                unreadable.update(broken)
+                from bids.layout import BIDSLayoutIndexer
+                from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+                ignore = list(DEFAULT_LOCATIONS_TO_IGNORE) + [
+                    re.compile("^/" + re.escape(p.relative_to(bids_dir).as_posix()) + "$") for p in broken]
+                return BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                                  indexer=BIDSLayoutIndexer(ignore=ignore))
     except Exception as exc:  # pybids raises many kinds for a broken dataset
         raise NoInputError(f"cannot index {bids_dir} as BIDS: {exc}") from None
 
 
-def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[Recording]:
+def _unreadable_json(bids_dir: Path) -> dict[Path, str]:
+    """The ``sub-*`` and top-level JSON sidecars that are not valid JSON, with the reason."""
+    broken = {}
+    for path in sorted([*bids_dir.glob("*.json"), *bids_dir.glob("sub-*/**/*.json")]):
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            reason = f"broken symbolic link ({_NOT_FETCHED})" if path.is_symlink() and not path.exists() else (
+                f"not valid JSON ({exc})" if isinstance(exc, ValueError) else exc.strerror or str(exc))
+            broken[path] = reason
+    return broken
+
+
+def _sidecar_problem(path: Path, entities: dict, unreadable: dict[Path, str]) -> str:
+    """The reason an unreadable sidecar that applies to ``path`` (inheritance principle) gives, if any."""
+    from bids.layout import parse_file_entities
+
+    for sidecar, reason in unreadable.items():
+        if not sidecar.name.endswith("_eeg.json") or not path.parent.is_relative_to(sidecar.parent):
+            continue
+        ents = {k: v for k, v in parse_file_entities(str(sidecar)).items()
+                if k not in ("suffix", "extension", "datatype")}
+        if all(str(entities.get(k)) == str(v) for k, v in ents.items()):
+            return f"sidecar {sidecar.name} is unreadable: {reason}"
+    return ""
+
+
+def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig,
+                    unreadable: dict[Path, str] | None = None) -> list[Recording]:
     """The EEG recordings matching the participant/session/task filters, in a stable order."""
     everything = layout.get(datatype="eeg", suffix="eeg", extension=list(EEG_EXTENSIONS))
     if not everything:
@@ -115,7 +173,10 @@ def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[
             warnings.simplefilter("ignore")
             # plain JSON types (pybids returns its own int subclass): cheap to pickle, no pybids to unpickle
             metadata = json.loads(json.dumps(layout.get_metadata(str(path)), default=str))
-        recordings.append(Recording(path, bids_dir, entities, metadata, events if events.exists() else None))
+        problem = _sidecar_problem(path, entities, unreadable) if unreadable else ""
+        # a broken link (a DataLad file not fetched) is kept, to fail with a clear message
+        recordings.append(Recording(path, bids_dir, entities, metadata,
+                                    events if events.exists() or events.is_symlink() else None, problem))
     if not recordings:
         raise NothingSelectedError("the session/task filters selected no recording")
     return sorted(recordings, key=lambda r: str(r.relpath))
@@ -123,6 +184,7 @@ def find_recordings(layout, bids_dir: Path, selection: ExecutionConfig) -> list[
 
 def open_source(recording: Recording, notes: list[str]) -> SignalSource:
     """Open a recording for block reads (nothing loaded): EDF/BDF directly, other formats via mne-bids."""
+    recording.check_usable()
     if recording.path.suffix.lower() in (".edf", ".bdf"):
         header = read_edf_header(recording.path)
         source = EDFSource(recording.path, header, notes)  # also refuses truncated files
@@ -166,7 +228,8 @@ def _describe(exc: Exception) -> str:
 
 def discover(bids_dir: Path, selection: ExecutionConfig) -> list[Recording]:
     """Index the dataset and select the recordings to process."""
-    return find_recordings(load_layout(bids_dir), bids_dir, selection)
+    unreadable: dict[Path, str] = {}
+    return find_recordings(load_layout(bids_dir, unreadable), bids_dir, selection, unreadable)
 
 
 def discover_in_background(bids_dir: Path, selection: ExecutionConfig):
@@ -204,6 +267,9 @@ def discover_in_background(bids_dir: Path, selection: ExecutionConfig):
 
 
 def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just stop, silently
     try:
         sender.send(("ok", discover(bids_dir, selection)))
     except NeuroCareError as exc:

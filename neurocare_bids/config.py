@@ -236,6 +236,18 @@ class ExecutionConfig:
     nprocs: int = option(0, "Recordings processed in parallel (0 = one per CPU core).", minimum=0)
     seed: int = option(42, "Random seed for everything that draws random numbers.", minimum=0)
     overwrite: bool = option(False, "Recompute outputs even when they are up to date.")
+    reports: bool = option(True, "Write the HTML reports (`sub-<label>.html`, `group.html`); `logs/CITATION.*` is "
+                           "always written.")
+    distribution: str = option("auto", "Training devices: `auto` (all GPUs of the node when more than one), `single`, "
+                               "`mirrored` (all GPUs or `cpu_replicas` CPU devices) or `multi-worker` (across the "
+                               "tasks of a Slurm job; `--distributed`).",
+                               choices=("auto", "single", "mirrored", "multi-worker"))
+    cpu_replicas: int = option(0, "Split the CPU into this many logical devices and mirror training over them "
+                               "(tests distributed training without GPUs; 0 = off).", minimum=0)
+    wandb: str = option("off", "Weights & Biases logging of each training: `off`, `offline` (run files under "
+                        "`group/wandb/`, upload later with `wandb sync`) or `online`; needs `pip install wandb`.",
+                        choices=("off", "offline", "online"))
+    wandb_project: str = option("neurocare-bids", "Weights & Biases project of the runs.")
 
 
 SECTIONS: dict[str, type] = {

@@ -5,7 +5,9 @@ data. Files follow what ``epilepsy2bids`` writes for the Siena Scalp EEG Databas
 average channels at 256 Hz, ``task-szMonitoring``, SzCORE ``events.tsv``), and the signals carry
 the structure a detector has to cope with: a 1/f background with a waxing and waning posterior
 alpha rhythm, spatial correlation, eye blinks, muscle bursts, line noise, electrode pops, slow
-drift, and evolving rhythmic seizures that start focally and sometimes spread.
+drift, and evolving rhythmic seizures that start focally and sometimes spread. A harder variant
+(``seizure_mimics=True``, ``demo-data --mimics``) adds non-epileptic slow-wave bursts and weaker
+seizures.
 
 Everything is drawn from ``numpy.random.default_rng`` seeded per dataset, subject and recording,
 so the same arguments always give byte-identical files.
@@ -88,6 +90,7 @@ def make_demo_dataset(
     sfreq: float = 256.0,
     seed: int = 42,
     line_freq: float = 50.0,
+    seizure_mimics: bool = False,
 ) -> list[dict]:
     """Write the demo dataset under ``root`` and describe its recordings.
 
@@ -96,6 +99,8 @@ def make_demo_dataset(
     ``focus`` (channel names where that subject's seizures start). ``root`` must be missing,
     empty or a previous demo (whose ``sub-*`` folders and top-level files are replaced);
     anything else raises ``FileExistsError`` so real data is never overwritten.
+    ``seizure_mimics`` makes the task harder: non-epileptic slow-wave bursts in the background and
+    seizures from barely above the background (the default data stay byte-identical without it).
     """
     root = Path(root)
     if not 1 <= n_subjects <= 99 or not 1 <= recordings_per_subject <= 100:
@@ -114,7 +119,7 @@ def make_demo_dataset(
         for i in range(n_subjects)
     ]
     _write_text(root / "dataset_description.json", _json(_dataset_description()))
-    _write_text(root / "README", _README)
+    _write_text(root / "README", _README + (_MIMICS_README if seizure_mimics else ""))
     _write_text(root / "participants.json", _json(_PARTICIPANTS_JSON))
     _write_text(root / "events.json", _json(_EVENTS_JSON))
     rows = ["participant_id\tage\tsex"] + [f"sub-{s.label}\t{s.age}\t{s.sex}" for s in subjects]
@@ -133,7 +138,7 @@ def make_demo_dataset(
             seizures = [(float(on), float(du), subject.seizure_type) for on, du in placed]
             start = subject.start + timedelta(seconds=run * (int(recording_duration) + 900))
             n_samples = int(recording_duration * sfreq)
-            data = _synthesize(rng, subject, n_samples, sfreq, line_freq, seizures)
+            data = _synthesize(rng, subject, n_samples, sfreq, line_freq, seizures, seizure_mimics)
 
             stem = f"sub-{subject.label}_ses-{SESSION}_task-{TASK}_run-{run:02d}"
             edf_path = write_edf(
@@ -289,6 +294,13 @@ grows then fades; they start on a subject-specific set of electrodes and some sp
 """
 
 
+_MIMICS_README = """
+This copy was made with `--mimics`: the background also has non-epileptic bursts of
+high-amplitude delta/theta (drowsiness, arousals) with as much slow-wave power as a seizure but
+no phase-locked rhythm, and seizures range from barely above the background to a few times it.
+"""
+
+
 def _eeg_sidecar(sfreq: float, line_freq: float, duration: float) -> dict:
     return {
         "TaskName": TASK,
@@ -380,6 +392,7 @@ def _synthesize(
     fs: float,
     line_freq: float,
     seizures: list[tuple[float, float, str]],
+    mimics: bool = False,
 ) -> np.ndarray:
     """Common-average EEG (µV), ``(19, n)``: referential sources, then minus the channel mean."""
     t = np.arange(n) / fs
@@ -404,9 +417,12 @@ def _synthesize(
     brain_rms = float(np.sqrt(np.mean(background[list(subject.focus)] ** 2)))
 
     eeg = background
+    if mimics:
+        _add_slow_bursts(rng, eeg, seizures, fs, brain_rms)
     _add_postictal_suppression(eeg, seizures, fs)
+    strength = (1.5, 4.5) if mimics else (2.0, 6.0)  # seizure amplitude / background RMS
     for onset, duration, kind in seizures:
-        _add_seizure(rng, eeg, subject, kind, int(onset * fs), int(duration * fs), fs, brain_rms)
+        _add_seizure(rng, eeg, subject, kind, int(onset * fs), int(duration * fs), fs, brain_rms, strength)
     _add_artifacts(rng, eeg, t, freqs, fs, line_freq)
     eeg -= eeg.mean(axis=0, keepdims=True)  # common average reference
     return eeg
@@ -472,6 +488,45 @@ def _add_postictal_suppression(
         eeg[:, end : end + span] *= gain
 
 
+def _add_slow_bursts(
+    rng: np.random.Generator,
+    eeg: np.ndarray,
+    seizures: list[tuple[float, float, str]],
+    fs: float,
+    brain_rms: float,
+) -> None:
+    """Non-epileptic bursts of high-amplitude delta/theta (drowsiness, arousals, hyperventilation).
+
+    They are the classic seizure mimic: as much 1-7 Hz power and line length as a seizure, often
+    regional, but broad-band and without the phase-locked rhythm that evolves across channels. A
+    detector that only measures band power per channel mistakes them for seizures.
+    """
+    n_ch, n = eeg.shape
+    duration = n / fs
+    ictal = [(int(on * fs), int((on + du) * fs)) for on, du, _ in seizures]
+    for _ in range(rng.poisson(duration / 120)):
+        length = int(rng.uniform(4.0, 40.0) * fs)
+        if length >= n:
+            continue
+        at = int(rng.integers(0, n - length))
+        if any(at < b + int(30 * fs) and a - int(30 * fs) < at + length for a, b in ictal):
+            continue  # keep mimics off the seizures and their margins: labels stay exact
+        freqs = np.fft.rfftfreq(length, 1 / fs)
+        centre = rng.uniform(1.5, 5.0)
+        band = np.exp(-0.5 * ((freqs - centre) / rng.uniform(1.2, 2.5)) ** 2) * (freqs > 0.7)
+        burst = _spatial_mixing(0.6) @ _colored(rng, n_ch, length, band)
+        burst /= burst.std(axis=1, keepdims=True) + 1e-12
+        if rng.random() < 0.5:  # regional (often temporal or frontal), else diffuse
+            centre_xy = _XY[int(rng.integers(n_ch))]
+            weight = np.exp(-((np.linalg.norm(_XY - centre_xy, axis=1) / 0.6) ** 2))
+        else:
+            weight = 0.5 + 0.5 * rng.random(n_ch)
+        u = np.arange(length) / length
+        envelope = _smoothstep(u / 0.15) * _smoothstep((1 - u) / 0.15)
+        amplitude = rng.uniform(1.5, 4.0) * brain_rms
+        eeg[:, at : at + length] += amplitude * weight[:, None] * envelope * burst
+
+
 def _waveform(kind: str, phase: np.ndarray, harmonic: float) -> np.ndarray:
     """Zero-mean, unit-RMS periodic discharge shape evaluated at ``phase``."""
 
@@ -494,6 +549,7 @@ def _add_seizure(
     n: int,
     fs: float,
     brain_rms: float,
+    strength: tuple[float, float] = (2.0, 6.0),
 ) -> None:
     """Add one evolving rhythmic discharge, focal at onset, possibly spreading."""
     u = np.arange(n) / n  # fraction of the seizure elapsed
@@ -510,7 +566,7 @@ def _add_seizure(
     peak_at = rng.uniform(0.4, 0.7)
     envelope = _smoothstep(u / 0.04) * _smoothstep((1 - u) / 0.04)
     envelope *= 0.3 + 0.7 * np.sin(np.pi * u ** (np.log(0.5) / np.log(peak_at)))
-    amplitude = rng.uniform(2.0, 6.0) * brain_rms
+    amplitude = rng.uniform(*strength) * brain_rms
 
     near = _DIST[:, list(subject.focus)].min(axis=1)  # distance to the onset zone
     base, spread = _involvement(rng, kind, subject.focus, near)

@@ -24,7 +24,9 @@ BIDSIGNORE = """\
 # Files of NeuroCare-BIDS that the BIDS specification does not define.
 *_windows.tfrecord
 *_windows.json
+*_desc-seizureprob_timeseries.*
 /sub-*.html
+/group.html
 /group
 /szcore
 """

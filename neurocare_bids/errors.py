@@ -16,6 +16,8 @@ EXIT_DATA = 65
 EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 EXIT_IO = 74
+EXIT_INTERRUPTED = 130  # 128 + SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # 128 + SIGTERM (a scheduler's time limit, kill)
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -28,6 +30,8 @@ EXIT_CODES = {
     EXIT_NO_INPUT: "input missing: not a BIDS dataset, or no EEG recordings in it",
     EXIT_CANT_CREATE: "cannot create the output (or it belongs to another dataset)",
     EXIT_IO: "input/output error while writing (disk full, file size limit)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); finished outputs are kept",
+    EXIT_TERMINATED: "terminated (SIGTERM); finished outputs are kept",
 }
 
 
@@ -74,3 +78,10 @@ class NoInputError(NeuroCareError):
 
 class OutputError(NeuroCareError):
     exit_code = EXIT_CANT_CREATE
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds the run like Ctrl-C (temporaries removed, finished outputs kept), then exit 143.
+
+    Not an ``Exception``, so that no ``except Exception`` on the way mistakes it for a failed recording.
+    """

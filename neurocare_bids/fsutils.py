@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,14 @@ _HOST = socket.gethostname().split(".")[0].replace(".", "_") or "host"
 _TMP_SUFFIX = ".tmp"
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}{_TMP_SUFFIX}")
+# This process's temporaries being written: what a worker deletes when SIGTERM stops it.
+_LIVE_TEMPORARIES: set[Path] = set()
+
+
+def temp_path(path: Path, suffix: str = "") -> Path:
+    """Where ``path`` is written before its rename: hidden, named after this host and process (``suffix``
+    for writers that insist on one, such as Keras's ``.keras``)."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}{_TMP_SUFFIX}{suffix}")
 
 
 def _output_error(path: Path, exc: OSError) -> NeuroCareError:
@@ -37,7 +44,8 @@ def _output_error(path: Path, exc: OSError) -> NeuroCareError:
 def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing; it appears, complete, only if the block succeeds."""
     path = Path(path)
-    tmp = _temp_path(path)
+    tmp = temp_path(path)
+    _LIVE_TEMPORARIES.add(tmp)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -51,6 +59,8 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE_TEMPORARIES.discard(tmp)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -80,14 +90,32 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     removed = []
     if not folder.is_dir():
         return removed
-    for tmp in folder.glob(f".*{_TMP_SUFFIX}"):
-        parts = tmp.name.rsplit(".", 3)  # .name.ext . host . pid . tmp
+    for tmp in [*folder.glob(f".*{_TMP_SUFFIX}"), *folder.glob(f".*{_TMP_SUFFIX}.keras")]:
+        parts = tmp.name.removesuffix(".keras").rsplit(".", 3)  # .name.ext . host . pid . tmp
         if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
             continue
         if not _pid_alive(int(parts[2])):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+def remove_stale_temporaries_under(root: Path) -> list[Path]:
+    """:func:`remove_stale_temporaries` in every folder under ``root``."""
+    folders = {p.parent for p in root.rglob(f".*{_TMP_SUFFIX}*")} if root.is_dir() else set()
+    return [p for folder in sorted(folders) for p in remove_stale_temporaries(folder)]
+
+
+def exit_on_sigterm() -> None:
+    """In a worker process: on SIGTERM, delete the temporaries being written and exit at once (143)."""
+    signal.signal(signal.SIGTERM, _remove_temporaries_and_exit)
+
+
+def _remove_temporaries_and_exit(signum, frame) -> None:
+    for tmp in list(_LIVE_TEMPORARIES):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    os._exit(128 + signum)
 
 
 def _pid_alive(pid: int) -> bool:

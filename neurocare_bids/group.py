@@ -29,15 +29,19 @@ import keras
 import numpy as np
 
 from . import __version__
+from .apply import CARD_FORMAT
 from .bids_input import source_stem
 from .config import GROUP_SECTIONS, Config
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
-from .fsutils import atomic_open, atomic_write, locked
+from .fsutils import (atomic_open, atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
+                      temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import szcore_summary, window_metrics
 from .postprocess import probabilities_to_events, tune
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
+from .distribute import fit_multi_worker, placement, worker_share
+from .tracking import Tracker, check_tracking, start_tracking
 
 log = logging.getLogger("neurocare")
 
@@ -58,11 +62,16 @@ def collect_window_files(out_dir: Path, participants: list[str]) -> tuple[list[W
             continue
         try:
             item, meta = WindowFile.from_sidecar(sidecar, subject)
+            size, crc = meta["TFRecord"]["Bytes"], meta["TFRecord"]["CRC32C"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{sidecar.relative_to(out_dir)}: unreadable sidecar ({exc})") from None
-        if not item.tfrecord.is_file() or item.tfrecord.stat().st_size != meta["TFRecord"]["Bytes"]:
+            raise DataError(f"{sidecar.relative_to(out_dir)}: unreadable sidecar ({type(exc).__name__}: {exc}): "
+                            f"rerun the participant level with --overwrite --participant-label {subject}") from None
+        if not item.tfrecord.is_file() or item.tfrecord.stat().st_size != size:
             raise DataError(f"{item.tfrecord.relative_to(out_dir)} is missing or incomplete: rerun the "
                             "participant level for it")
+        if crc32c_file(item.tfrecord) != crc:  # damaged on disk: found now, not as a TensorFlow error mid-training
+            raise DataError(f"{item.tfrecord.relative_to(out_dir)} is corrupt (CRC-32C differs from its sidecar's): "
+                            f"rerun the participant level with --overwrite --participant-label {subject}")
         if item.window_count:
             files.append(item)
             metas.append((sidecar, meta))
@@ -141,22 +150,25 @@ def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) 
 
 
 def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
-                seed: int, log_dir: Path, label: str):
+                seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
     """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
     from .losses import build_loss
     from .models import SEED_TRAINING, build_model
 
     _setup_determinism(seed)
-    model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+    place = placement(cfg)
     seed_preset = cfg.model.preset == "seed"
     lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
     batch = int(SEED_TRAINING["batch_size"]) if seed_preset else cfg.training.batch_size
     n_windows = sum(f.window_count for f in train)
     n_seizure = sum(f.seizure_window_count for f in train)
     loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    with place.strategy.scope():  # variables on every replica; batches split across them
+        model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
     steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
-    data = training_dataset(train, geometry, cfg.augmentation, batch, seed)
+    data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
+                            seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
     callbacks = [
         _ValidationPRAUC(validation, geometry),
         keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
@@ -164,8 +176,11 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
                                           patience=cfg.training.lr_patience, min_lr=lr / 64),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
-        _EpochLog(label, cfg.training.epochs),
+        _EpochLog(label, cfg.training.epochs, tracker or Tracker()),
     ]
+    if place.kind == "multi-worker":
+        return model, fit_multi_worker(model, data, epochs=cfg.training.epochs, steps=steps, batch_size=batch,
+                                       callbacks=callbacks, place=place)
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
     return model, history.history
@@ -190,9 +205,9 @@ class _ValidationPRAUC(keras.callbacks.Callback):
 class _EpochLog(keras.callbacks.Callback):
     """A progress bar over the epochs of one training (on a terminal) and one log line per epoch (-v)."""
 
-    def __init__(self, label: str, epochs: int):
+    def __init__(self, label: str, epochs: int, tracker: Tracker):
         super().__init__()
-        self.label, self.epochs, self.bar = label, epochs, None
+        self.label, self.epochs, self.tracker, self.bar = label, epochs, tracker, None
 
     def on_train_begin(self, logs=None):
         from tqdm import tqdm
@@ -205,6 +220,7 @@ class _EpochLog(keras.callbacks.Callback):
         self.bar.set_postfix(loss=f"{loss:.4f}", val_pr_auc=f"{pr_auc:.3f}")
         self.bar.update()
         log.info("%s epoch %d: loss %.4f, validation PR-AUC %.3f", self.label, epoch + 1, loss, pr_auc)
+        self.tracker.epoch_end(epoch, {**logs, "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))})
 
     def on_train_end(self, logs=None):
         self.bar.close()
@@ -229,12 +245,12 @@ def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.nda
 
 
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
-                 seed: int, tensorboard_dir: Path, label: str):
+                 seed: int, tensorboard_dir: Path, label: str, tracker: Tracker | None = None):
     """Train a model, then choose the post-processing on the validation subjects only."""
     if cfg.model.preset == "features":
         model, history = train_features(cfg, train, geometry, seed)
     else:
-        model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label)
+        model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker)
     val_predictions = predict_files(model, validation, geometry)
     post = cfg.postprocessing
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
@@ -252,9 +268,13 @@ def _save_model(cfg: Config, model, folder: Path) -> Path:
         model.save(path)
         return path
     path = folder / "model.keras"
-    tmp = folder / f".model.{os.getpid()}.keras"  # Keras insists on the suffix; renamed when complete
-    model.save(tmp)
-    tmp.replace(path)
+    tmp = temp_path(path, ".keras")  # Keras insists on the suffix; renamed when complete
+    try:
+        model.save(tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -266,9 +286,15 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
                for role, members in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))}
     seed = cfg.execution.seed * 1000 + fold.index
     label = f"fold {fold.index}"
-    model, history, val_predictions, params = fit_and_tune(
-        cfg, by_role["train"], by_role["validation"], geometry, seed, group_dir / "tensorboard" / f"fold-{fold.index}",
-        label)
+    tracker = start_tracking(cfg, group_dir, f"fold-{fold.index}", "fold",
+                             {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation)})
+    try:
+        model, history, val_predictions, params = fit_and_tune(
+            cfg, by_role["train"], by_role["validation"], geometry, seed,
+            group_dir / "tensorboard" / f"fold-{fold.index}", label, tracker)
+        tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
+    finally:
+        tracker.finish()
     test_predictions = predict_files(model, by_role["test"], geometry)
     _save_model(cfg, model, folder)
     atomic_write(folder / "history.tsv", _history_tsv(history))
@@ -282,6 +308,10 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     log.info("fold %d done: threshold %.2f, min duration %g s", fold.index, params["threshold"],
              params["min_duration"])
     return summary
+
+
+def _tracked(params: dict) -> dict:
+    return {f"postprocessing/{k}": v for k, v in params.items() if isinstance(v, (int, float)) and v is not None}
 
 
 def _group_config(cfg: Config) -> dict:
@@ -459,11 +489,17 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     val_files = [f for f in files if f.subject in validation]
     folder = group_dir / "model"
     folder.mkdir(parents=True, exist_ok=True)
-    model, history, _, params = fit_and_tune(cfg, train_files, val_files, geometry, cfg.execution.seed * 1000,
-                                             group_dir / "tensorboard" / "final", "final model")
+    tracker = start_tracking(cfg, group_dir, "final", "final", {"validation": sorted(validation)})
+    try:
+        model, history, _, params = fit_and_tune(cfg, train_files, val_files, geometry, cfg.execution.seed * 1000,
+                                                 group_dir / "tensorboard" / "final", "final model", tracker)
+        tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
+    finally:
+        tracker.finish()
     path = _save_model(cfg, model, folder)
     card = {
         "Name": "NeuroCare-BIDS seizure detector",
+        "CardFormat": CARD_FORMAT,  # apply mode refuses cards of another layout
         "Version": __version__,
         "ModelFile": path.name,
         "Preset": cfg.model.preset,
@@ -471,6 +507,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,
                   "WindowSamples": geometry.n_times, "WindowDuration": geometry.duration,
                   "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
+        "Preprocessing": _preprocessing_card(cfg, files, geometry),
         "PostProcessing": params,
         "TrainingSubjects": [f"sub-{s}" for s in subjects if s not in validation],
         "ValidationSubjects": [f"sub-{s}" for s in sorted(validation)],
@@ -480,6 +517,36 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
     return folder
+
+
+def _preprocessing_card(cfg: Config, files: list[WindowFile], geometry: WindowGeometry) -> dict:
+    """How the training windows were made, as configuration sections: what apply mode must redo exactly.
+
+    Filter settings come from the participant-level sidecars (what was done, whatever configuration this
+    group run has); the default mains frequency and block length, which sidecars do not record, from the
+    configuration.
+    """
+    meta = json.loads(files[0].sidecar.read_text(encoding="utf-8"))
+    done = meta["Preprocessing"]
+    filters = ("l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore")
+    for f in files[1:]:
+        other = json.loads(f.sidecar.read_text(encoding="utf-8"))
+        if (any(other["Preprocessing"].get(k) != done.get(k) for k in filters)
+                or other.get("Montage") != meta.get("Montage")):
+            log.warning("%s was filtered differently from %s; the model card records the latter's settings",
+                        f.sidecar.name, files[0].sidecar.name)
+            break
+    montage = meta.get("Montage", "average")
+    electrodes = ([c.rsplit("-", 1)[0] for c in geometry.channels] if montage == "average"
+                  else list(cfg.montage.electrodes))
+    return {
+        "montage": {"montage": montage, "electrodes": electrodes},
+        "preprocessing": {**{k: done[k] for k in filters}, "sfreq": geometry.sfreq,
+                          "line_freq": cfg.preprocessing.line_freq,
+                          "block_duration": cfg.preprocessing.block_duration},
+        "windows": {"duration": geometry.duration, "overlap": 1 - geometry.stride / geometry.n_times},
+        "output": {"dtype": "float16" if geometry.dtype == "<f2" else "float32"},
+    }
 
 
 def _architecture(model) -> dict:
@@ -505,9 +572,14 @@ def _versions() -> dict:
 # ---------------------------------------------------------------------- entry point
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
     """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
+    check_tracking(cfg)  # also when called from Python, not the CLI
     files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
+    remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
     group_dir = out_dir / GROUP
     group_dir.mkdir(parents=True, exist_ok=True)
+    place = placement(cfg) if cfg.model.preset != "features" else None
+    if place is not None and not place.is_chief:
+        return _run_as_worker(cfg, files, geometry, group_dir, fold_index)
     folds = plan_folds(cfg, files, group_dir)
     if fold_index is not None and not 1 <= fold_index <= len(folds):
         raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
@@ -525,3 +597,28 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     if cfg.cv.final_model:
         train_final_model(cfg, files, geometry, group_dir, metrics)
     return metrics
+
+
+def _run_as_worker(cfg: Config, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path,
+                   fold_index: int | None) -> None:
+    """A non-chief worker of multi-worker training: the same trainings in the same order as the chief (their
+    collectives must meet), every output into a scratch folder that is deleted; the chief writes OUT."""
+    import copy
+    import shutil
+    import tempfile
+
+    quiet = copy.deepcopy(cfg)
+    quiet.execution.wandb = "off"  # one W&B run per training, from the chief
+    if cfg.execution.work_dir:
+        Path(cfg.execution.work_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="neurocare-worker-", dir=cfg.execution.work_dir or None))
+    try:
+        for fold in plan_folds(quiet, files, scratch):
+            if fold_index in (None, fold.index) and (
+                    cfg.execution.overwrite or not fold_is_done(quiet, group_dir / f"fold-{fold.index}", fold)):
+                run_fold(quiet, fold, files, geometry, scratch)
+        if fold_index is None and cfg.cv.final_model:
+            train_final_model(quiet, files, geometry, scratch, {"window": {}, "event": {}})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None

@@ -130,8 +130,12 @@ def _intervals_table(files: list[WindowFile]) -> np.ndarray:
 
 
 def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: AugmentationConfig,
-                     batch_size: int, seed: int):
-    """An endless, shuffled, augmented stream of ``(windows, labels)`` training batches."""
+                     batch_size: int, seed: int, shard_by_file: bool = False):
+    """An endless, shuffled, augmented stream of ``(windows, labels)`` training batches.
+
+    ``shard_by_file``: ``files`` are already this worker's share (multi-worker training), so
+    tf.distribute must not shard the stream again.
+    """
     tf = _tf()
     augment = aug.enabled
     intervals = tf.constant(_intervals_table(files))
@@ -214,6 +218,8 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
+    if shard_by_file:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return stream.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -13,6 +13,7 @@ checksums and the configuration hash, which is how a rerun knows an output is co
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -31,11 +32,13 @@ from . import __version__
 from .bids_input import Recording, open_source, open_with_mne
 from .config import Config
 from .derivatives import APP_NAME, recording_outputs
-from .errors import DataError, NeuroCareError
+from .errors import EXIT_IO, DataError, NeuroCareError, OutputError
 from .events import read_seizures, seizure_fraction, window_labels
-from .fsutils import atomic_open, atomic_write, crc32c_file, remove_stale_temporaries
+from .fsutils import (atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within,
+                      remove_stale_temporaries)
 from .montage import build_montage
 from .preprocess import RunningStats, block_bounds, design_plan, process_block
+from .quality import NOISY_RATIO, RawChannelStats
 from .signal_reader import EDFSource
 from .tfrecord import ExampleEncoder
 
@@ -78,6 +81,7 @@ def tfrecord_schema(window_samples: int, n_channels: int, dtype: str) -> dict:
 
 def source_checksums(recording: Recording) -> dict[str, str]:
     """Size and CRC-32C of every input file: how a rerun recognises unchanged inputs."""
+    recording.check_usable()
     return {str(p.relative_to(recording.root)): f"crc32c:{crc32c_file(p)} bytes:{p.stat().st_size}"
             for p in recording.source_files()}
 
@@ -104,8 +108,24 @@ def process_recording(recording: Recording, out_dir: Path, cfg: Config, work_dir
         return RecordingResult(recording.label, "failed", "out of memory (lower preprocessing.block_duration)",
                                1)
     except Exception as exc:  # a bug: report it, keep processing the other recordings
+        if _is_output_error(exc, out_dir, work_dir):  # a full disk, a file where a folder should be ...
+            code = EXIT_IO if exc.errno in _DISK_FULL else OutputError.exit_code
+            return RecordingResult(recording.label, "failed", f"cannot write {exc.filename or 'in the work folder'}: "
+                                   f"{exc.strerror}", code)
         return RecordingResult(recording.label, "failed", f"internal error: {type(exc).__name__}: {exc}", 1,
                                traceback=traceback.format_exc())
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def _is_output_error(exc: Exception, out_dir: Path, work_dir: Path) -> bool:
+    """An OSError from writing the outputs or the scratch files, not a bug (exit 73/74, not 1)."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.filename is None:
+        return exc.errno in _DISK_FULL
+    return any(is_within(Path(exc.filename), folder) for folder in (out_dir, work_dir))
 
 
 def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path, threads: int) -> RecordingResult:
@@ -147,14 +167,16 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
             raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
         return data
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, np.ndarray, RunningStats]:
-        """One block, ready to spool (time-major float32), with the peak-to-peak range of each recorded
-        channel and the statistics of the montage channels; runs in a worker thread."""
+    def block(bounds: tuple[int, int]) -> tuple[bytes, np.ndarray, RunningStats, RawChannelStats]:
+        """One block, ready to spool (time-major float32), with the peak-to-peak range and quality statistics
+        of each recorded channel and the statistics of the montage channels; runs in a worker thread."""
         ranges = []
+        raw = RawChannelStats(len(montage.picks))
 
         def tracked(start: int, stop: int) -> np.ndarray:
             data = read(start, stop)
             ranges.append((data.min(axis=1), data.max(axis=1)))
+            raw.update(data, *ranges[-1])
             return data
 
         # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
@@ -164,7 +186,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         derived.update(y)
         lows, highs = zip(*ranges)
         extremes = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), extremes, derived
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), extremes, derived, raw
 
     n_out = plan.n_out(n_in)
     sfreq = plan.sfreq_out
@@ -184,8 +206,10 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         low, high = np.full(len(montage.picks), np.inf), np.full(len(montage.picks), -np.inf)
         started = time.perf_counter()
         with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
-            for data, extremes, derived in _ordered_map(pool, block, bounds, ahead=threads):
+            raw_stats = RawChannelStats(len(montage.picks))
+            for data, extremes, derived, raw in _ordered_map(pool, block, bounds, ahead=threads):
                 low, high = np.minimum(low, extremes[0]), np.maximum(high, extremes[1])
+                raw_stats.merge(raw)
                 stats.merge(derived)
                 fh.write(data)
         timings = {"filter": time.perf_counter() - started}
@@ -195,6 +219,18 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
                             f"{low[i]:g} µV): check the electrode")
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
         warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
+        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
+        for channel in quality["Channels"]:
+            name, status = channel["Name"], channel["Status"]
+            if "flat" in status and channel["Max"] - channel["Min"] >= FLAT_RANGE:  # not constant: warned above
+                warnings.append(f"recorded channel {name} carries almost no signal (standard deviation "
+                                f"{channel['Std']:.2g} µV): check the electrode")
+            if "clipped" in status:
+                warnings.append(f"recorded channel {name} is clipped ({channel['ClippedFraction']:.1%} of samples at "
+                                "its minimum or maximum)")
+            if "noisy" in status:
+                warnings.append(f"recorded channel {name} is noisy (standard deviation {channel['Std']:.3g} µV, line "
+                                f"length {channel['LineLength']:.3g} µV per sample; over {NOISY_RATIO:g}x the median channel)")
         if not cfg.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
@@ -272,6 +308,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
             "CRC32C": f"{crc:08x}",
             "Schema": tfrecord_schema(win, n_ch, cfg.output.dtype),
         },
+        "ChannelQuality": quality,
         "Warnings": warnings,
         "GeneratedBy": {"Name": APP_NAME, "Version": __version__},
     }
@@ -314,6 +351,8 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
 
     The CPUs left over (one recording on a 2-core machine, say) filter blocks of a recording in threads.
     """
+    clashes = _output_clashes(recordings, out_dir)
+    recordings = [r for r in recordings if r.label not in clashes]
     cpus = available_cpus()
     nprocs = min(cfg.execution.nprocs or cpus, len(recordings))
     threads = max(1, cpus // max(1, nprocs))
@@ -329,13 +368,40 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(nprocs, mp_context=context, initializer=_limit_threads) as pool:
+        with ProcessPoolExecutor(nprocs, mp_context=context, initializer=_init_worker) as pool:
             futures = [pool.submit(process_recording, r, out_dir, cfg, work_dir, threads) for r in recordings]
-            for future in futures:
-                results.append(_report(future.result()))
-                progress.update()
+            try:
+                for future in futures:
+                    results.append(_report(future.result()))
+                    progress.update()
+            except BaseException:  # SIGTERM, Ctrl-C: stop the workers now, not after the queued recordings
+                workers = list((getattr(pool, "_processes", None) or {}).values())
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in workers:
+                    worker.terminate()  # each deletes its temporaries and exits (fsutils.exit_on_sigterm)
+                for worker in workers:
+                    worker.join(30)
+                raise
     progress.close()
-    return results
+    results += [_report(result) for result in clashes.values()]
+    return sorted(results, key=lambda r: r.recording)
+
+
+def _output_clashes(recordings: list[Recording], out_dir: Path) -> dict[str, RecordingResult]:
+    """Failed results for recordings that would write the same output (one run in two formats, say)."""
+    clashes = output_clashes(recordings, lambda r: recording_outputs(out_dir, r.relpath, r.stem)[0])
+    return {label: RecordingResult(label, "failed", message, DataError.exit_code) for label, message in clashes.items()}
+
+
+def output_clashes(recordings: list[Recording], output_of) -> dict[str, str]:
+    """Recordings whose ``output_of`` path is the same (one run saved in two formats, say): label → message.
+    Each would overwrite the other's output, so every mode refuses them all."""
+    by_output: dict[Path, list[Recording]] = {}
+    for r in recordings:
+        by_output.setdefault(output_of(r), []).append(r)
+    return {r.label: f"{', '.join(o.path.name for o in group)} are one recording (same entities) and would write "
+                     "the same output: keep one"
+            for group in by_output.values() if len(group) > 1 for r in group}
 
 
 def available_cpus() -> int:
@@ -344,6 +410,11 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _init_worker() -> None:
+    _limit_threads()
+    exit_on_sigterm()
 
 
 def _limit_threads() -> None:
@@ -357,6 +428,11 @@ def _limit_threads() -> None:
 
 
 def _report(result: RecordingResult) -> RecordingResult:
+    return log_result(result, f"{result.status} ({result.windows} windows, {result.seizure_windows} seizure)")
+
+
+def log_result(result, done: str):
+    """Log one recording's warnings, then its failure (traceback at debug level) or ``done``."""
     for warning in result.warnings:
         log.warning("%s: %s", result.recording, warning)
     if result.status == "failed":
@@ -364,8 +440,7 @@ def _report(result: RecordingResult) -> RecordingResult:
         if result.traceback:
             log.debug("%s", result.traceback)
     else:
-        log.info("%s: %s (%d windows, %d seizure)", result.recording, result.status, result.windows,
-                 result.seizure_windows)
+        log.info("%s: %s", result.recording, done)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -86,11 +87,61 @@ def add_recording(root: Path, subject: str = "01", *, session: str | None = "01"
     return path
 
 
-def run_cli(*args, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m neurocare_bids ARGS`` as a user would; return the completed process."""
+def run_cli(*args, timeout: float = 300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    """Run ``python -m neurocare_bids ARGS`` as a user would; return the completed process.
+
+    When the first argument is a BIDS dataset (``BIDS_DIR``), it is made read-only for the run and must be
+    bit for bit the same afterwards (see :func:`read_only_input`): every CLI test also proves that the app
+    never writes into its input.
+    """
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "neurocare_bids", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    command = [sys.executable, "-m", "neurocare_bids", *map(str, args)]
+    bids_dir = Path(args[0]) if args and isinstance(args[0], (str, Path)) else None
+    if bids_dir is None or not (bids_dir / "dataset_description.json").is_file():
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, **popen)
+    with read_only_input(bids_dir):
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, **popen)
+
+
+def input_state(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root`` (links not followed): folders, link targets, and file contents (sha256)."""
+    state: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                state[key] = ("link", os.readlink(path))
+            elif path.is_dir():
+                state[key] = ("dir",)
+            else:
+                state[key] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+    return state
+
+
+@contextlib.contextmanager
+def read_only_input(root: Path):
+    """``root`` read-only (every folder and file, write bits cleared) for the block, then restored; the
+    block must leave every entry under it as it found it.
+
+    Root ignores permissions (CI runs as root), so the checksums, not the permissions, are the proof.
+    Permissions are restored as soon as the block ends: tests may change the dataset between two runs.
+    """
+    before = input_state(root)
+    modes: dict[str, int] = {}
+    for folder, dirs, files in os.walk(root):
+        for path in [Path(folder)] + [Path(folder, n) for n in files]:
+            if not path.is_symlink():
+                modes[str(path)] = path.stat().st_mode & 0o7777
+                path.chmod(modes[str(path)] & ~0o222)
+    try:
+        yield
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+    after = input_state(root)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"files under BIDS_DIR {root} changed: {changed[:10]}"
 
 
 def tree_checksums(root: Path) -> dict[str, str]:
@@ -113,3 +164,30 @@ def siena(tmp_path) -> Path:
     add_recording(root, "01", seizures=[(40.0, 20.0, "sz_foc_ia")], seed=1)
     add_recording(root, "02", seizures=[], seed=2)
     return root
+
+
+# A tiny model and training budget for group-level tests: seconds per fold on 2 CPU cores.
+QUICK_GROUP_CONFIG = """
+[training]
+epochs = 1
+steps_per_epoch = 3
+batch_size = 16
+[model]
+conv_filters = [4, 8]
+lstm_units = [4]
+dense_units = 4
+"""
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """Four demo subjects with the participant level done once for the whole session, and a quick
+    group-level config: ``(bids_dir, participant_out, config_path)``. Copy the output before writing to it."""
+    root = tmp_path_factory.mktemp("group")
+    bids, out = root / "bids", root / "participant"
+    assert run_cli("demo-data", bids, "--subjects", "4", "--recordings", "1", "--duration", "300").returncode == 0
+    result = run_cli(bids, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    config = root / "quick.toml"
+    config.write_text(QUICK_GROUP_CONFIG)
+    return bids, out, config

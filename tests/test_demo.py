@@ -186,6 +186,35 @@ def test_seizures_carry_2_10_hz_power(small) -> None:
             assert np.median(ratio) > 3, ratio
 
 
+def _slow_power_per_4s(path: Path, ictal_margin: float, seizures) -> np.ndarray:
+    """1-7 Hz power of every background 4 s segment (mean over channels), seizures and margins left out."""
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    data, fs = raw.get_data() * 1e6, raw.info["sfreq"]
+    n = int(4 * fs)
+    powers = []
+    for start in range(0, raw.n_times - n, n):
+        t0, t1 = start / fs, (start + n) / fs
+        if any(t0 < on + du + ictal_margin and on - ictal_margin < t1 for on, du, _ in seizures):
+            continue
+        freqs, psd = welch(data[:, start:start + n], fs, nperseg=n)
+        powers.append(psd[:, (freqs >= 1) & (freqs <= 7)].sum(axis=1).mean())
+    return np.array(powers)
+
+
+def test_mimics_add_slow_wave_bursts_to_the_background(tmp_path: Path) -> None:
+    """``--mimics`` puts seizure-like 1-7 Hz power where there is no seizure; the default has none of it."""
+    options = dict(n_subjects=1, recordings_per_subject=1, recording_duration=900.0)
+    plain = make_demo_dataset(tmp_path / "plain", **options)[0]
+    hard = make_demo_dataset(tmp_path / "hard", seizure_mimics=True, **options)[0]
+    assert plain["seizures"] == hard["seizures"]  # same timing, only the signal differs
+    base = _slow_power_per_4s(plain["path"], 30, plain["seizures"])
+    mimic = _slow_power_per_4s(hard["path"], 30, hard["seizures"])
+    # Blinks and electrode pops give a few slow-power peaks in both; the bursts add several more.
+    threshold = 4 * np.median(base)
+    assert (mimic > threshold).sum() >= (base > threshold).sum() + 3, (mimic > threshold).sum()
+    assert "--mimics" in (tmp_path / "hard" / "README").read_text()
+
+
 def test_rejects_bad_parameters() -> None:
     with pytest.raises(ValueError):
         make_demo_dataset("/nonexistent/never", sfreq=255.5)

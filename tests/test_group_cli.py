@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from conftest import run_cli
 from szcore_reference import evaluate_dataset
-
-QUICK = """
-[training]
-epochs = 1
-steps_per_epoch = 3
-batch_size = 16
-[model]
-conv_filters = [4, 8]
-lstm_units = [4]
-dense_units = 4
-"""
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """Four demo subjects, participant level done once for the whole module."""
-    root = tmp_path_factory.mktemp("group")
-    bids, out = root / "bids", root / "participant"
-    assert run_cli("demo-data", bids, "--subjects", "4", "--recordings", "1", "--duration", "300").returncode == 0
-    result = run_cli(bids, out, "participant", "--skip-bids-validation")
-    assert result.returncode == 0, result.stderr
-    config = root / "quick.toml"
-    config.write_text(QUICK)
-    return bids, out, config
-
 
 def _copy(prepared, tmp_path, name):
     bids, out, config = prepared
@@ -123,10 +104,39 @@ def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
             assert metrics["event"][ours] == pytest.approx(expected, abs=1e-6)
 
 
+def _interrupt_fold(bids, out, config, fold: int, sig: int, delay: float) -> None:
+    """Start a ``--fold`` job, send ``sig`` to its process group ``delay`` s into the fold's training."""
+    from conftest import read_only_input
+
+    with read_only_input(bids):
+        proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
+                                 "--fold", str(fold)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and not (out / "group" / "tensorboard" / f"fold-{fold}").exists():
+            time.sleep(0.02)
+        time.sleep(delay)
+        assert proc.poll() is None, "the fold ended before it could be interrupted"
+        os.killpg(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=120)
+    assert not (out / "group" / f"fold-{fold}" / "fold.json").exists()
+    if sig == signal.SIGTERM:  # a clean stop: code 143, one line, no temporary file left
+        assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1].startswith("neurocare-bids: terminated (SIGTERM)")
+        assert not [p for p in out.rglob(".*") if ".tmp" in p.name]
+    else:
+        assert proc.returncode == -signal.SIGKILL
+
+
 def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, sequential, tmp_path):
-    """Same seed, same data → identical metrics.json, whether folds ran in one process or four jobs."""
+    """Same seed, same data → identical metrics.json, whether folds ran in one process or four jobs, and
+    whether or not jobs were stopped (SIGTERM) or killed (SIGKILL) at a random point of training and rerun."""
     bids, out, config = _copy(prepared, tmp_path, "out")
+    rng = random.Random(42)
     for fold in (1, 2, 3, 4):
+        if fold in (2, 3):
+            _interrupt_fold(bids, out, config, fold, signal.SIGTERM if fold == 2 else signal.SIGKILL,
+                            rng.uniform(0.0, 0.5))
         result = run_cli(bids, out, "group", "--config", config, "--fold", fold, timeout=600)
         assert result.returncode == 0, result.stderr
         assert (out / "group" / f"fold-{fold}" / "fold.json").exists()
@@ -135,6 +145,7 @@ def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, se
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("already done") == 4  # resumed, not retrained
     assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
+    assert not [p for p in out.rglob(".*") if ".tmp" in p.name]  # the killed job's, removed by the next run
 
 
 def test_group_level_errors(prepared, tmp_path):

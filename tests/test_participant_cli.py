@@ -308,20 +308,40 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path):
 
 
 def test_parallel_single_subject_jobs_share_one_output(tmp_path):
+    """Eight one-subject jobs started at once into one OUT, as an HPC array does: every output valid, the
+    shared files written once and whole, one log folder per job."""
+    from neurocare_bids.derivatives import BIDSIGNORE, dataset_description
+
+    from conftest import read_only_input
+
+    subjects = [f"{i:02d}" for i in range(1, 9)]
     root = tmp_path / "bids"
-    for subject in ("01", "02", "03", "04"):
-        add_recording(root, subject, duration=30.0, seizures=[], seed=int(subject))
+    for subject in subjects:
+        add_recording(root, subject, duration=20.0, sfreq=128.0, seizures=[(6.0, 6.0, "sz")], seed=int(subject))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = [subprocess.Popen([sys.executable, "-m", "neurocare_bids", root, out, "participant",
-                               "--skip-bids-validation", "--participant-label", s], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for s in ("01", "02", "03", "04")]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
-    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
-    assert len(list((out / "logs").iterdir())) == 4
-    for subject in ("01", "02", "03", "04"):
-        assert outputs_of(out, subject, STEM.replace("01", subject, 1))[1].exists()
+    with read_only_input(root):
+        procs = [subprocess.Popen([sys.executable, "-m", "neurocare_bids", root, out, "participant",
+                                   "--skip-bids-validation", "--participant-label", s], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for s in subjects]
+        results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(subjects), [err for _, err in results]
+    assert json.loads((out / "dataset_description.json").read_text()) == json.loads(
+        json.dumps(dataset_description(root)))
+    assert (out / ".bidsignore").read_text() == BIDSIGNORE
+    logs = sorted((out / "logs").glob("participant_*"))
+    assert len(logs) == len(subjects)
+    for log in logs:  # each job's own log folder, complete
+        assert "[preprocessing]" in (log / "config.toml").read_text()
+        summary = (log / "summary.tsv").read_text().splitlines()
+        assert len(summary) == 2 and "\twritten\t" in summary[1]
+        assert "participant" in (log / "neurocare.log").read_text()
+    for subject in subjects:
+        tfrecord, sidecar = outputs_of(out, subject, STEM.replace("01", subject, 1))
+        meta = json.loads(sidecar.read_text())
+        assert len(read_windows(tfrecord)) == meta["WindowCount"] == 9 and meta["SeizureWindowCount"] == 4
+    assert not list(out.rglob(".*.tmp"))
 
 
 def test_pybids_indexes_the_derivatives(siena, tmp_path):

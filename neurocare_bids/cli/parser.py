@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neurocare-bids",
         description="NeuroCare-BIDS: epileptic seizure detection in scalp EEG stored as BIDS. The participant "
                     "level turns each EEG recording into preprocessed, labelled windows (TFRecord); the group "
-                    "level trains and evaluates the detector. Also: 'neurocare-bids demo-data DIR' writes a "
-                    "synthetic demo dataset.",
+                    "level trains and evaluates the detector; 'participant --model MODEL' applies a trained model. "
+                    "Also: 'neurocare-bids demo-data DIR' writes a synthetic demo dataset, 'neurocare-bids "
+                    "stream FILE --model MODEL' replays a recording through the real-time detector.",
         epilog=_exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train and test only cross-validation fold K (one HPC array task per fold); a "
                             "later plain group run trains any missing fold and aggregates")
 
+    apply = parser.add_argument_group("applying a trained model (participant level)")
+    apply.add_argument("--model", type=Path, metavar="MODEL",
+                       help="apply this trained model (a group level's group/model/ folder, or the model file in "
+                            "it) instead of writing training windows: seizure events and probabilities per recording")
+    apply.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
+                       help="with --model: run it with NumPy (fast start, no TensorFlow) or Keras (e.g. on a GPU); "
+                            "default: NumPy when it supports the model")
+
     run = parser.add_argument_group("running")
     run.add_argument("--config", type=Path, metavar="FILE.toml",
                      help="configuration file (see --print-config for every key); CLI options override it")
@@ -59,11 +68,42 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, metavar="N", help="random seed (default: 42)")
     run.add_argument("--overwrite", action="store_true", default=None,
                      help="recompute outputs even when they are up to date")
+    group.add_argument("--distributed", action="store_true", default=None,
+                       help="train across the tasks of a multi-node Slurm job (MultiWorkerMirroredStrategy); "
+                            "all GPUs of one node are used without it")
+    run.add_argument("--no-reports", "--no_reports", action="store_false", default=None, dest="reports",
+                     help="do not write the HTML reports (faster on many short jobs); CITATION.* is still written")
+    run.add_argument("--wandb", choices=("off", "offline", "online"), metavar="{off,offline,online}",
+                     help="Weights & Biases logging of the group level's trainings (default: off; needs wandb)")
     run.add_argument("--print-config", action="store_true",
                      help="print the effective configuration as TOML and exit")
     run.add_argument("-v", "--verbose", action="count", default=0,
                      help="more messages (-v: progress, -vv: debug and tracebacks)")
     run.add_argument("--version", action="version", version=f"NeuroCare-BIDS {__version__}")
+    return parser
+
+
+def build_stream_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neurocare-bids stream",
+                     description="Replay a recording through the streaming detector as if it were live, and print "
+                                 "each seizure as soon as it is detected.",
+                     epilog=_exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", type=Path, help="EEG file (.edf, .bdf, .vhdr, .set)")
+    parser.add_argument("--model", type=Path, required=True, metavar="MODEL",
+                        help="trained model folder (a group level's group/model/)")
+    parser.add_argument("--realtime", action="store_true", help="feed the samples at the speed they were recorded")
+    parser.add_argument("--speed", type=float, default=1.0, metavar="X",
+                        help="with --realtime: X times faster than recorded (default: 1)")
+    parser.add_argument("--chunk", type=float, metavar="SECONDS",
+                        help="seconds of samples per feed (default: 1 with --realtime, else 10)")
+    parser.add_argument("--calibration", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds collected before the first window is scored (running z-score; default: 60)")
+    parser.add_argument("--line-freq", type=float, metavar="HZ",
+                        help="mains frequency when the recording has no BIDS sidecar saying it (default: the "
+                             "model's)")
+    parser.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
+                        help="run the model with NumPy or Keras (default: NumPy when it supports the model)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser
 
 
@@ -77,5 +117,7 @@ def build_demo_parser() -> argparse.ArgumentParser:
                         help="seconds per recording (default: 1200)")
     parser.add_argument("--sfreq", type=float, default=256.0, help="sampling rate in Hz (default: 256)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("--mimics", action="store_true",
+                        help="harder data: non-epileptic slow-wave bursts and weaker seizures")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser

@@ -10,17 +10,19 @@ import io
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import uuid
 from pathlib import Path
 
 from .. import __version__
 from ..config import Config
-from ..errors import (EXIT_INTERNAL, EXIT_OK, NeuroCareError, NoInputError, UnknownLevelError, UsageError,
-                      ValidationFailed)
-from .parser import LEVELS, build_demo_parser, build_parser
+from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
+                      Terminated, UnknownLevelError, UsageError, ValidationFailed)
+from .parser import LEVELS, build_demo_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
 
@@ -31,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     _setup_console_logging(verbosity)
     if verbosity < 2:  # TensorFlow's C++ info and warning messages only with -vv (a few start-up lines remain)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         if argv and argv[0] == "demo-data":
             return _demo_data(build_demo_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "stream":
+            from ..streaming import stream_file
+
+            return stream_file(build_stream_parser().parse_args(argv[1:]))
         return _run(build_parser().parse_args(argv))
     except NeuroCareError as exc:
         if verbosity >= 2:
@@ -42,13 +50,24 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("neurocare-bids: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("neurocare-bids: terminated (SIGTERM): finished outputs are kept; rerun to complete the rest",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as exc:  # a bug
         if verbosity >= 2:
             traceback.print_exc()
         print(f"neurocare-bids: internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback "
               "and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (Slurm's time limit, ``kill``): unwind like Ctrl-C, so temporaries and the work folder are
+    removed; a second SIGTERM cannot interrupt that clean-up."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
 
 
 def _count_verbosity(argv: list[str]) -> int:
@@ -81,11 +100,13 @@ def build_config(args) -> Config:
         values = getattr(args, name)
         if values is not None:
             overrides[name] = [v[len(prefix):] if v.startswith(prefix) else v for v in values]
-    for name in ("skip_bids_validation", "nprocs", "seed", "overwrite"):
+    for name in ("skip_bids_validation", "nprocs", "seed", "overwrite", "wandb", "reports"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.work_dir is not None:
         overrides["work_dir"] = str(args.work_dir)
+    if getattr(args, "distributed", None):
+        overrides["distribution"] = "multi-worker"
     cfg.update({"execution": overrides}, source="command line")
     return cfg
 
@@ -105,10 +126,18 @@ def _run(args) -> int:
 
     check_bids_dir(bids_dir)
     check_output_location(bids_dir, out_dir)
+    if args.model is not None:
+        if args.analysis_level != "participant" or args.fold is not None:
+            raise UsageError("--model applies to the participant level only")
+        if args.distributed:
+            raise UsageError("--distributed applies to the group level only, not with --model")
+        return _apply(cfg, bids_dir, out_dir, args.model, args.engine)
     if args.analysis_level == "group":
         return _group(cfg, bids_dir, out_dir, args.fold)
     if args.fold is not None:
         raise UsageError("--fold applies to the group level only")
+    if args.distributed:
+        raise UsageError("--distributed applies to the group level only")
     return _participant(cfg, bids_dir, out_dir)
 
 
@@ -143,6 +172,8 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
         work_dir = Path(tempfile.mkdtemp(prefix="neurocare-"))
     try:
         results = run_participant_level(cfg, recordings, out_dir, work_dir)
+        _reports("participant_reports", cfg, out_dir, bids_dir,
+                 sorted({r.entities.get("subject", "") for r in recordings} - {""}), results)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         log.removeHandler(file_handler)
@@ -162,6 +193,44 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
     return EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
 
 
+def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine: str) -> int:
+    """Participant level with --model: apply a trained model to every selected recording (apply.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..bids_input import discover_in_background
+    from ..derivatives import prepare_output
+    from ..fsutils import atomic_write, is_within
+
+    recordings_result = discover_in_background(bids_dir, cfg.execution)
+    with ThreadPoolExecutor(1) as background:
+        validation = None if cfg.execution.skip_bids_validation else background.submit(_validate, bids_dir)
+        from ..apply import check_apply_output, load_model, print_summary, run_apply, summary_tsv
+
+        model = load_model(model_path.absolute(), engine)  # refused before anything is written
+        if validation is not None:
+            validation.result()
+    recordings = recordings_result()
+    work_root = Path(cfg.execution.work_dir).absolute() if cfg.execution.work_dir else None
+    if work_root is not None and is_within(work_root, bids_dir):
+        raise UsageError(f"work folder {work_root} is inside the BIDS dataset; choose another")
+    check_apply_output(out_dir)
+    prepare_output(bids_dir, out_dir)
+    log_dir, file_handler = _start_run_log(cfg, out_dir, "apply")
+    log.info("%d recording(s) selected; model %s (%s engine)", len(recordings), model.folder, model.engine)
+    work_dir = (work_root / f"neurocare-{uuid.uuid4().hex[:8]}" if work_root is not None
+                else Path(tempfile.mkdtemp(prefix="neurocare-")))
+    try:
+        results = run_apply(cfg, model, recordings, out_dir, work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        log.removeHandler(file_handler)
+        file_handler.close()
+    atomic_write(log_dir / "summary.tsv", summary_tsv(results))
+    print_summary(results, out_dir, log_dir)
+    codes = {r.exit_code for r in results if r.status == "failed"}
+    return EXIT_OK if not codes else EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
+
+
 def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, logging.Handler]:
     """A per-run log folder with the effective configuration and a debug log file."""
     from ..derivatives import new_log_dir
@@ -179,7 +248,9 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
 
 def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
     from ..derivatives import prepare_output
+    from ..tracking import check_tracking
 
+    check_tracking(cfg)  # before anything is written
     if not (out_dir / "dataset_description.json").exists():
         raise NoInputError(f"{out_dir} holds no participant-level outputs: run the participant level first")
     prepare_output(bids_dir, out_dir)
@@ -188,6 +259,7 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
         from ..group import run_group_level
 
         metrics = run_group_level(cfg, bids_dir, out_dir, fold)
+        _reports("group_reports", cfg, out_dir, metrics is not None)
     finally:
         log.removeHandler(handler)
         handler.close()
@@ -196,6 +268,17 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
         return EXIT_OK
     _print_group_summary(metrics, out_dir, log_dir)
     return EXIT_OK
+
+
+def _reports(name: str, *args) -> None:
+    """The HTML reports and logs/CITATION.*: read from the outputs just written. One that cannot be built is
+    an error line on stderr (and in the log), but leaves the exit code alone: the outputs are complete, and a
+    cluster job that depends on this one must not fail for a figure."""
+    from .. import reports
+
+    for message in getattr(reports, name)(*args):
+        log.error("report: %s", message)
+        print(f"neurocare-bids: error: {message}", file=sys.stderr)
 
 
 def _print_group_summary(metrics: dict, out_dir: Path, log_dir: Path) -> None:
@@ -260,7 +343,8 @@ def _demo_data(args) -> int:
     try:
         recordings = make_demo_dataset(args.output, n_subjects=args.subjects,
                                        recordings_per_subject=args.recordings,
-                                       recording_duration=args.duration, sfreq=args.sfreq, seed=args.seed)
+                                       recording_duration=args.duration, sfreq=args.sfreq, seed=args.seed,
+                                       seizure_mimics=args.mimics)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     seizures = sum(len(r["seizures"]) for r in recordings)

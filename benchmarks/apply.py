@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Apply-mode benchmark: a trained model on a 6-hour, 19-channel, 256 Hz recording, end to end.
+
+One run of this script
+
+1. writes a synthetic recording (19 SzCORE channels ``Fp1-Avg`` ... at 256 Hz, EDF+, no events.tsv)
+   inside a minimal BIDS dataset: pink-ish noise, alpha, 50 Hz mains and a 4 Hz discharge at 20-21 min;
+2. makes a model folder: ``--model DIR`` (a group level's ``group/model/``), or by default the default
+   ``neurocare`` preset (157k parameters, 4 s windows at 128 Hz, stride 2 s) with untrained weights and a
+   valid model card. The work per window does not depend on the weights, so the timing is that of a
+   trained model; the events it finds are meaningless;
+3. runs ``neurocare-bids BIDS OUT participant --model MODEL --skip-bids-validation`` as a separate process
+   (interpreter start, imports, model loading, reading, filtering, prediction, writing the events: all a
+   user waits for) ``--repeats`` times, and reports the fastest: wall time, CPU time (user + sys of the
+   process), the real-time factor (recording duration / wall time; target ≥ 2,000×), peak RSS, the
+   phase timings from the run log, and the CPU time other processes took meanwhile (``foreign load``,
+   in cores: above 0 the wall time is inflated by them);
+4. runs the same with ``--engine keras`` (TensorFlow on the CPU) once, for comparison, and, when a GPU is
+   visible (``nvidia-smi -L``), with ``--engine keras`` on the GPU.
+
+Peak RSS and CPU time come from ``wait4`` on the process, through the helper of
+``benchmarks/preprocess.py`` (see there why a helper is needed).
+
+Usage::
+
+    python benchmarks/apply.py                         # 6 h recording, 3 repeats
+    python benchmarks/apply.py --hours 1 --repeats 1 --skip-keras
+    python benchmarks/apply.py --model demo/derivatives/group/model --json apply.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # this checkout's neurocare_bids
+
+from preprocess import app_command, measure  # noqa: E402  (the exact-rusage helper)
+
+from neurocare_bids.config import SZCORE_ELECTRODES  # noqa: E402
+
+SFREQ = 256.0
+CHANNELS = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
+SEIZURE = (1200.0, 1260.0)
+BLOCK_SECONDS = 300
+TARGET = 2000.0
+
+
+def generate(root: Path, hours: float, seed: int) -> Path:
+    """A minimal BIDS dataset holding one synthetic recording (no events.tsv); returns the EDF path."""
+    import numpy as np
+
+    from neurocare_bids.edf import write_edf
+
+    rng = np.random.default_rng(seed)
+    n = int(round(hours * 3600 * SFREQ))
+    n_ch = len(CHANNELS)
+    root.mkdir(parents=True)
+    spool = root.parent / "signals.npy"
+    signals = np.lib.format.open_memmap(spool, mode="w+", dtype=np.float32, shape=(n_ch, n))
+    alpha = rng.uniform(3, 12, n_ch)
+    mains = rng.uniform(3, 12, n_ch)
+    for s0 in range(0, n, int(BLOCK_SECONDS * SFREQ)):
+        s1 = min(n, s0 + int(BLOCK_SECONDS * SFREQ))
+        t = np.arange(s0, s1) / SFREQ
+        white = rng.standard_normal((n_ch + 1, s1 - s0))
+        x = 15 * white[:-1] + 8 * white[-1]  # own + common noise (µV)
+        x += alpha[:, None] * np.sin(2 * np.pi * 10 * t) + mains[:, None] * np.sin(2 * np.pi * 50 * t)
+        inside = (t >= SEIZURE[0]) & (t < SEIZURE[1])
+        x[:6] += 60 * np.sin(2 * np.pi * 4 * t) * inside
+        signals[:, s0:s1] = x
+    signals.flush()
+    eeg = root / "sub-01" / "ses-01" / "eeg"
+    eeg.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "NeuroCare-BIDS apply benchmark (synthetic)", "BIDSVersion": "1.9.0", "DatasetType": "raw"}))
+    stem = "sub-01_ses-01_task-szMonitoring_run-00"
+    edf = write_edf(eeg / f"{stem}_eeg.edf", signals, SFREQ, CHANNELS, physical_ranges=(-2000.0, 2000.0))
+    (eeg / f"{stem}_eeg.json").write_text(json.dumps(
+        {"TaskName": "szMonitoring", "SamplingFrequency": SFREQ, "PowerLineFrequency": 50,
+         "EEGReference": "Avg", "SoftwareFilters": "n/a", "RecordingDuration": hours * 3600}))
+    del signals
+    spool.unlink()
+    return edf
+
+
+def build_untrained_model(folder: Path, seed: int = 0) -> None:
+    """The default preset with untrained weights and a model card as the group level writes it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from neurocare_bids import __version__
+    from neurocare_bids.config import Config
+    from neurocare_bids.apply import CARD_FORMAT
+    from neurocare_bids.models import build_model, model_summary
+
+    cfg = Config()
+    keras.utils.set_random_seed(seed)
+    window = cfg.window_samples
+    model = build_model(len(CHANNELS), 2, window, cfg.preprocessing.sfreq, cfg.model)
+    folder.mkdir(parents=True)
+    model.save(folder / "model.keras")
+    p = cfg.preprocessing
+    card = {
+        "Name": "NeuroCare-BIDS seizure detector (UNTRAINED: benchmark only)",
+        "CardFormat": CARD_FORMAT, "Version": __version__, "ModelFile": "model.keras", "Preset": cfg.model.preset,
+        "Architecture": model_summary(model),
+        "Input": {"Channels": CHANNELS, "SamplingFrequency": p.sfreq, "WindowSamples": window,
+                  "WindowDuration": cfg.windows.duration, "WindowStride": cfg.window_stride_samples / p.sfreq,
+                  "dtype": "float32, z-scored per channel"},
+        "Preprocessing": {
+            "montage": {"montage": "average", "electrodes": list(SZCORE_ELECTRODES)},
+            "preprocessing": {k: getattr(p, k) for k in (
+                "l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore", "sfreq",
+                "line_freq", "block_duration")},
+            "windows": {"duration": cfg.windows.duration, "overlap": cfg.windows.overlap},
+            "output": {"dtype": "float32"}},
+        "PostProcessing": {"threshold": 0.5, "min_duration": 10.0, "smoothing": 3, "merge_gap": 30.0,
+                           "tuned": False},
+    }
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def run_app(work: Path, bids: Path, model: Path, tag: str, engine: str, env: dict | None = None) -> dict:
+    out = work / f"out-{tag}"
+    shutil.rmtree(out, ignore_errors=True)
+    log = work / f"{tag}.log"
+    cmd = [*app_command(), str(bids), str(out), "participant", "--model", str(model), "--engine", engine,
+           "--skip-bids-validation", "-w", str(work / "scratch")]
+    r = measure(cmd, log, env)
+    if r["returncode"] != 0:
+        raise RuntimeError(f"{tag} failed ({r['returncode']}):\n{log.read_text()[-3000:]}")
+    events = list(out.rglob("*_desc-neurocare_events.tsv"))
+    series = list(out.rglob("*_desc-seizureprob_timeseries.tsv.gz"))
+    if len(events) != 1 or len(series) != 1 or not list((out / "szcore").rglob("*_events.tsv")):
+        raise RuntimeError(f"{tag}: outputs missing in {out}")
+    timings = re.search(r"timings: read \+ filter ([\d.]+) s, predict ([\d.]+) s \((\d+) windows, (\w+) engine",
+                        "\n".join(p.read_text() for p in out.glob("logs/apply_*/neurocare.log")))
+    if timings:
+        r.update(filter_s=float(timings[1]), predict_s=float(timings[2]), windows=int(timings[3]),
+                 engine=timings[4])
+    print(f"  {tag}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, peak RSS {r['peak_rss_mib']:.0f} MiB, "
+          f"foreign load {r.get('foreign_load', float('nan')):.2f} cores"
+          + (f"; read+filter {r['filter_s']:.2f} s, predict {r['predict_s']:.2f} s ({r['windows']} windows)"
+             if timings else ""), flush=True)
+    return r
+
+
+def gpu_name() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--hours", type=float, default=6.0, help="recording length (default: 6)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of the NumPy engine (default: 3)")
+    p.add_argument("--model", type=Path, help="a trained model folder (default: untrained default preset)")
+    p.add_argument("--skip-keras", action="store_true", help="do not time the Keras engine")
+    p.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--_build-model", type=Path, dest="build_model", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.build_model:
+        build_untrained_model(args.build_model)
+        return 0
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="neurocare-apply-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    bids = work / "bids"
+    duration = args.hours * 3600
+    if not bids.exists():
+        print(f"writing a {args.hours:g} h recording (19 channels, {SFREQ:g} Hz) ...", flush=True)
+        generate(bids, args.hours, seed=0)
+    model = args.model
+    if model is None:
+        model = work / "model"
+        if not model.exists():
+            subprocess.run([sys.executable, __file__, "--_build-model", str(model)], check=True)
+    cpus = len(os.sched_getaffinity(0))
+    print(f"{args.hours:g} h recording, model {model}, {cpus} CPUs", flush=True)
+
+    runs = [run_app(work, bids, model, f"numpy-{i + 1}", "auto") for i in range(args.repeats)]
+    best = min(runs, key=lambda r: r["wall_s"])
+    results = {"hours": args.hours, "cpus": cpus, "numpy": best, "numpy_walls": [r["wall_s"] for r in runs]}
+    if not args.skip_keras:
+        cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+        results["keras_cpu"] = run_app(work, bids, model, "keras-cpu", "keras", cpu_only)
+    gpu = gpu_name()
+    if gpu:
+        results["gpu"] = gpu
+        results["keras_gpu"] = run_app(work, bids, model, "keras-gpu", "keras")
+
+    import numpy
+    import scipy
+
+    from neurocare_bids import __version__
+
+    print()
+    print("| engine | wall (s) | CPU (s) | real time × | peak RSS (MiB) | read + filter (s) | predict (s) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, key in (("NumPy (default)", "numpy"), ("Keras / TensorFlow, CPU", "keras_cpu"),
+                      (f"Keras / TensorFlow, {gpu}", "keras_gpu")):
+        if key in results:
+            r = results[key]
+            print(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {duration / r['wall_s']:,.0f} | "
+                  f"{r['peak_rss_mib']:.0f} | {r.get('filter_s', float('nan')):.2f} | "
+                  f"{r.get('predict_s', float('nan')):.2f} |")
+    ratio = duration / best["wall_s"]
+    cpu_bound = duration / (best["cpu_s"] / cpus)
+    results.update(real_time_factor=ratio, cpu_bound_factor=cpu_bound)
+    print(f"\nreal-time factor {ratio:,.0f}× (target ≥ {TARGET:,.0f}×; NumPy engine, best of {args.repeats}: "
+          f"{', '.join(f'{w:.2f}' for w in results['numpy_walls'])} s); CPU time {best['cpu_s']:.2f} s, so "
+          f"{cpu_bound:,.0f}× if the work spread evenly over {cpus} idle cores; foreign load "
+          f"{best.get('foreign_load', 0):.2f} cores (other processes' CPU use during the run)")
+    if ratio < TARGET:
+        print(f"TARGET MISSED: {ratio:,.0f}× < {TARGET:,.0f}×")
+    print(f"Machine: {platform.machine()} {platform.processor() or ''}, {cpus} CPUs, Linux {platform.release()}; "
+          f"{dt.date.today()}; Python {platform.python_version()}, NumPy {numpy.__version__}, "
+          f"SciPy {scipy.__version__}, NeuroCare-BIDS {__version__}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

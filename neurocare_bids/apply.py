@@ -1,0 +1,535 @@
+"""Apply mode: a trained model (``group/model/``) → seizure events and probabilities for new recordings.
+
+``neurocare-bids BIDS_DIR OUT participant --model MODEL``. Each recording is preprocessed exactly as the
+model's training windows were (the model card records montage, filters, rate, window and sample type),
+in the same two passes as the participant level, minus the TFRecords:
+
+1. read blocks → resample → band-pass + notch → montage (``preprocess.process_block``, blocks in
+   threads), accumulating the per-channel statistics and spooling float32 samples to the work folder;
+2. z-score with the whole-recording statistics, cut the windows as strided views of the spool (no
+   copies, no per-window Python), and predict them in batches on every CPU.
+
+The window probabilities are post-processed with the model's own tuned threshold, minimum duration,
+smoothing and merge gap. Outputs per recording: ``*_desc-neurocare_events.tsv`` (SzCORE columns) and its
+sidecar, ``*_desc-seizureprob_timeseries.tsv.gz`` and its sidecar, and ``OUT/szcore/`` (the SzCORE tree).
+
+The model runs on :mod:`neurocare_bids.inference` (NumPy) unless it uses layers that engine does not
+know, in which case Keras loads it; the NumPy engine avoids TensorFlow's start-up, which alone would
+take longer than the rest of the work on a 6-hour recording.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import os
+import time
+import traceback
+import uuid
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .bids_input import Recording, open_source, open_with_mne
+from .config import Config, MontageConfig, PreprocessingConfig
+from .derivatives import APP_NAME
+from .errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
+from .fsutils import atomic_write, crc32c_file, remove_stale_temporaries
+from .montage import Montage, build_montage
+from .participant import (FLAT_STD, _check_sidecar_rate, _limit_threads, _line_freq, _ordered_map, available_cpus,
+                          log_result, output_clashes)
+from .postprocess import Event, probabilities_to_events, smooth
+from .preprocess import RunningStats, SignalPlan, block_bounds, design_plan, process_block
+from .signal_reader import EDFSource, SignalSource
+from .szcore import export_tree, write_events_tsv
+
+log = logging.getLogger("neurocare")
+
+CARD_FORMAT = 1  # the layout of model_card.json that group.train_final_model writes and this module reads
+WINDOWS_PER_TASK = 256  # windows read, z-scored and predicted by one task (~10 MB of samples)
+ENGINES = ("auto", "numpy", "keras")
+
+
+class ModelError(NeuroCareError):
+    """``--model`` is not a usable model folder: 66 when it (or a file in it) is missing, else 65 (damaged,
+    incomplete, or made by an incompatible version)."""
+
+    exit_code = EXIT_DATA
+
+
+# ---------------------------------------------------------------------- the model and its card
+@dataclass
+class TrainedModel:
+    """A model folder, checked and loaded: what apply mode and streaming need to redo its preprocessing."""
+
+    folder: Path
+    card: dict
+    model_file: Path
+    channels: list[str]
+    sfreq: float
+    window_samples: int
+    stride_samples: int
+    window_dtype: str  # "float32" or "float16": how the training windows were stored
+    montage: MontageConfig
+    preprocessing: PreprocessingConfig
+    postprocessing: dict
+    engine: str  # "numpy", "keras" or "features"
+    _predict: object = field(repr=False, default=None)
+
+    @property
+    def window_duration(self) -> float:
+        return self.window_samples / self.sfreq
+
+    @property
+    def window_stride(self) -> float:
+        return self.stride_samples / self.sfreq
+
+    def predict(self, windows: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Seizure probability (float64) of each ``(n, window_samples, n_channels)`` z-scored window."""
+        if len(windows) == 0:
+            return np.zeros(0)
+        return np.asarray(self._predict(windows, threads), dtype=np.float64)
+
+    def montage_for(self, ch_names: list[str], allow_missing: bool = False) -> Montage:
+        """The model's montage on a recording's channels; :class:`DataError` when electrodes are missing."""
+        cfg = MontageConfig(montage=self.montage.montage, electrodes=list(self.montage.electrodes),
+                            allow_missing_channels=allow_missing)
+        try:
+            montage = build_montage(ch_names, cfg)
+        except DataError as exc:
+            raise DataError(f"cannot apply the model: {exc}") from None
+        if montage.names != self.channels:  # the card's electrodes always give its channels
+            raise DataError(f"the montage gives {montage.names[:3]}..., the model expects "
+                            f"{self.channels[:3]}...")
+        return montage
+
+    def plan_for(self, sfreq_in: float, line_freq: float | None) -> SignalPlan:
+        """The filters for a recording at ``sfreq_in``; :class:`DataError` when the rate is too low."""
+        check_rate(self, sfreq_in)
+        return design_plan(sfreq_in, self.preprocessing, line_freq)
+
+    def describe(self) -> dict:
+        """How the outputs name the model that made them."""
+        return {"Folder": str(self.folder), "ModelFile": self.model_file.name,
+                "ModelCRC32C": crc32c_file(self.model_file), "Version": self.card.get("Version"),
+                "Preset": self.card.get("Preset"), "TrainingSubjects": self.card.get("TrainingSubjects", []),
+                "Engine": self.engine}
+
+
+def check_rate(model: TrainedModel, sfreq_in: float) -> None:
+    """:class:`DataError` unless the input's Nyquist frequency lies above the model's band-pass upper edge
+    (without a low-pass: unless the input rate is at least the model's), so that the band is all there."""
+    h_freq = model.preprocessing.h_freq
+    if h_freq > 0 and not sfreq_in > 2 * h_freq:
+        raise DataError(f"sampling rate {sfreq_in:g} Hz is too low for the model, which was trained on "
+                        f"{model.preprocessing.l_freq:g}-{h_freq:g} Hz: it needs more than {2 * h_freq:g} Hz")
+    if h_freq <= 0 and sfreq_in < model.sfreq:
+        raise DataError(f"sampling rate {sfreq_in:g} Hz is too low for the model, which was trained on "
+                        f"signals at {model.sfreq:g} Hz without low-pass filter")
+
+
+def load_model(path: str | Path, engine: str = "auto") -> TrainedModel:
+    """Check a model folder (or its model file) and load the model; :class:`ModelError` if unusable."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine '{engine}' (choose {', '.join(ENGINES)})")
+    path = Path(path)
+    folder = path.parent if path.is_file() else path
+    if not folder.is_dir():
+        raise ModelError(f"model folder {path} does not exist (give the group level's group/model/ folder)",
+                         EXIT_NO_INPUT)
+    card_path = folder / "model_card.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{folder} is not a complete model folder: model_card.json is missing (the group "
+                         "level writes it last; rerun it)", EXIT_NO_INPUT) from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path} is unreadable ({exc})") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path} is not a model card")
+    _check_versions(card, card_path)
+    try:
+        spec = _spec_from_card(card, folder)
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ModelError(f"{card_path} is incomplete or damaged ({type(exc).__name__}: {exc})") from None
+    if path.is_file() and path.resolve() != spec.model_file.resolve():
+        raise ModelError(f"{path} is not the model its card describes ({spec.model_file.name})")
+    if not spec.model_file.is_file():
+        raise ModelError(f"{folder} is not a complete model folder: {spec.model_file.name} is missing",
+                         EXIT_NO_INPUT)
+    _load_weights(spec, engine)
+    return spec
+
+
+def _check_versions(card: dict, card_path: Path) -> None:
+    made_by = str(card.get("Version", "unknown"))
+    fmt = card.get("CardFormat")
+    if fmt is None:
+        raise ModelError(f"{card_path} was written by NeuroCare-BIDS {made_by}, before model cards recorded "
+                         "their preprocessing: retrain the model (group level) with this version")
+    if fmt != CARD_FORMAT:
+        raise ModelError(f"{card_path} has card format {fmt}; NeuroCare-BIDS {__version__} reads format "
+                         f"{CARD_FORMAT} (made by version {made_by}): use a matching NeuroCare-BIDS version")
+    if _major(made_by) > _major(__version__):
+        raise ModelError(f"{card_path} was made by NeuroCare-BIDS {made_by}, a newer major version than this "
+                         f"one ({__version__}): upgrade NeuroCare-BIDS")
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return -1
+
+
+def _spec_from_card(card: dict, folder: Path) -> TrainedModel:
+    inputs, sections, post = card["Input"], card["Preprocessing"], card["PostProcessing"]
+    cfg = Config()
+    cfg.update({name: sections[name] for name in ("montage", "preprocessing", "windows")},
+               source=str(folder / "model_card.json"))
+    sfreq = float(inputs["SamplingFrequency"])
+    window = int(inputs["WindowSamples"])
+    stride = int(round(float(inputs["WindowStride"]) * sfreq))
+    if window < 1 or not 1 <= stride or not math.isclose(cfg.preprocessing.sfreq, sfreq):
+        raise ValueError("window geometry and sampling rate disagree")
+    params = {"threshold": float(post["threshold"]), "min_duration": float(post["min_duration"]),
+              "merge_gap": float(post["merge_gap"]), "smoothing": int(post["smoothing"])}
+    dtype = sections.get("output", {}).get("dtype", "float32")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"window dtype {dtype}")
+    if Path(str(card["ModelFile"])).name != card["ModelFile"]:
+        raise ValueError(f"ModelFile {card['ModelFile']!r} is not a file name in the model folder")
+    return TrainedModel(folder, card, folder / str(card["ModelFile"]), [str(c) for c in inputs["Channels"]],
+                        sfreq, window, stride, dtype, cfg.montage, cfg.preprocessing, params, "")
+
+
+def _load_weights(spec: TrainedModel, engine: str) -> None:
+    path = spec.model_file
+    n_times, n_chans = spec.window_samples, len(spec.channels)
+    if path.suffix == ".joblib":
+        from .baseline import FeatureBaseline, window_features
+
+        try:
+            baseline = FeatureBaseline.load(path)
+        except Exception as exc:  # joblib/pickle raise many kinds for a damaged file
+            raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        spec.engine = "features"
+        spec._predict = lambda x, threads: baseline.predict_proba_features(
+            window_features(np.asarray(x, np.float32), spec.sfreq))
+        return
+    if engine in ("auto", "numpy"):
+        from .inference import NumpyModel, UnsupportedModel
+
+        try:
+            net = NumpyModel.load(path)
+        except UnsupportedModel as exc:
+            if engine == "numpy":
+                raise UsageError(f"{path}: the NumPy engine cannot run this model ({exc}); use --engine keras") \
+                    from None
+            log.info("%s: %s not supported by the NumPy engine; loading it with Keras", path.name, exc)
+        except (OSError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        else:
+            if tuple(net.input_shape) != (n_times, n_chans):
+                raise ModelError(f"{path} takes windows of shape {tuple(net.input_shape)}, its card says "
+                                 f"{(n_times, n_chans)}")
+            spec.engine = "numpy"
+            spec._predict = lambda x, threads: net.predict(x, threads)[:, 1]
+            return
+    import keras
+
+    try:
+        net = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many kinds for a damaged or foreign file
+        raise ModelError(f"{path} cannot be loaded by Keras ({type(exc).__name__}: {exc})") from None
+    if tuple(net.input_shape[1:]) != (n_times, n_chans):
+        raise ModelError(f"{path} takes windows of shape {tuple(net.input_shape[1:])}, its card says "
+                         f"{(n_times, n_chans)}")
+    spec.engine = "keras"
+
+    def predict(x, threads, batch=1024):
+        outputs = [net(np.ascontiguousarray(x[i:i + batch]), training=False) for i in range(0, len(x), batch)]
+        return np.concatenate([keras.ops.convert_to_numpy(y)[:, 1] for y in outputs])
+
+    spec._predict = predict
+
+
+# ---------------------------------------------------------------------- one recording
+@dataclass
+class ApplyResult:
+    recording: str
+    status: str  # "written" or "failed"
+    message: str = ""
+    exit_code: int = 0
+    windows: int = 0
+    events: int = 0
+    warnings: list[str] = field(default_factory=list)
+    traceback: str = ""
+
+
+@dataclass
+class RecordingPrediction:
+    """Window probabilities of one recording and the events they give."""
+
+    onsets: np.ndarray
+    probabilities: np.ndarray
+    smoothed: np.ndarray
+    events: list[Event]
+    duration: float
+    channel_mean: np.ndarray
+    channel_std: np.ndarray
+    warnings: list[str]
+
+
+def open_for_model(recording: Recording, model: TrainedModel, warnings: list[str],
+                   allow_missing: bool = False) -> tuple[SignalSource, Montage]:
+    """Open a recording and map its channels onto the model's montage (as the participant level does)."""
+    source = open_source(recording, warnings)
+    montage = model.montage_for(source.ch_names, allow_missing)
+    if isinstance(source, EDFSource) and not source.can_read(montage.picks):
+        warnings.append("montage channels recorded at different rates: read through MNE")
+        source = open_with_mne(recording)
+        montage = model.montage_for(source.ch_names, allow_missing)
+    warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
+    return source, montage
+
+
+def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, model: TrainedModel,
+                      work_dir: Path, threads: int, warnings: list[str]) -> RecordingPrediction:
+    """Preprocess as the training windows were, predict every window, post-process into events."""
+    n_in, sfreq_in = source.n_times, source.sfreq
+    duration = n_in / sfreq_in
+    n_out = plan.n_out(n_in)
+    win, stride, n_ch = model.window_samples, model.stride_samples, len(montage.names)
+    n_windows = 0 if n_out < win else (n_out - win) // stride + 1
+    if n_windows == 0:
+        warnings.append(f"recording ({duration:.1f} s) is shorter than one window ({model.window_duration:g} s): "
+                        "no windows")
+
+    def read(start: int, stop: int) -> np.ndarray:
+        data = source.read(montage.picks, start, stop)
+        if not source.integer_samples and not np.isfinite(data).all():
+            raise DataError(f"non-finite samples between {start} and {stop}")
+        return data
+
+    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats]:
+        y = montage.matrix @ process_block(read, n_in, plan, *bounds)
+        stats = RunningStats(len(y))
+        stats.update(y)
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), stats
+
+    block_len = max(win, int(model.preprocessing.block_duration * plan.sfreq_out))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spool = work_dir / f"apply-{os.getpid()}-{uuid.uuid4().hex[:8]}.f32"
+    started = time.perf_counter()
+    try:
+        stats = RunningStats(n_ch)
+        with ThreadPoolExecutor(max(1, threads)) as pool, open(spool, "wb") as fh:
+            for data, block_stats in _ordered_map(pool, block, block_bounds(n_out, block_len), ahead=threads):
+                stats.merge(block_stats)
+                fh.write(data)
+        mean, std = stats.mean, stats.std
+        flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
+        warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
+        if not model.preprocessing.zscore:
+            mean, std = np.zeros(n_ch), np.ones(n_ch)
+        filtered = time.perf_counter()
+        probs = _predict_spool(spool, n_windows, model, mean, std, threads)
+        log.debug("timings: read + filter %.2f s, predict %.2f s (%d windows, %s engine, %d threads)",
+                  filtered - started, time.perf_counter() - filtered, n_windows, model.engine, threads)
+    finally:
+        spool.unlink(missing_ok=True)
+    onsets = np.arange(n_windows) * stride / plan.sfreq_out
+    post = model.postprocessing
+    events = probabilities_to_events(onsets, probs, model.window_duration, duration, **post) if n_windows else []
+    return RecordingPrediction(onsets, probs, smooth(probs, post["smoothing"]), events, duration, stats.mean,
+                               stats.std, warnings)
+
+
+def zscore_scale(std: np.ndarray) -> np.ndarray:
+    """1 / std, and 0 for a flat channel (as the participant level does)."""
+    return np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
+
+
+def zscore_windows(segment: np.ndarray, mean32: np.ndarray, scale32: np.ndarray, model: TrainedModel,
+                   n_windows: int) -> np.ndarray:
+    """``n_windows`` z-scored windows of a (samples, channels) float32 segment: a strided view, no copy.
+
+    The arithmetic is the participant level's, in float32, including its rounding to float16 when the
+    training windows were stored as float16.
+    """
+    z = (segment - mean32) * scale32
+    if model.window_dtype == "float16":
+        z = z.astype(np.float16).astype(np.float32)
+    z = np.ascontiguousarray(z)
+    step, channel = z.strides
+    return np.lib.stride_tricks.as_strided(z, (n_windows, model.window_samples, z.shape[1]),
+                                           (model.stride_samples * step, step, channel), writeable=False)
+
+
+def _predict_spool(spool: Path, n_windows: int, model: TrainedModel, mean: np.ndarray, std: np.ndarray,
+                   threads: int) -> np.ndarray:
+    """Window probabilities from the spooled signal. Each task reads, z-scores and predicts a run of
+    consecutive windows; ``threads`` tasks run at once, so no core waits for another between runs."""
+    if n_windows == 0:
+        return np.zeros(0)
+    mean32, scale32 = mean.astype(np.float32), zscore_scale(std).astype(np.float32)
+    win, stride, n_ch = model.window_samples, model.stride_samples, len(mean)
+    fd = os.open(spool, os.O_RDONLY)
+
+    def task(first: int) -> np.ndarray:
+        last = min(n_windows, first + WINDOWS_PER_TASK)
+        start, stop = first * stride, (last - 1) * stride + win
+        segment = np.frombuffer(os.pread(fd, (stop - start) * n_ch * 4, start * n_ch * 4), "<f4").reshape(-1, n_ch)
+        return model.predict(zscore_windows(segment, mean32, scale32, model, last - first), 1)
+
+    try:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            return np.concatenate(list(pool.map(task, range(0, n_windows, WINDOWS_PER_TASK))))
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------- outputs
+def output_paths(out_dir: Path, recording: Recording) -> dict[str, Path]:
+    folder = out_dir / recording.relpath.parent
+    stem = recording.stem
+    return {"events": folder / f"{stem}_desc-neurocare_events.tsv",
+            "events_json": folder / f"{stem}_desc-neurocare_events.json",
+            "timeseries": folder / f"{stem}_desc-seizureprob_timeseries.tsv.gz",
+            "timeseries_json": folder / f"{stem}_desc-seizureprob_timeseries.json",
+            "szcore": out_dir / "szcore" / recording.relpath.parent / f"{stem}_events.tsv"}
+
+
+def timeseries_text(prediction: RecordingPrediction) -> bytes:
+    """Headerless TSV (BIDS timeseries): window onset, probability, smoothed probability; gzip without a
+    timestamp, so identical inputs give identical bytes."""
+    rows = np.column_stack([prediction.onsets, prediction.probabilities, prediction.smoothed])
+    text = "".join(f"{t:.3f}\t{p:.6f}\t{s:.6f}\n" for t, p, s in rows.tolist())
+    return gzip.compress(text.encode("ascii"), compresslevel=6, mtime=0)
+
+
+def write_outputs(out_dir: Path, bids_dir: Path, recording: Recording, model: TrainedModel,
+                  prediction: RecordingPrediction, model_info: dict) -> None:
+    """Every output of one recording, each written atomically; the SzCORE tree file last."""
+    paths = output_paths(out_dir, recording)
+    remove_stale_temporaries(paths["events"].parent)
+    source = f"bids:raw:{recording.relpath.as_posix()}"
+    stride = model.window_stride
+    atomic_write(paths["timeseries"], timeseries_text(prediction))
+    atomic_write(paths["timeseries_json"], json.dumps({
+        "Description": "Seizure probability of each window of the recording, as predicted by a NeuroCare-BIDS "
+                       "model (one row per window, in time order)",
+        "Sources": [source],
+        "SamplingFrequency": 1.0 / stride,
+        "StartTime": 0.0,
+        "Columns": ["onset", "probability", "smoothed_probability"],
+        "onset": {"Description": "window start, in seconds from the recording start", "Units": "s"},
+        "probability": {"Description": "the model's seizure probability for the window", "Units": "n/a"},
+        "smoothed_probability": {"Description": "moving average over PostProcessing.smoothing windows: what "
+                                                "the threshold is applied to", "Units": "n/a"},
+        "WindowDuration": model.window_duration,
+        "WindowStride": stride,
+        "RecordingDuration": round(prediction.duration, 6),
+        "PostProcessing": model.postprocessing,
+        "Model": model_info,
+        "Warnings": prediction.warnings,
+        "GeneratedBy": {"Name": APP_NAME, "Version": __version__},
+    }, indent=2) + "\n")
+    write_events_tsv(paths["events"], prediction.events, prediction.duration)
+    atomic_write(paths["events_json"], json.dumps({
+        "Description": "Seizures predicted by a NeuroCare-BIDS model applied to this recording",
+        "Sources": [source],
+        "eventType": {"Description": "sz = predicted seizure; bckg = no seizure predicted in the recording"},
+        "confidence": {"Description": "mean seizure probability of the windows inside the event"},
+        "PostProcessing": model.postprocessing,
+        "Model": model_info,
+        "GeneratedBy": {"Name": APP_NAME, "Version": __version__},
+    }, indent=2) + "\n")
+    reference = recording.relpath.parent / f"{recording.stem}_events.tsv"
+    export_tree(out_dir / "szcore", [(reference.as_posix(), prediction.events, prediction.duration, None)],
+                bids_dir=bids_dir)
+
+
+# ---------------------------------------------------------------------- the run
+def apply_recording(recording: Recording, model: TrainedModel, out_dir: Path, work_dir: Path, threads: int,
+                    allow_missing: bool = False, model_info: dict | None = None) -> ApplyResult:
+    """Apply the model to one recording; every expected failure becomes a ``failed`` result."""
+    try:
+        warnings: list[str] = []
+        recording = replace(recording, events=None)  # read by training only: an unfetched one must not fail it
+        recording.check_usable()
+        source, montage = open_for_model(recording, model, warnings, allow_missing)
+        line_freq = _line_freq(recording.metadata, warnings)
+        plan = model.plan_for(source.sfreq, line_freq)
+        warnings += list(plan.notes)
+        _check_sidecar_rate(recording, source.sfreq, warnings)
+        prediction = predict_recording(source, montage, plan, model, work_dir, threads, warnings)
+        write_outputs(out_dir, recording.root, recording, model, prediction, model_info or model.describe())
+        return ApplyResult(recording.label, "written", windows=len(prediction.onsets),
+                           events=len(prediction.events), warnings=warnings)
+    except NeuroCareError as exc:
+        return ApplyResult(recording.label, "failed", str(exc), exc.exit_code)
+    except MemoryError:
+        return ApplyResult(recording.label, "failed", "out of memory (lower preprocessing.block_duration)", 1)
+    except Exception as exc:  # a bug: report it, keep processing the other recordings
+        return ApplyResult(recording.label, "failed", f"internal error: {type(exc).__name__}: {exc}", 1,
+                           traceback=traceback.format_exc())
+
+
+def check_apply_output(out_dir: Path) -> None:
+    """Refuse an output folder holding group-level results: their events files would be overwritten."""
+    if (out_dir / "group").is_dir():
+        raise OutputError(f"{out_dir} holds group-level results (group/), whose per-recording events files "
+                          "apply mode would overwrite: choose another output folder")
+
+
+def run_apply(cfg: Config, model: TrainedModel, recordings: list[Recording], out_dir: Path,
+              work_dir: Path) -> list[ApplyResult]:
+    """Apply the model to each recording in turn, each using every CPU; one failure never stops the others."""
+    threads = available_cpus()
+    if cfg.execution.nprocs:
+        threads = min(threads, cfg.execution.nprocs)
+    _limit_threads()  # one BLAS thread: the parallelism comes from our threads (idle BLAS threads spin)
+    model_info = model.describe()
+    clashes = _output_clashes(recordings, out_dir)
+    results = []
+    for recording in recordings:
+        result = clashes.get(recording.label) or apply_recording(recording, model, out_dir, work_dir, threads,
+                                                                 cfg.montage.allow_missing_channels, model_info)
+        results.append(log_result(result, f"{result.windows} windows, {result.events} seizure(s)"))
+    return results
+
+
+def _output_clashes(recordings: list[Recording], out_dir: Path) -> dict[str, ApplyResult]:
+    """Failed results for recordings that would write the same outputs (one run in two formats, say): each
+    would overwrite the other's events, as the participant level refuses too."""
+    clashes = output_clashes(recordings, lambda r: output_paths(out_dir, r)["events"])
+    return {label: ApplyResult(label, "failed", message, EXIT_DATA) for label, message in clashes.items()}
+
+
+def summary_tsv(results: list[ApplyResult]) -> str:
+    lines = ["recording\tstatus\twindows\tevents\twarnings\tmessage"]
+    lines += [f"{r.recording}\t{r.status}\t{r.windows}\t{r.events}\t{len(r.warnings)}\t{' '.join(r.message.split())}"
+              for r in results]
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(results: list[ApplyResult], out_dir: Path, log_dir: Path) -> None:
+    import sys
+
+    width = max([len(r.recording) for r in results] + [9])
+    lines = [f"{'recording':<{width}}  {'status':<8}  {'windows':>8}  {'seizures':>8}"]
+    lines += [f"{r.recording:<{width}}  {r.status:<8}  {r.windows:>8}  {r.events:>8}" for r in results]
+    failed = sum(r.status == "failed" for r in results)
+    lines.append(f"{len(results) - failed} written, {failed} failed. Outputs: {out_dir}  Log: {log_dir}")
+    print("\n".join(lines))
+    for r in results:
+        if r.status == "failed":
+            print(f"neurocare-bids: error: {r.recording}: {r.message}", file=sys.stderr)

@@ -1,0 +1,158 @@
+"""Where training runs: one device, all GPUs of a node, or several nodes of a Slurm job.
+
+``execution.distribution`` picks the ``tf.distribute`` strategy that every training of the group level
+(folds and final model) is built, compiled and fitted under:
+
+* ``auto`` (default): ``MirroredStrategy`` over all GPUs when more than one is visible (or over
+  ``execution.cpu_replicas`` logical CPU devices), otherwise the default single-device strategy;
+* ``single``: one device, whatever is visible;
+* ``mirrored``: ``MirroredStrategy`` over every visible GPU (or the logical CPU devices);
+* ``multi-worker`` (``--distributed``): ``MultiWorkerMirroredStrategy`` across the tasks of a Slurm job
+  (``SlurmClusterResolver``) or the cluster in ``TF_CONFIG``; each worker reads its own share of the
+  TFRecord files, and only the chief (worker 0) writes outputs.
+
+``training.batch_size`` is the global batch, split across the replicas, so the optimisation is the same
+whatever the number of devices; batch-norm statistics are per replica, so results agree with a single
+device run within a tolerance, not bit for bit (README states it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import UsageError
+
+log = logging.getLogger("neurocare")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The strategy and this process's part in it."""
+
+    strategy: object
+    kind: str  # "single", "mirrored" or "multi-worker"
+    replicas: int
+    worker_index: int = 0
+    workers: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.worker_index == 0
+
+
+_PLACEMENT: Placement | None = None
+
+
+def placement(cfg: Config) -> Placement:
+    """The strategy for this process, created once (TF allows one collective setup per process)."""
+    global _PLACEMENT
+    if _PLACEMENT is None:
+        _PLACEMENT = _create(cfg)
+        if _PLACEMENT.kind != "single":
+            log.info("distributed training: %s, %d replica(s), worker %d of %d", _PLACEMENT.kind,
+                     _PLACEMENT.replicas, _PLACEMENT.worker_index + 1, _PLACEMENT.workers)
+    return _PLACEMENT
+
+
+def _create(cfg: Config) -> Placement:
+    import tensorflow as tf
+
+    mode, cpu_replicas = cfg.execution.distribution, cfg.execution.cpu_replicas
+    if mode == "multi-worker":
+        return _multi_worker(tf)
+    if cpu_replicas > 1:
+        _split_cpu(tf, cpu_replicas)
+    gpus = tf.config.list_physical_devices("GPU")
+    if mode == "single" or (mode == "auto" and len(gpus) < 2 and cpu_replicas < 2):
+        return Placement(tf.distribute.get_strategy(), "single", 1)
+    devices = ([f"/gpu:{i}" for i in range(len(gpus))] if gpus
+               else [d.name for d in tf.config.list_logical_devices("CPU")])
+    if len(devices) < 2 and mode == "mirrored":
+        log.warning("distribution = 'mirrored' but only one device is visible; training on it")
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    return Placement(strategy, "mirrored", strategy.num_replicas_in_sync)
+
+
+def _split_cpu(tf, n: int) -> None:
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n)
+    except RuntimeError:  # devices already initialised in this process: keep what exists
+        log.warning("could not split the CPU into %d logical devices (TensorFlow already initialised)", n)
+
+
+def _multi_worker(tf) -> Placement:
+    if os.environ.get("TF_CONFIG"):
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    elif os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        port = int(os.environ.get("NEUROCARE_PORT", "8888"))
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port)
+    else:
+        raise UsageError("--distributed needs a multi-task Slurm job (srun with --ntasks > 1) or TF_CONFIG; "
+                         "on one node, leave it out: all GPUs of the node are used automatically")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    task = resolver.task_id or 0
+    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) or 1
+    return Placement(strategy, "multi-worker", strategy.num_replicas_in_sync, int(task), workers)
+
+
+def worker_share(files: list, place: Placement) -> list:
+    """This worker's TFRecord files: seizure-bearing and background files dealt out separately, so every
+    worker gets seizures to sample; every file when there are fewer seizure files than workers."""
+    if place.workers <= 1:
+        return files
+    with_seizures = [f for f in files if f.seizure_window_count]
+    without = [f for f in files if not f.seizure_window_count]
+    if len(with_seizures) < place.workers:
+        return files
+    return with_seizures[place.worker_index::place.workers] + without[place.worker_index::place.workers]
+
+
+def fit_multi_worker(model, dataset, *, epochs: int, steps: int, batch_size: int, callbacks: list,
+                     place: Placement) -> dict:
+    """``model.fit`` for ``MultiWorkerMirroredStrategy``, which Keras 3's ``fit`` cannot run (its TensorFlow
+    trainer fails on the distributed batches: keras-team/keras#20585). The same step as ``fit``: per-replica
+    losses averaged over the global batch plus the model's regularisation losses, gradients summed across
+    replicas by the optimizer, and the same Keras callbacks (early stopping, LR schedule, TensorBoard, ...)."""
+    import keras
+    import tensorflow as tf
+
+    strategy = place.strategy
+    batches = iter(strategy.experimental_distribute_dataset(dataset))
+    loss_fn, optimizer = model.loss, model.optimizer
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            loss = tf.nn.compute_average_loss(loss_fn.call(y, predictions), global_batch_size=batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=next(iterator)), axis=None)
+
+    history = keras.callbacks.History()
+    hooks = keras.callbacks.CallbackList([*callbacks, history], model=model,
+                                         epochs=epochs, steps=steps, verbose=0)
+    model.stop_training = False
+    hooks.on_train_begin()
+    for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
+        total = 0.0
+        for step in range(steps):
+            hooks.on_train_batch_begin(step)
+            total += float(train_step(batches))
+            hooks.on_train_batch_end(step)
+        logs = {"loss": total / steps}
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    return history.history

@@ -1,0 +1,448 @@
+"""Streaming (real-time) detection: feed samples as they arrive, get seizure events as soon as they are known.
+
+:class:`StreamingDetector` runs the batch pipeline (:mod:`neurocare_bids.apply`) incrementally:
+
+* **Filtering.** The batch filters are zero-phase (forward-backward), so an output sample depends on
+  input after it. Output sample ``s`` is computed once the input reaches ``s`` plus the block margin of
+  the participant level (``SignalPlan.margin``: the time the slowest filter pole needs to decay below
+  1e-9: 17.8 s for the default 0.5 Hz high-pass at 128 Hz) plus the resampling filter's reach. With that
+  look-ahead, ``preprocess.process_block`` gives the very samples batch mode computes (float rounding
+  aside). A shorter ``lookahead`` lowers the latency and treats the newest samples as the recording's
+  end, which changes the last seconds of each block a little.
+* **Z-score.** Batch mode uses each channel's mean and standard deviation over the whole recording,
+  which a live stream does not have. Each window is z-scored with the statistics of everything received
+  up to its end (running estimate), after an initial ``calibration`` period (default 60 s) during which
+  windows wait; so the first windows of a stream are scored against a shorter history than in batch
+  mode. Given the whole recording's ``channel_mean`` / ``channel_std`` (e.g. from an earlier recording
+  of the same setup, or from batch mode), the detector uses them instead and reproduces batch mode.
+* **Post-processing.** The same smoothing, threshold, merging and minimum duration as
+  :func:`postprocess.probabilities_to_events`, as a state machine over the windows in time order: a
+  seizure is reported (``final=False``) as soon as it has lasted ``min_duration``, and reported again,
+  complete (``final=True``), once ``merge_gap`` has passed without another positive window. The final
+  events equal batch mode's events.
+
+Every event carries ``detected_at``: how much of the stream (seconds of input) had to arrive before it
+could be reported, whatever the chunk sizes; ``latency = detected_at - onset`` (for ``final=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
+from .errors import UsageError
+from .montage import Montage
+from .preprocess import RunningStats, SignalPlan, process_block
+
+DEFAULT_CALIBRATION = 60.0  # seconds of signal collected before the first window is scored (running z-score)
+MIN_STEP_SECONDS = 0.25  # output filtered at least this much at a time (fewer, larger filter calls)
+
+
+@dataclass
+class DetectedEvent:
+    """A seizure seen by the streaming detector; times in seconds from the start of the stream."""
+
+    onset: float
+    duration: float  # so far, when ``final`` is False
+    confidence: float  # mean window probability from its first positive window to its last (so far)
+    detected_at: float  # seconds of input that had to arrive before this report was possible
+    final: bool  # False: alarm for an ongoing seizure; True: the complete event (as batch mode reports it)
+
+    @property
+    def offset(self) -> float:
+        return self.onset + self.duration
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the event's onset to its report."""
+        return self.detected_at - self.onset
+
+
+class EventTracker:
+    """:func:`postprocess.probabilities_to_events` over windows arriving one at a time.
+
+    ``push(probability, ready_at)`` adds the next window's raw probability (``ready_at``: stream time at
+    which it was known); ``finish(recording_duration)`` closes the stream. Both return new reports.
+    """
+
+    def __init__(self, window_duration: float, window_stride_samples: int, sfreq: float, *, threshold: float,
+                 min_duration: float, merge_gap: float, smoothing: int):
+        self.window_duration, self.stride, self.sfreq = float(window_duration), window_stride_samples, sfreq
+        self.threshold, self.min_duration, self.merge_gap = threshold, min_duration, merge_gap
+        self.k = max(1, int(smoothing))
+        self.before, self.after = (self.k - 1) // 2, self.k // 2
+        self.raw: list[float] = []
+        self.ready: list[float] = []
+        self.smoothed: list[float] = []
+        self.events: list[DetectedEvent] = []
+        self._group: dict | None = None  # the open event: first, last window; start, end seconds; alarmed
+        self._in_run = False
+
+    def onset(self, i: int) -> float:
+        return i * self.stride / self.sfreq  # as batch mode computes window onsets
+
+    def push(self, probability: float, ready_at: float) -> list[DetectedEvent]:
+        self.raw.append(float(probability))
+        self.ready.append(float(ready_at))
+        reports = []
+        while len(self.smoothed) + self.after < len(self.raw):  # window i's smoothing window is complete
+            reports += self._settle(len(self.smoothed), end=None)
+        return reports
+
+    def finish(self, recording_duration: float) -> list[DetectedEvent]:
+        """Settle the last windows (smoothing over the windows that exist, as batch mode) and close."""
+        reports = []
+        while len(self.smoothed) < len(self.raw):
+            reports += self._settle(len(self.smoothed), end=len(self.raw))
+        if self._group is not None:  # known when the stream ended
+            reports += self._close(self._group, recording_duration, recording_duration)
+            self._group = None
+        return reports
+
+    def _smoothed(self, i: int, end: int | None) -> float:
+        """The centred moving average of window ``i`` with the arithmetic of ``postprocess.smooth``."""
+        if self.k <= 1:
+            return self.raw[i]
+        n = len(self.raw) if end is None else end
+        lo, hi = i - self.before, i + self.after + 1
+        values = np.array([self.raw[j] if 0 <= j < n else 0.0 for j in range(lo, hi)])
+        present = np.array([1.0 if 0 <= j < n else 0.0 for j in range(lo, hi)])
+        ones = np.ones(self.k)
+        total = np.convolve(values, ones, mode="valid")[0]
+        count = np.convolve(present, ones, mode="valid")[0]
+        return float(total / count)
+
+    def _settle(self, i: int, end: int | None) -> list[DetectedEvent]:
+        value = self._smoothed(i, end)
+        self.smoothed.append(value)
+        # the value is known once the last window it averages is known
+        known = self.ready[min(i + self.after, len(self.ready) - 1)]
+        reports = []
+        onset = self.onset(i)
+        group = self._group
+        if group is not None and not self._in_run:
+            gap = onset - group["end"]
+            if gap > 0 and gap >= self.merge_gap:
+                reports += self._close(group, known, None)
+                group = self._group = None
+        positive = value >= self.threshold
+        if positive:
+            if group is None:
+                group = self._group = {"first": i, "last": i, "start": onset, "end": onset + self.window_duration,
+                                       "alarmed": False}
+            group["last"] = i
+            group["end"] = max(group["end"], onset + self.window_duration)
+            if not group["alarmed"] and group["end"] - group["start"] >= self.min_duration:
+                group["alarmed"] = True
+                reports.append(DetectedEvent(group["start"], group["end"] - group["start"],
+                                             self._confidence(group), known, False))
+        self._in_run = positive
+        return reports
+
+    def _confidence(self, group: dict) -> float:
+        first, last = group["first"], group["last"]
+        raw = np.append(np.asarray(self.raw[first:last + 1], dtype=float), 0.0)
+        return float(np.add.reduceat(raw, [0, last + 1 - first])[0] / (last + 1 - first))
+
+    def _close(self, group: dict, known: float, recording_duration: float | None) -> list[DetectedEvent]:
+        start, end = group["start"], group["end"]
+        if recording_duration is not None:  # batch mode clips events to the recording
+            start = min(max(start, 0.0), recording_duration)
+            end = min(max(end, 0.0), recording_duration)
+        if end <= start or end - start < self.min_duration:
+            return []
+        event = DetectedEvent(start, end - start, self._confidence(group), known, True)
+        self.events.append(event)
+        return [event]
+
+
+class StreamingDetector:
+    """Seizure detection on a live stream of EEG samples, with a trained model folder.
+
+    ``ch_names`` and ``sfreq`` describe the incoming samples (as in the recording's header); ``feed(chunk)``
+    takes ``(n_samples, n_channels)`` arrays in that channel order, in µV, and returns the events that
+    became known; ``flush()`` ends the stream. See the module docstring for what differs from batch mode.
+    """
+
+    def __init__(self, model: TrainedModel | str | Path, ch_names: list[str], sfreq: float, *,
+                 line_freq: float | None = None, calibration: float = DEFAULT_CALIBRATION,
+                 channel_mean=None, channel_std=None, lookahead: float | None = None,
+                 allow_missing_channels: bool = False):
+        self.model = model if isinstance(model, TrainedModel) else load_model(model)
+        self.ch_names, self.sfreq_in = list(ch_names), float(sfreq)
+        self.montage: Montage = self.model.montage_for(self.ch_names, allow_missing_channels)
+        self.plan: SignalPlan = self.model.plan_for(self.sfreq_in, line_freq)
+        plan = self.plan
+        self.lookahead = (plan.margin if lookahead is None
+                          else min(plan.margin, max(0, round(lookahead * plan.sfreq_out))))
+        n_ch = len(self.montage.names)
+        if (channel_mean is None) != (channel_std is None):
+            raise UsageError("give both channel_mean and channel_std, or neither")
+        self.fixed_stats = channel_mean is not None
+        if self.fixed_stats:
+            mean, std = np.asarray(channel_mean, float), np.asarray(channel_std, float)
+            if mean.shape != (n_ch,) or std.shape != (n_ch,):
+                raise UsageError(f"channel_mean and channel_std need {n_ch} values (the model's channels)")
+            self._fixed = (mean.astype(np.float32), zscore_scale(std).astype(np.float32))
+        if not self.model.preprocessing.zscore:
+            self.fixed_stats = True
+            self._fixed = (np.zeros(n_ch, np.float32), np.ones(n_ch, np.float32))
+        self.calibration = 0 if self.fixed_stats else max(int(round(calibration * plan.sfreq_out)),
+                                                          self.model.window_samples)
+        post = self.model.postprocessing
+        self.tracker = EventTracker(self.model.window_duration, self.model.stride_samples, plan.sfreq_out, **post)
+        # input: picked channels (channels x samples) from absolute sample `_in_start`
+        self._in = np.zeros((len(self.montage.picks), 0))
+        self._in_start = 0
+        self.n_in = 0
+        # output: filtered montage channels (samples x channels, float32) from absolute sample `_out_start`
+        self._out = np.zeros((0, n_ch), np.float32)
+        self._out_start = 0
+        self.n_out = 0
+        self._stats = RunningStats(n_ch)
+        self._stats_upto = 0
+        self._next_window = 0
+        self._done = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def events(self) -> list[DetectedEvent]:
+        """The complete events so far (``final=True``), as batch mode reports them."""
+        return list(self.tracker.events)
+
+    @property
+    def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(onsets, probabilities)`` of the windows scored so far."""
+        n = len(self.tracker.raw)
+        return np.arange(n) * self.model.stride_samples / self.plan.sfreq_out, np.asarray(self.tracker.raw)
+
+    def feed(self, chunk: np.ndarray) -> list[DetectedEvent]:
+        """Add ``(n_samples, n_channels)`` samples; return the events that became known."""
+        if self._done:
+            raise UsageError("the stream was flushed; start a new StreamingDetector")
+        chunk = np.asarray(chunk, dtype=float)
+        if chunk.ndim != 2 or chunk.shape[1] != len(self.ch_names):
+            raise UsageError(f"feed() takes (n_samples, {len(self.ch_names)}) arrays; got {chunk.shape}")
+        if not np.isfinite(chunk).all():
+            raise UsageError("feed() got non-finite samples")
+        self._in = np.concatenate([self._in, chunk[:, self.montage.picks].T], axis=1)
+        self.n_in += len(chunk)
+        return self._advance(final=False)
+
+    def flush(self) -> list[DetectedEvent]:
+        """End of the stream: process the last samples (as batch mode treats a recording's end)."""
+        if self._done:
+            return []
+        reports = self._advance(final=True)
+        self._done = True
+        return reports + self.tracker.finish(self.n_in / self.sfreq_in)
+
+    def input_needed(self, n_out: int) -> int:
+        """Input samples that must have arrived before output samples ``[0, n_out)`` are final."""
+        plan = self.plan
+        edge = n_out + self.lookahead
+        if plan.fir is None:
+            return edge
+        return -(-(edge - 1) * plan.down // plan.up) + plan.fir_margin_in + 1
+
+    # ------------------------------------------------------------------ internals
+    def _available_out(self) -> int:
+        """Output samples computable now with the full look-ahead (the inverse of ``input_needed``)."""
+        plan = self.plan
+        if plan.fir is None:
+            edge = self.n_in
+        else:
+            edge = (self.n_in - plan.fir_margin_in - 1) * plan.up // plan.down + 1
+        return max(0, min(plan.n_out(self.n_in), edge - self.lookahead))
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        return self._in[:, start - self._in_start:stop - self._in_start]
+
+    def _advance(self, final: bool) -> list[DetectedEvent]:
+        plan = self.plan
+        stop = plan.n_out(self.n_in) if final else self._available_out()
+        step = max(1, int(MIN_STEP_SECONDS * plan.sfreq_out))
+        if stop > self.n_out and (final or stop - self.n_out >= step):
+            y = self.montage.matrix @ process_block(self._read, self.n_in, plan, self.n_out, stop)
+            self._out = np.concatenate([self._out, y.T.astype(np.float32)])
+            self.n_out = stop
+            self._trim_input()
+        return self._score(final)
+
+    def _trim_input(self) -> None:
+        plan = self.plan
+        ea = max(0, self.n_out - plan.margin)
+        if plan.fir is None:
+            first = ea
+        else:  # process_block's first input sample for a block starting at n_out
+            first = max(0, (ea * plan.down // plan.up - plan.fir_margin_in) // plan.down * plan.down)
+        if first > self._in_start:
+            self._in = self._in[:, first - self._in_start:]
+            self._in_start = first
+
+    def _score(self, final: bool) -> list[DetectedEvent]:
+        win, stride = self.model.window_samples, self.model.stride_samples
+        reports: list[DetectedEvent] = []
+        first = self._next_window
+        last = first
+        while last * stride + win <= self.n_out:
+            last += 1
+        if last == first:
+            return reports
+        if not self.fixed_stats and self.n_out < self.calibration and not final:
+            return reports  # still calibrating: these windows wait
+        # when each window's score could first be known (at the latest: now, which matters at the stream's end)
+        ready = [min(self.input_needed(k * stride + win), self.n_in) / self.sfreq_in for k in range(first, last)]
+        if self.fixed_stats:
+            mean32, scale32 = self._fixed
+            segment = self._out[first * stride - self._out_start:(last - 1) * stride + win - self._out_start]
+            windows = zscore_windows(segment, mean32, scale32, self.model, last - first)
+        else:
+            windows = np.empty((last - first, win, self._out.shape[1]), np.float32)
+            # each window with the statistics of [0, max(its end, calibration)): independent of chunk sizes
+            calibrated = min(self.calibration, self.n_out)
+            for k in range(first, last):
+                self._update_stats(max(k * stride + win, calibrated))
+                mean32 = self._stats.mean.astype(np.float32)
+                scale32 = zscore_scale(self._stats.std).astype(np.float32)
+                segment = self._out[k * stride - self._out_start:k * stride + win - self._out_start]
+                windows[k - first] = zscore_windows(segment, mean32, scale32, self.model, 1)[0]
+            calibration_time = min(self.input_needed(calibrated), self.n_in) / self.sfreq_in
+            ready = [max(r, calibration_time) for r in ready]
+        probs = self.model.predict(windows)
+        for p, r in zip(probs, ready):
+            reports += self.tracker.push(float(p), r)
+        self._next_window = last
+        keep = last * stride if self.fixed_stats else min(last * stride, self._stats_upto)
+        if keep > self._out_start:
+            self._out = self._out[keep - self._out_start:]
+            self._out_start = keep
+        return reports
+
+    def _update_stats(self, end: int) -> None:
+        if end > self._stats_upto:
+            block = self._out[self._stats_upto - self._out_start:end - self._out_start]
+            self._stats.update(block.T.astype(np.float64))
+            self._stats_upto = end
+
+
+def stream_latency(detector: StreamingDetector) -> dict:
+    """When a seizure can be reported, in seconds after the start of its first seizure window, and the parts
+    of that delay (``earliest``; no report comes before the ``calibration`` period has ended either)."""
+    model, plan = detector.model, detector.plan
+    post = model.postprocessing
+    smoothing = (post["smoothing"] // 2) * model.window_stride
+    parts = {"lookahead": detector.lookahead / plan.sfreq_out, "window": model.window_duration,
+             "smoothing": smoothing, "min_duration": post["min_duration"],
+             "calibration": 0.0 if detector.fixed_stats else detector.calibration / plan.sfreq_out,
+             "resampling": 0.0 if plan.fir is None else plan.fir_margin_in / plan.sfreq_in}
+    parts["earliest"] = (parts["lookahead"] + max(parts["window"], parts["min_duration"]) + smoothing
+                         + parts["resampling"])
+    return parts
+
+
+
+# ---------------------------------------------------------------------- command line
+def open_recording_file(path: Path, notes: list[str]):
+    """A plain EEG file (no BIDS dataset needed) for block reads: EDF/BDF directly, other formats via MNE."""
+    from .errors import DataError, NoInputError
+    from .signal_reader import EDFSource, MNESource, read_edf_header
+
+    if not path.is_file():
+        raise NoInputError(f"EEG file not found: {path}")
+    if path.suffix.lower() in (".edf", ".bdf"):
+        header = read_edf_header(path)
+        if not header.reserved.upper().startswith(("EDF+D", "BDF+D")):
+            return EDFSource(path, header, notes)
+    import warnings
+
+    import mne
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = mne.io.read_raw(path, preload=False, verbose="error")
+    except Exception as exc:  # MNE raises many kinds for unreadable files
+        raise DataError(f"{path.name}: unreadable EEG file ({str(exc).strip().splitlines()[0][:200]})") from None
+    return MNESource(raw, path.name)
+
+
+def _sidecar_line_freq(path: Path) -> float | None:
+    """PowerLineFrequency from the file's BIDS sidecar (``*_eeg.json`` next to it), if there is one."""
+    import json
+
+    from .bids_input import source_stem
+
+    try:
+        meta = json.loads(path.with_name(f"{source_stem(path.name)}_eeg.json").read_text(encoding="utf-8"))
+        value = meta.get("PowerLineFrequency")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+def format_event(event: DetectedEvent) -> str:
+    if event.final:
+        return (f"[{event.detected_at:9.1f} s] seizure {event.onset:.1f}-{event.offset:.1f} s "
+                f"({event.duration:.1f} s), confidence {event.confidence:.2f}")
+    return (f"[{event.detected_at:9.1f} s] seizure detected: onset {event.onset:.1f} s, latency {event.latency:.1f} s, "
+            f"confidence {event.confidence:.2f}")
+
+
+def stream_file(args) -> int:
+    """``neurocare-bids stream FILE --model MODEL``: replay a recording as if live; print each event as found."""
+    import time
+
+    from .errors import DataError
+
+    if args.speed <= 0 or (args.chunk is not None and args.chunk <= 0) or args.calibration < 0:
+        raise UsageError("--speed and --chunk must be positive, --calibration at least 0")
+    notes: list[str] = []
+    source = open_recording_file(args.file, notes)
+    model = load_model(args.model, args.engine)
+    line_freq = _sidecar_line_freq(args.file) or args.line_freq
+    try:
+        detector = StreamingDetector(model, source.ch_names, source.sfreq, line_freq=line_freq,
+                                     calibration=args.calibration)
+    except DataError as exc:
+        raise DataError(f"{args.file.name}: {exc}") from None
+    if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
+        raise DataError(f"{args.file.name}: the model's channels are recorded at different rates; streaming "
+                        "needs one rate")
+    parts = stream_latency(detector)
+    print(f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
+          f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); a seizure is "
+          f"reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
+          f"{parts['lookahead']:.1f} s + the longer of window {parts['window']:g} s and minimum duration "
+          f"{parts['min_duration']:g} s + smoothing {parts['smoothing']:g} s)"
+          + (f", not before {parts['calibration']:g} s of calibration" if parts["calibration"] else ""), flush=True)
+    chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
+    everything = list(range(len(source.ch_names)))
+    started = time.monotonic()
+    try:
+        for start in range(0, source.n_times, chunk):
+            stop = min(source.n_times, start + chunk)
+            data = source.read(everything, start, stop)
+            if args.realtime:  # the samples "arrive" once their time has come
+                time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
+            for event in detector.feed(data.T):
+                print(format_event(event), flush=True)
+        for event in detector.flush():
+            print(format_event(event), flush=True)
+        if not detector.tracker.raw:  # as batch mode warns: "0 seizures" alone would read as a clean result
+            import logging
+
+            logging.getLogger("neurocare").warning(
+                "%s: recording (%.1f s) is shorter than one window (%g s): no windows", args.file.name,
+                source.n_times / source.sfreq, model.window_duration)
+        print(f"end of stream: {len(detector.events)} seizure(s) in {source.n_times / source.sfreq:.1f} s of "
+              f"signal (replayed in {time.monotonic() - started:.1f} s)", flush=True)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as command-line tools do
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0

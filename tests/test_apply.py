@@ -1,0 +1,330 @@
+"""Apply mode (``participant --model``): a model trained by the group level, applied to new recordings.
+
+A tiny model is trained once per session through the group CLI on the shared demo dataset; the tests apply
+it through the CLI (outputs, refusals, exit codes), compare apply mode's probabilities with the model run on
+the participant level's own training windows (same preprocessing), and the NumPy engine with Keras.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import QUICK_GROUP_CONFIG, add_recording, read_windows, run_cli
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
+
+SEIZURES = [(300.0, 60.0, "sz"), (600.0, 45.0, "sz")]
+EVENT_COLUMNS = ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
+
+
+def trained_model_folder(prepared, tmp_path_factory) -> Path:
+    """``group/model/`` of a group-level run on the session's demo dataset (made once per session)."""
+    bids, participant_out, config = prepared
+    root = tmp_path_factory.getbasetemp() / "apply-trained"
+    folder = root / "out" / "group" / "model"
+    if not (folder / "model_card.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        shutil.copytree(participant_out, root / "out")
+        quick = root / "quick.toml"
+        quick.write_text(QUICK_GROUP_CONFIG + "[cv]\nfolds = 2\n")
+        result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
+        assert result.returncode == 0, result.stderr
+    return folder
+
+
+def apply_api(model, path: Path, tmp_path: Path):
+    """Batch apply mode on one recording through the Python API (for comparisons with streaming)."""
+    from neurocare_bids.apply import open_for_model, predict_recording
+    from neurocare_bids.participant import _line_freq
+
+    warnings: list[str] = []
+    recording = _recording(path)
+    source, montage = open_for_model(recording, model, warnings)
+    plan = model.plan_for(source.sfreq, _line_freq(recording.metadata, warnings))
+    return predict_recording(source, montage, plan, model, tmp_path / "work", 2, warnings)
+
+
+def _recording(path: Path):
+    from neurocare_bids.bids_input import Recording, source_stem
+
+    root = path.parents[3]
+    entities = dict(part.split("-", 1) for part in source_stem(path.name).split("_"))
+    names = {"sub": "subject", "ses": "session", "task": "task", "run": "run"}
+    sidecar = json.loads(path.with_name(f"{source_stem(path.name)}_eeg.json").read_text())
+    return Recording(path, root, {names[k]: v for k, v in entities.items()}, sidecar)
+
+
+def _tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def model_folder(prepared, tmp_path_factory):
+    return trained_model_folder(prepared, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def applied(model_folder, tmp_path_factory):
+    """A new dataset (no events.tsv) with one usable recording and two the model cannot use, applied once."""
+    root = tmp_path_factory.mktemp("apply")
+    bids, out = root / "bids", root / "out"
+    good = add_recording(bids, "11", duration=900.0, seizures=SEIZURES, events=None, seed=11)
+    add_recording(bids, "12", duration=120.0, events=None, labels=[f"{e}-Avg" for e in ("Fp1", "F3", "C3", "P3")])
+    add_recording(bids, "13", duration=120.0, events=None, sfreq=50.0)
+    result = run_cli(bids, out, "participant", "--model", model_folder, "--skip-bids-validation")
+    return bids, out, good, result
+
+
+def test_model_card_records_the_preprocessing(model_folder, prepared):
+    card = json.loads((model_folder / "model_card.json").read_text())
+    assert card["CardFormat"] == 1 and card["Version"]
+    sidecar = json.loads(next(prepared[1].glob("sub-*/**/*_desc-preproc_windows.json")).read_text())
+    done = sidecar["Preprocessing"]
+    section = card["Preprocessing"]["preprocessing"]
+    for key in ("l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore"):
+        assert section[key] == done[key]
+    assert section["sfreq"] == sidecar["SamplingFrequency"]
+    assert card["Preprocessing"]["montage"]["montage"] == sidecar["Montage"]
+    assert [f"{e}-Avg" for e in card["Preprocessing"]["montage"]["electrodes"]] == sidecar["Channels"]
+    assert card["Preprocessing"]["output"]["dtype"] == "float32"
+
+
+def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder):
+    bids, out, good, result = applied
+    assert result.returncode == 65, result.stderr  # two recordings could not be used; the good one was
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("neurocare-bids: error: ")]
+    assert len(errors) == 2
+    assert "sub-12" in errors[0] and "missing electrode" in errors[0]
+    assert "sub-13" in errors[1] and "sampling rate 50 Hz is too low" in errors[1]
+
+    stem = good.name[: good.name.rindex("_")]
+    folder = out / good.parent.relative_to(bids)
+    card = json.loads((model_folder / "model_card.json").read_text())
+    post = card["PostProcessing"]
+
+    series = folder / f"{stem}_desc-seizureprob_timeseries.tsv.gz"
+    meta = json.loads(series.with_name(f"{stem}_desc-seizureprob_timeseries.json").read_text())
+    rows = np.loadtxt(gzip.open(series, "rt"), delimiter="\t", ndmin=2)
+    assert meta["Columns"] == ["onset", "probability", "smoothed_probability"]
+    assert rows.shape == ((900 - 4) // 2 + 1, 3)  # 4 s windows every 2 s over 900 s
+    np.testing.assert_allclose(rows[:, 0], np.arange(len(rows)) * 2.0)
+    assert meta["SamplingFrequency"] == 0.5 and meta["StartTime"] == 0 and meta["WindowDuration"] == 4.0
+    assert ((rows[:, 1:] >= 0) & (rows[:, 1:] <= 1)).all()
+    from neurocare_bids.postprocess import probabilities_to_events, smooth
+
+    np.testing.assert_allclose(rows[:, 2], smooth(rows[:, 1], post["smoothing"]), atol=2e-6)
+    assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "numpy"
+
+    events = folder / f"{stem}_desc-neurocare_events.tsv"
+    table = _tsv(events)
+    assert events.read_text().splitlines()[0].split("\t") == EVENT_COLUMNS
+    assert all(r["recordingDuration"] == "900.00" for r in table)
+    expected = probabilities_to_events(rows[:, 0], rows[:, 1], 4.0, 900.0, threshold=post["threshold"],
+                                       min_duration=post["min_duration"], merge_gap=post["merge_gap"],
+                                       smoothing=post["smoothing"])
+    if expected:
+        written = [(float(r["onset"]), float(r["duration"])) for r in table]
+        assert np.allclose(written, [(e.onset, e.duration) for e in expected], atol=0.006)
+    else:
+        assert [r["eventType"] for r in table] == ["bckg"]
+    sidecar = json.loads(events.with_suffix(".json").read_text())
+    assert sidecar["PostProcessing"]["threshold"] == post["threshold"]
+
+    exported = sorted(p.relative_to(out / "szcore") for p in (out / "szcore").rglob("*.tsv"))
+    assert exported == [good.relative_to(bids).with_name(f"{stem}_events.tsv")]
+    assert (out / "szcore" / exported[0]).read_text() == events.read_text()
+    # nothing for the recordings that failed, and no training windows in this mode
+    assert not (out / "sub-12").exists() and not (out / "sub-13").exists()
+    assert not list(out.rglob("*.tfrecord"))
+    summary = _tsv(next(out.glob("logs/apply_*/summary.tsv")))
+    assert [r["status"] for r in summary] == ["written", "failed", "failed"]
+
+
+def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepared, tmp_path):
+    """On a training recording, apply mode's probabilities are the model's on the participant level's own
+    windows: the preprocessing is the same, to the float32 sample."""
+    import keras
+
+    bids, participant_out, _ = prepared
+    out = tmp_path / "out"
+    result = run_cli(bids, out, "participant", "--model", model_folder, "--participant-label", "01",
+                     "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    sidecar = next(participant_out.glob("sub-01/**/*_desc-preproc_windows.json"))
+    meta = json.loads(sidecar.read_text())
+    shape = meta["TFRecord"]["Schema"]["eeg"]["shape"]
+    windows = np.stack([np.frombuffer(w["eeg"], "<f4").reshape(shape)
+                        for w in read_windows(sidecar.with_name(meta["TFRecord"]["File"]))])
+    series = next(out.glob("sub-01/**/*_desc-seizureprob_timeseries.tsv.gz"))
+    rows = np.loadtxt(gzip.open(series, "rt"), delimiter="\t", ndmin=2)
+    assert len(rows) == len(windows) == meta["WindowCount"]
+
+    model = keras.models.load_model(model_folder / "model.keras", compile=False)
+    expected = keras.ops.convert_to_numpy(model(windows, training=False))[:, 1]
+    np.testing.assert_allclose(rows[:, 1], expected, atol=3e-6)
+
+    # and the windows apply mode feeds its model are the training windows, to the bit
+    from neurocare_bids.apply import load_model
+
+    trained = load_model(model_folder)
+    seen = []
+    trained._predict = lambda x, threads: seen.append(np.array(x)) or np.zeros(len(x))
+    source = next(bids.glob("sub-01/**/*_eeg.edf"))
+    apply_api(trained, source, tmp_path)
+    np.testing.assert_array_equal(np.concatenate(seen), windows)
+
+
+def test_refuses_an_output_folder_with_group_results(model_folder, prepared):
+    bids = prepared[0]
+    out = model_folder.parents[1]  # the training OUT: apply mode would overwrite its events files
+    result = run_cli(bids, out, "participant", "--model", model_folder, "--skip-bids-validation")
+    assert result.returncode == 73 and "group-level results" in result.stderr
+
+
+def _broken_copy(model_folder: Path, target: Path, change) -> Path:
+    shutil.copytree(model_folder, target)
+    change(target)
+    return target
+
+
+def _edit_card(**values):
+    def change(folder: Path):
+        card = json.loads((folder / "model_card.json").read_text())
+        for key, value in values.items():
+            if value is None:
+                card.pop(key, None)
+            else:
+                card[key] = value
+        (folder / "model_card.json").write_text(json.dumps(card))
+    return change
+
+
+BROKEN_FOLDERS = {  # what is done to a copy of the model folder, the error's fragment and exit code
+    "no model file": (lambda f: (f / "model.keras").unlink(), "model.keras is missing", 66),
+    "no card": (lambda f: (f / "model_card.json").unlink(), "model_card.json is missing", 66),
+    "damaged model": (lambda f: (f / "model.keras").write_bytes(b"not a zip"), "cannot be loaded", 65),
+    "card not JSON": (lambda f: (f / "model_card.json").write_text("{ not JSON"), "is unreadable", 65),
+    "card before CardFormat": (_edit_card(CardFormat=None), "retrain the model", 65),
+    "other card format": (_edit_card(CardFormat=99), "card format 99", 65),
+    "newer major version": (_edit_card(Version="99.0.0"), "newer major version", 65),
+    "incomplete card": (_edit_card(Preprocessing=None), "incomplete or damaged", 65),
+}
+
+
+@pytest.mark.parametrize("name", ["no model file", "other card format"])
+def test_cli_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
+    change, message, code = BROKEN_FOLDERS[name]
+    bids = tmp_path / "bids"
+    add_recording(bids, "01", duration=60.0, events=None)
+    broken = _broken_copy(model_folder, tmp_path / "model", change)
+    out = tmp_path / "out"
+    result = run_cli(bids, out, "participant", "--model", broken, "--skip-bids-validation")
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert not out.exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("name", list(BROKEN_FOLDERS))
+def test_load_model_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
+    from neurocare_bids.apply import ModelError, load_model
+
+    change, message, code = BROKEN_FOLDERS[name]
+    broken = _broken_copy(model_folder, tmp_path / "model", change)
+    with pytest.raises(ModelError, match=message) as refused:
+        load_model(broken)
+    assert refused.value.exit_code == code and "\n" not in str(refused.value)
+
+
+def test_model_option_is_for_the_participant_level(model_folder, prepared, tmp_path):
+    result = run_cli(prepared[0], tmp_path / "out", "group", "--model", model_folder)
+    assert result.returncode == 64 and "participant level only" in result.stderr
+
+
+def _keras_models():
+    from neurocare_bids.config import ModelConfig
+
+    return {
+        "neurocare": ModelConfig(),
+        "seed": ModelConfig(preset="seed"),
+        "no LSTM": ModelConfig(conv_filters=[8, 8], lstm_units=[]),
+        "stacked LSTM": ModelConfig(conv_filters=[8], lstm_units=[6, 5], bidirectional=False, conv_kernel_size=3),
+        "stacked BiLSTM": ModelConfig(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
+    }
+
+
+@pytest.mark.parametrize("name", list(_keras_models()))
+def test_numpy_engine_equals_keras(name, tmp_path):
+    import keras
+
+    from neurocare_bids.inference import NumpyModel
+    from neurocare_bids.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = build_model(19, 2, 512, 128.0, _keras_models()[name])
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # BatchNorm statistics away from their initial 0/1, so folding is tested
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
+            layer.beta.assign(rng.normal(0, 0.3, n))
+    model.save(tmp_path / "model.keras")
+    windows = rng.standard_normal((9, 512, 19)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(windows, training=False))
+    engine = NumpyModel.load(tmp_path / "model.keras")
+    np.testing.assert_allclose(engine.predict(windows), expected, atol=2e-6)
+    np.testing.assert_allclose(engine.predict(windows, threads=2, batch=4), expected, atol=2e-6)
+
+
+def test_applies_the_feature_baseline(model_folder, tmp_path):
+    """A ``features`` preset folder (gradient boosting on window features) is applied the same way."""
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.baseline import FeatureBaseline
+
+    folder = tmp_path / "features"
+    shutil.copytree(model_folder, folder)
+    (folder / "model.keras").unlink()
+    card = json.loads((folder / "model_card.json").read_text())
+    rng = np.random.default_rng(0)
+    n_times, n_chans = card["Input"]["WindowSamples"], len(card["Input"]["Channels"])
+    windows = rng.standard_normal((60, n_times, n_chans)).astype(np.float32)
+    windows[30:, :, :5] *= 4  # "seizure" windows: more power on five channels
+    labels = np.repeat([0, 1], 30)
+    FeatureBaseline("hgb", max_iter=20).fit(windows, labels, card["Input"]["SamplingFrequency"]).save(
+        folder / "model.joblib")
+    card.update(ModelFile="model.joblib", Preset="features")
+    (folder / "model_card.json").write_text(json.dumps(card))
+    model = load_model(folder)
+    assert model.engine == "features"
+    path = add_recording(tmp_path / "bids", "21", duration=120.0, events=None, seed=21)
+    prediction = apply_api(model, path, tmp_path)
+    assert len(prediction.probabilities) == (120 - 4) // 2 + 1
+    assert ((prediction.probabilities >= 0) & (prediction.probabilities <= 1)).all()
+
+
+def test_benchmark_script_runs(model_folder, tmp_path):
+    """benchmarks/apply.py end to end on a short recording (the speed itself is measured by running it)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "apply.py"
+    result = subprocess.run([sys.executable, str(script), "--hours", "0.1", "--repeats", "1", "--skip-keras",
+                             "--model", str(model_folder), "--workdir", str(tmp_path / "bench"),
+                             "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "real-time factor" in result.stdout
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    assert figures["numpy"]["windows"] == (360 - 4) // 2 + 1 and figures["numpy"]["engine"] == "numpy"

@@ -1,0 +1,231 @@
+"""Streaming detection: the incremental post-processing equals batch mode's, the streaming detector reproduces
+batch apply mode on a generated recording, its latency is what the data allow, and the ``stream`` CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import add_recording, run_cli
+from neurocare_bids.postprocess import probabilities_to_events
+from neurocare_bids.streaming import EventTracker, StreamingDetector
+from test_apply import apply_api, trained_model_folder
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
+
+SEIZURES = [(200.0, 60.0, "sz"), (420.0, 45.0, "sz")]
+
+
+def _bursty(rng, n):
+    """Probabilities with runs of high values, single spikes and near-threshold noise."""
+    p = rng.uniform(0, 0.4, n)
+    for _ in range(rng.integers(1, 8)):
+        a = rng.integers(0, n)
+        p[a:a + rng.integers(1, 30)] = rng.uniform(0.5, 1.0)
+    p[rng.integers(0, n, 5)] = rng.uniform(0.4, 0.7, 5)
+    return p
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_event_tracker_equals_batch_postprocessing(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    probs = _bursty(rng, n)
+    stride, sfreq = int(rng.choice([64, 128, 256])), 128.0
+    window = float(rng.choice([2.0, 4.0]))
+    params = {"threshold": float(rng.choice([0.3, 0.5, 0.55, 0.8])),
+              "min_duration": float(rng.choice([0, 4, 10, 30])),
+              "merge_gap": float(rng.choice([0, 5, 30])), "smoothing": int(rng.choice([1, 2, 3, 5]))}
+    onsets = np.arange(n) * stride / sfreq
+    duration = float(onsets[-1] + window + rng.uniform(0, 3))
+    expected = probabilities_to_events(onsets, probs, window, duration, **params)
+
+    tracker = EventTracker(window, stride, sfreq, **params)
+    reports = []
+    for i, p in enumerate(probs):
+        reports += tracker.push(p, ready_at=float(onsets[i] + window))
+    reports += tracker.finish(duration)
+    finals = [r for r in reports if r.final]
+    assert [(e.onset, e.duration) for e in finals] == [(e.onset, e.duration) for e in expected]
+    assert np.allclose([e.confidence for e in finals], [e.confidence for e in expected], rtol=1e-12)
+    assert tracker.events == finals
+    # every complete event was announced first, once, with its onset, no later than its final report
+    alarms = [r for r in reports if not r.final]
+    assert [a.onset for a in alarms] == [e.onset for e in finals]
+    for alarm, event in zip(alarms, finals):
+        assert alarm.detected_at <= event.detected_at and alarm.duration >= params["min_duration"]
+    assert [r.detected_at for r in reports] == sorted(r.detected_at for r in reports)
+
+
+@pytest.fixture(scope="module")
+def model_folder(prepared, tmp_path_factory):
+    """A model folder whose card is the trained model's and whose network detects the generated seizures.
+
+    The session's tiny trained model cannot tell seizures from background (it trains for seconds), which
+    would leave these tests comparing noise. This network, with set weights, scores a window by its mean
+    rectified 4 Hz content on the seizure channel (a 0.5 s Hann-windowed 4 Hz filter, ReLU of it and of its
+    negation, average over time, softmax): a real Keras file, run through the real card and pipeline.
+    """
+    import keras
+
+    trained = trained_model_folder(prepared, tmp_path_factory)
+    folder = tmp_path_factory.mktemp("detector") / "model"
+    shutil.copytree(trained, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    sfreq, n_times = card["Input"]["SamplingFrequency"], card["Input"]["WindowSamples"]
+    n_chans = len(card["Input"]["Channels"])
+    t = (np.arange(64) - 31.5) / sfreq
+    fir = np.hanning(64) * np.cos(2 * np.pi * 4.0 * t)
+    fir /= np.abs(np.sum(fir * np.exp(-2j * np.pi * 4.0 * t)))  # unit gain at 4 Hz
+    kernel = np.zeros((64, n_chans, 2), np.float32)
+    kernel[:, 0, 0], kernel[:, 0, 1] = fir, -fir
+    inputs = keras.Input((n_times, n_chans), name="eeg")
+    x = keras.layers.Conv1D(2, 64, padding="same", use_bias=False, name="band")(inputs)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="probabilities")(x)
+    net = keras.Model(inputs, outputs)
+    net.get_layer("band").set_weights([kernel])
+    # logit(seizure) = 10 x (mean |4 Hz| - 0.5): background ~0.1, a window inside a seizure ~2 (z-score units)
+    net.get_layer("probabilities").set_weights([np.array([[0, 10], [0, 10]], np.float32), np.array([0, -5.0])])
+    net.save(folder / "model.keras")
+    card["PostProcessing"].update(threshold=0.5, min_duration=10.0, merge_gap=30.0, smoothing=3)
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """A generated 10-minute recording with two seizures, without events.tsv."""
+    root = tmp_path_factory.mktemp("stream") / "bids"
+    return add_recording(root, "09", duration=600.0, seizures=SEIZURES, events=None, seed=9)
+
+
+def _stream(model, path, chunk_seconds, **kwargs):
+    from neurocare_bids.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(path, read_edf_header(path), [])
+    detector = StreamingDetector(model, source.ch_names, source.sfreq, **kwargs)
+    data = source.read(list(range(len(source.ch_names))), 0, source.n_times).T
+    step = max(1, int(chunk_seconds * source.sfreq))
+    reports = []
+    for start in range(0, len(data), step):
+        reports += detector.feed(data[start:start + step])
+    reports += detector.flush()
+    return detector, reports
+
+
+def test_stream_equals_batch_with_the_recordings_statistics(model_folder, recording, tmp_path):
+    from neurocare_bids.apply import load_model
+
+    model = load_model(model_folder)
+    batch = apply_api(model, recording, tmp_path)
+    kwargs = {"channel_mean": batch.channel_mean, "channel_std": batch.channel_std, "line_freq": 50.0}
+    runs = [_stream(model, recording, chunk, **kwargs) for chunk in (1.9, 13.0)]
+    for detector, reports in runs:
+        onsets, probs = detector.probabilities
+        np.testing.assert_array_equal(onsets, batch.onsets)
+        np.testing.assert_allclose(probs, batch.probabilities, atol=2e-6)
+        assert [(e.onset, e.duration) for e in detector.events] == [(e.onset, e.duration) for e in batch.events]
+        assert np.allclose([e.confidence for e in detector.events], [e.confidence for e in batch.events], atol=1e-5)
+    # the report times depend on the data, not on how it was chunked
+    assert [r.detected_at for r in runs[0][1]] == [r.detected_at for r in runs[1][1]]
+    assert batch.events, "the model should find the generated seizures, or this test compares nothing"
+
+
+def test_latency_is_the_data_the_detection_needs(model_folder, recording):
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.streaming import stream_latency
+
+    model = load_model(model_folder)
+    detector, reports = _stream(model, recording, 1.0, line_freq=50.0, calibration=60.0)
+    alarms = [r for r in reports if not r.final]
+    parts = stream_latency(detector)
+    # the look-ahead is the participant level's block margin: 17.8 s for the 0.5 Hz high-pass at 128 Hz
+    assert parts["lookahead"] == pytest.approx(detector.plan.margin / 128.0) and 15 < parts["lookahead"] < 20
+    assert len(alarms) == len(SEIZURES)
+    for alarm, (onset, _, _) in zip(alarms, SEIZURES):
+        # the event starts with the first window that holds enough seizure, and is reported as soon as the
+        # data that confirm it (min_duration, the smoothing's next window, the filters' look-ahead) are in
+        assert onset - model.window_duration <= alarm.onset <= onset
+        assert alarm.detected_at == pytest.approx(alarm.onset + parts["earliest"], abs=0.01)
+        assert alarm.latency == pytest.approx(29.9, abs=0.05)  # the README's figure
+    # a shorter look-ahead reports the same seizures that much sooner
+    _, quick = _stream(model, recording, 1.0, line_freq=50.0, calibration=60.0, lookahead=2.0)
+    quick_alarms = [r for r in quick if not r.final]
+    assert len(quick_alarms) == len(alarms)
+    for fast, exact in zip(quick_alarms, alarms):
+        assert abs(fast.onset - exact.onset) <= model.window_stride
+        sooner = parts["lookahead"] - 2.0 + exact.onset - fast.onset
+        assert exact.detected_at - fast.detected_at == pytest.approx(sooner, abs=0.05)
+
+
+def test_running_zscore_matches_batch_after_the_first_minutes(model_folder, recording, tmp_path):
+    from neurocare_bids.apply import load_model
+
+    model = load_model(model_folder)
+    batch = apply_api(model, recording, tmp_path)
+    detector, _ = _stream(model, recording, 5.0, line_freq=50.0, calibration=60.0)
+    onsets, probs = detector.probabilities
+    assert len(probs) == len(batch.probabilities)
+    # the windows are called the same (seizure or not) almost everywhere; differences sit at seizure edges
+    agree = (probs >= 0.5) == (batch.probabilities >= 0.5)
+    assert agree.mean() >= 0.97, np.flatnonzero(~agree)
+    # the same seizures, boundaries within two windows
+    stride = model.window_stride
+    assert len(detector.events) == len(batch.events) == len(SEIZURES)
+    for a, b in zip(detector.events, batch.events):
+        assert abs(a.onset - b.onset) <= 2 * stride and abs(a.offset - b.offset) <= 2 * stride
+
+
+def test_stream_cli_prints_events_as_detected(model_folder, recording, tmp_path):
+    from neurocare_bids.apply import load_model
+
+    batch = apply_api(load_model(model_folder), recording, tmp_path)
+    result = run_cli("stream", recording, "--model", model_folder, "--realtime", "--speed", "1000", "--chunk", "10")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "is reported 29.9 s after its first window starts" in lines[0] and lines[-1].startswith("end of stream")
+    finals = [re.search(r"seizure ([\d.]+)-([\d.]+) s", line) for line in lines if "confidence" in line]
+    finals = [(float(m[1]), float(m[2])) for m in finals if m]
+    alarms = [line for line in lines if "seizure detected" in line]
+    assert len(finals) == len(batch.events) == len(alarms)
+    for (on, off), event in zip(finals, batch.events):
+        assert abs(on - event.onset) <= 3 * 2.0 and abs(off - event.offset) <= 3 * 2.0
+    replayed = float(re.search(r"replayed in ([\d.]+) s", lines[-1])[1])
+    assert replayed >= 600 / 1000 * 0.9  # --realtime: it waited for the samples' time
+
+
+def test_stream_cli_refuses_what_the_model_cannot_use(model_folder, tmp_path):
+    root = tmp_path / "bids"
+    low = add_recording(root, "01", sfreq=50.0, duration=120.0, events=None)
+    result = run_cli("stream", low, "--model", model_folder)
+    assert result.returncode == 65 and "too low" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    labels = [f"{e}-Avg" for e in ("Fp1", "F3", "C3", "P3", "O1", "F7")]
+    few = add_recording(root, "02", labels=labels, duration=120.0, events=None)
+    result = run_cli("stream", few, "--model", model_folder)
+    assert result.returncode == 65 and "missing electrode" in result.stderr
+    result = run_cli("stream", few, "--model", tmp_path / "no-model")
+    assert result.returncode == 66 and "does not exist" in result.stderr
+
+
+def test_feed_checks_its_input(model_folder):
+    from neurocare_bids.config import SZCORE_ELECTRODES
+    from neurocare_bids.errors import UsageError
+
+    names = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
+    detector = StreamingDetector(model_folder, names, 256.0)
+    with pytest.raises(UsageError):
+        detector.feed(np.zeros((10, 3)))
+    with pytest.raises(UsageError):
+        detector.feed(np.full((10, len(names)), np.nan))
+    assert detector.feed(np.zeros((256, len(names)))) == []
+    detector.flush()
+    with pytest.raises(UsageError):
+        detector.feed(np.zeros((10, len(names))))
+    assert json.loads((model_folder / "model_card.json").read_text())["CardFormat"] == 1
