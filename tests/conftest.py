@@ -191,3 +191,17 @@ def prepared(tmp_path_factory):
     config = root / "quick.toml"
     config.write_text(QUICK_GROUP_CONFIG)
     return bids, out, config
+
+
+@pytest.fixture(scope="session")
+def sequential(prepared, tmp_path_factory):
+    """One plain group-level run on a copy of ``prepared``'s output, shared by every test that only reads it:
+    ``(bids_dir, out_dir, completed_process)``."""
+    import shutil
+
+    bids, participant_out, config = prepared
+    out = tmp_path_factory.mktemp("seq") / "out"
+    shutil.copytree(participant_out, out)
+    result = run_cli(bids, out, "group", "--config", config, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return bids, out, result

@@ -29,14 +29,6 @@ def _tsv(path):
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-@pytest.fixture(scope="module")
-def sequential(prepared, tmp_path_factory):
-    bids, out, config = _copy(prepared, tmp_path_factory.mktemp("seq"), "out")
-    result = run_cli(bids, out, "group", "--config", config, timeout=900)
-    assert result.returncode == 0, result.stderr
-    return bids, out, result
-
-
 def test_folds_are_subject_wise_and_validation_never_tests(sequential):
     _, out, _ = sequential
     folds = _tsv(out / "group" / "folds.tsv")
