@@ -374,6 +374,10 @@ class Config:
             lines.append("")
         return "\n".join(lines)
 
+    def group_settings(self) -> dict[str, dict[str, Any]]:
+        """The sections that shape a group-level result (what a finished fold is checked against)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in GROUP_SECTIONS}
+
     def output_hash(self) -> str:
         """Hash of everything that shapes a participant-level output, software version included."""
         payload = {name: dataclasses.asdict(getattr(self, name)) for name in OUTPUT_SECTIONS}

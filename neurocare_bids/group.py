@@ -20,9 +20,7 @@ import io
 import json
 import logging
 import math
-import os
 import platform
-from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -31,10 +29,10 @@ import numpy as np
 from . import __version__
 from .apply import CARD_FORMAT
 from .bids_input import source_stem
-from .config import GROUP_SECTIONS, Config
+from .config import Config
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
-from .fsutils import (atomic_open, atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
+from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import szcore_summary, window_metrics
@@ -315,7 +313,7 @@ def _tracked(params: dict) -> dict:
 
 
 def _group_config(cfg: Config) -> dict:
-    return {name: asdict(getattr(cfg, name)) for name in GROUP_SECTIONS}
+    return cfg.group_settings()
 
 
 def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:

@@ -14,10 +14,9 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 
-from .config import GROUP_SECTIONS, Config
+from .config import Config
 from .errors import UsageError
 
 log = logging.getLogger("neurocare")
@@ -43,8 +42,7 @@ class WandbTracker(Tracker):
         import wandb
 
         group_dir.mkdir(parents=True, exist_ok=True)
-        config = {section: asdict(getattr(cfg, section)) for section in GROUP_SECTIONS}
-        config.update(details, seed=cfg.execution.seed)
+        config = {**cfg.group_settings(), **details, "seed": cfg.execution.seed}
         self.run = wandb.init(
             project=cfg.execution.wandb_project, mode=cfg.execution.wandb, dir=str(group_dir), name=name,
             job_type=job_type, group=run_group(cfg), config=config, reinit="create_new",
@@ -63,8 +61,7 @@ class WandbTracker(Tracker):
 
 def run_group(cfg: Config) -> str:
     """The same for every fold of one configuration, whichever process trains it."""
-    settings = {section: asdict(getattr(cfg, section)) for section in GROUP_SECTIONS}
-    settings["seed"] = cfg.execution.seed
+    settings = {**cfg.group_settings(), "seed": cfg.execution.seed}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     return f"neurocare-{digest[:10]}"
 
