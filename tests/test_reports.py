@@ -519,3 +519,14 @@ def test_boilerplate_is_the_source_of_the_methods_text():
     from neurocare_bids.reports.citation import boilerplate_dir
 
     assert boilerplate_dir() == ROOT / "boilerplate"  # the checkout (editable install) uses the repository's
+
+
+def test_no_reports_skips_the_pages_but_keeps_the_citation(siena, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(siena, out, "participant", "--skip-bids-validation", "--no-reports")
+    assert result.returncode == 0, result.stderr
+    assert not list(out.glob("sub-*.html"))
+    assert (out / "logs" / "CITATION.md").is_file() and list(out.rglob("*_windows.tfrecord"))
+    result = run_cli(siena, out, "participant", "--skip-bids-validation")  # up to date, pages written now
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("sub-*.html")) == ["sub-01.html", "sub-02.html"]
