@@ -9,6 +9,12 @@ rebuilt here when the group level has run there) shows it.
 
     python benchmarks/ablations.py demo/bids demo/derivatives                 # all variants
     python benchmarks/ablations.py demo/bids demo/derivatives --variants neurocare seed features
+    python benchmarks/ablations.py demo/bids demo/derivatives --variants neurocare features --seeds 42 1 2
+
+With several ``--seeds`` each variant runs once per seed (the folds of a leave-one-subject-out split stay the
+same; the inner validation subjects, initial weights, sampling and augmentation change) and each cell is the
+mean ± standard deviation over the seeds: on six subjects one seizure moves the event F1 by about 0.05, so a
+difference smaller than the spread over seeds is not a difference.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +35,10 @@ VARIANTS = {
     "no-augmentation": ("without any augmentation", "[augmentation]\nenabled = false\n"),
     "seed": ("the seed code's model (Conv1D(8) → LSTM(16)), same pipeline", '[model]\npreset = "seed"\n'),
     "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
+    "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
+                    '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }
+METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc")
 
 
 def main() -> int:
@@ -40,6 +50,8 @@ def main() -> int:
                         help="base configuration (training budget); each variant adds its switch")
     parser.add_argument("--workdir", type=Path, default=Path("ablations"), help="where the runs are kept")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42],
+                        help="run every variant once per seed and report mean ± SD (default: 42 only)")
     args = parser.parse_args()
 
     base = args.config.read_text() if args.config else ""
@@ -47,24 +59,17 @@ def main() -> int:
     rows = []
     for name in args.variants:
         description, switch = VARIANTS[name]
-        out = args.workdir / name
-        if not (out / "group" / "metrics.json").exists():
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.copytree(args.derivatives, out, ignore=shutil.ignore_patterns("group", "szcore", "logs",
-                                                                                  "*_desc-neurocare_events.*"))
-            config = args.workdir / f"{name}.toml"
-            config.write_text(_merge(base, switch + "[cv]\nfinal_model = false\n"))
-            start = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "neurocare_bids", str(args.bids_dir), str(out), "group",
-                                     "--config", str(config)], capture_output=True, text=True)
-            if result.returncode:
-                print(f"{name}: failed ({result.returncode}): {result.stderr.strip().splitlines()[-1]}")
-                continue
-            print(f"{name}: done in {time.perf_counter() - start:.0f} s")
-        metrics = json.loads((out / "group" / "metrics.json").read_text())
-        rows.append({"variant": name, "description": description, "event_f1": metrics["event"]["f1"],
-                     "event_sensitivity": metrics["event"]["sensitivity"], "fp_per_24h": metrics["event"]["fp_per_24h"],
-                     "pr_auc": metrics["window"]["pr_auc"], "roc_auc": metrics["window"]["roc_auc"]})
+        runs = []
+        for seed in args.seeds:
+            out = args.workdir / (name if args.seeds == [42] else f"{name}-seed{seed}")
+            metrics = _run(args, base, name, switch, seed, out)
+            if metrics is not None:
+                runs.append({"event_f1": metrics["event"]["f1"], "event_sensitivity": metrics["event"]["sensitivity"],
+                             "fp_per_24h": metrics["event"]["fp_per_24h"], "pr_auc": metrics["window"]["pr_auc"],
+                             "roc_auc": metrics["window"]["roc_auc"]})
+        if len(runs) == len(args.seeds):
+            rows.append({"variant": name, "description": description, **summarise(runs),
+                         "seeds": " ".join(map(str, args.seeds))})
     print()
     print(table(rows))
     if args.json:
@@ -73,16 +78,47 @@ def main() -> int:
     return 0
 
 
+def _run(args, base: str, name: str, switch: str, seed: int, out: Path) -> dict | None:
+    """One group-level run of a variant (kept in ``out``: a finished run is not repeated)."""
+    if not (out / "group" / "metrics.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(args.derivatives, out, ignore=shutil.ignore_patterns("group", "szcore", "logs",
+                                                                              "*_desc-neurocare_events.*"))
+        config = args.workdir / f"{out.name}.toml"
+        config.write_text(_merge(base, switch + "[cv]\nfinal_model = false\n"))
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "neurocare_bids", str(args.bids_dir), str(out), "group",
+                                 "--config", str(config), "--seed", str(seed), "--no-reports"],
+                                capture_output=True, text=True)
+        if result.returncode:
+            print(f"{out.name}: failed ({result.returncode}): {result.stderr.strip().splitlines()[-1]}")
+            return None
+        print(f"{out.name}: done in {time.perf_counter() - start:.0f} s")
+    return json.loads((out / "group" / "metrics.json").read_text())
+
+
+def summarise(runs: list[dict]) -> dict:
+    """The value of one run, or the mean of several with their sample SD in ``<metric>_sd``."""
+    out: dict = {}
+    for key in METRICS:
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = sum(values) / len(values) if values else None
+        if len(runs) > 1:
+            out[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+    return out
+
+
 def write_tsv(derivatives: Path, rows: list[dict]) -> Path:
     """``DERIVATIVES/group/ablations.tsv``; rebuilds ``group.html`` when the group level has aggregated there."""
     from neurocare_bids.fsutils import atomic_write
 
     path = derivatives / "group" / "ablations.tsv"
-    columns = ["variant", "description", "event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc"]
+    columns = ["variant", "description", *METRICS]
+    if any(f"{key}_sd" in r for r in rows for key in METRICS):
+        columns += [f"{key}_sd" for key in METRICS] + ["seeds"]
     lines = ["\t".join(columns)]
     for r in rows:
-        lines.append("\t".join("n/a" if r[c] is None else f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
-                               for c in columns))
+        lines.append("\t".join(_value(r.get(c)) for c in columns))
     atomic_write(path, "\n".join(lines) + "\n")
     if (derivatives / "group" / "metrics.json").is_file():
         from neurocare_bids.reports import build_group_report
@@ -106,15 +142,19 @@ def _merge(base: str, switch: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    def fmt(v):
-        return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    def cell(r: dict, key: str) -> str:
+        sd = r.get(f"{key}_sd")
+        return _value(r[key]) + (f" ± {sd:.3f}" if sd is not None else "")
 
     lines = ["| variant | event F1 | event sensitivity | FP/24 h | window PR-AUC | window ROC-AUC |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['description']} | {fmt(r['event_f1'])} | {fmt(r['event_sensitivity'])} | "
-                     f"{fmt(r['fp_per_24h'])} | {fmt(r['pr_auc'])} | {fmt(r['roc_auc'])} |")
+        lines.append(f"| {r['description']} | " + " | ".join(cell(r, key) for key in METRICS) + " |")
     return "\n".join(lines)
+
+
+def _value(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":

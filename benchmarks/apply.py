@@ -102,7 +102,7 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
 
     from neurocare_bids import __version__
     from neurocare_bids.config import Config
-    from neurocare_bids.apply import CARD_FORMAT
+    from neurocare_bids.derivatives import CARD_FORMAT
     from neurocare_bids.models import build_model, model_summary
 
     cfg = Config()

@@ -38,20 +38,20 @@ import numpy as np
 from . import __version__
 from .bids_input import Recording, open_source, open_with_mne
 from .config import Config, MontageConfig, PreprocessingConfig
-from .derivatives import APP_NAME
+from .derivatives import APP_NAME, CARD_FORMAT
 from .errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
 from .fsutils import atomic_write, crc32c_file, remove_stale_temporaries
 from .montage import Montage, build_montage
-from .participant import (FLAT_STD, _check_sidecar_rate, _limit_threads, _line_freq, _ordered_map, available_cpus,
-                          log_result, output_clashes)
+from .participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result, mains_frequency,
+                          ordered_map, output_clashes)
 from .postprocess import Event, probabilities_to_events, smooth
 from .preprocess import RunningStats, SignalPlan, block_bounds, design_plan, process_block
+from .quality import RawChannelStats, channel_warnings
 from .signal_reader import EDFSource, SignalSource
 from .szcore import export_tree, write_events_tsv
 
 log = logging.getLogger("neurocare")
 
-CARD_FORMAT = 1  # the layout of model_card.json that group.train_final_model writes and this module reads
 WINDOWS_PER_TASK = 256  # windows read, z-scored and predicted by one task (~10 MB of samples)
 ENGINES = ("auto", "numpy", "keras")
 
@@ -318,23 +318,33 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
             raise DataError(f"non-finite samples between {start} and {stop}")
         return data
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats]:
-        y = montage.matrix @ process_block(read, n_in, plan, *bounds)
+    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats, RawChannelStats]:
+        raw = RawChannelStats(len(montage.picks))
+
+        def tracked(start: int, stop: int) -> np.ndarray:  # the participant level's raw-channel checks, as it reads
+            data = read(start, stop)
+            raw.update(data, data.min(axis=1), data.max(axis=1))
+            return data
+
+        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)
         stats = RunningStats(len(y))
         stats.update(y)
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), stats
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), stats, raw
 
     block_len = max(win, int(model.preprocessing.block_duration * plan.sfreq_out))
     work_dir.mkdir(parents=True, exist_ok=True)
     spool = work_dir / f"apply-{os.getpid()}-{uuid.uuid4().hex[:8]}.f32"
     started = time.perf_counter()
     try:
-        stats = RunningStats(n_ch)
+        stats, raw_stats = RunningStats(n_ch), RawChannelStats(len(montage.picks))
         with ThreadPoolExecutor(max(1, threads)) as pool, open(spool, "wb") as fh:
-            for data, block_stats in _ordered_map(pool, block, block_bounds(n_out, block_len), ahead=threads):
+            for data, block_stats, block_raw in ordered_map(pool, block, block_bounds(n_out, block_len), ahead=threads):
                 stats.merge(block_stats)
+                raw_stats.merge(block_raw)
                 fh.write(data)
         mean, std = stats.mean, stats.std
+        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
+        warnings += channel_warnings(quality, raw_stats.low, raw_stats.high)
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
         warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
         if not model.preprocessing.zscore:
@@ -466,10 +476,10 @@ def apply_recording(recording: Recording, model: TrainedModel, out_dir: Path, wo
         recording = replace(recording, events=None)  # read by training only: an unfetched one must not fail it
         recording.check_usable()
         source, montage = open_for_model(recording, model, warnings, allow_missing)
-        line_freq = _line_freq(recording.metadata, warnings)
+        line_freq = mains_frequency(recording.metadata, warnings)
         plan = model.plan_for(source.sfreq, line_freq)
         warnings += list(plan.notes)
-        _check_sidecar_rate(recording, source.sfreq, warnings)
+        check_sidecar_rate(recording, source.sfreq, warnings)
         prediction = predict_recording(source, montage, plan, model, work_dir, threads, warnings)
         write_outputs(out_dir, recording.root, recording, model, prediction, model_info or model.describe())
         return ApplyResult(recording.label, "written", windows=len(prediction.onsets),
@@ -496,7 +506,7 @@ def run_apply(cfg: Config, model: TrainedModel, recordings: list[Recording], out
     threads = available_cpus()
     if cfg.execution.nprocs:
         threads = min(threads, cfg.execution.nprocs)
-    _limit_threads()  # one BLAS thread: the parallelism comes from our threads (idle BLAS threads spin)
+    limit_threads()  # one BLAS thread: the parallelism comes from our threads (idle BLAS threads spin)
     model_info = model.describe()
     clashes = _output_clashes(recordings, out_dir)
     results = []

@@ -138,6 +138,13 @@ class ModelConfig:
         "`features`: the classic baseline (band powers, line length, Hjorth parameters ... → gradient "
         "boosting) on the same windows, folds and post-processing.",
         choices=("neurocare", "seed", "features"))
+    encoder: str = option(
+        "multichannel",
+        "`multichannel`: the first Conv1D reads all channels at once (the NeuroCare design). `per_channel`: the "
+        "Conv1D blocks read each channel on its own with weights shared by all channels, and their features are "
+        "pooled over channels (mean and maximum) before the LSTM, so the detector does not depend on where a "
+        "seizure starts or on the channel order; about 3x slower to train on CPUs (see README, ablations).",
+        choices=("multichannel", "per_channel"))
     conv_filters: list[int] = option([32, 64, 64], "Filters of each Conv1D block (Conv1D + BatchNorm + ReLU, "
                                                    "then max-pooling and dropout).")
     conv_kernel_size: int = option(7, "Kernel length of the Conv1D layers, in samples.", minimum=1)

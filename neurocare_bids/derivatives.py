@@ -18,6 +18,8 @@ from .errors import OutputError
 from .fsutils import atomic_write, is_within, locked
 
 APP_NAME = "NeuroCare-BIDS"
+# The layout of group/model/model_card.json: the group level writes it, apply mode refuses any other.
+CARD_FORMAT = 1
 LOCK_NAME = ".neurocare.lock"
 # Our files that BIDS does not define; the validator is told to skip them.
 BIDSIGNORE = """\

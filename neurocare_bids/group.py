@@ -27,10 +27,10 @@ import keras
 import numpy as np
 
 from . import __version__
-from .apply import CARD_FORMAT
 from .bids_input import source_stem
 from .config import Config
 from .cv import Fold, assign_folds, make_folds, split_validation
+from .derivatives import CARD_FORMAT
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
 from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
                       temp_path)

@@ -4,7 +4,8 @@ Applying a model to a recording is a few seconds of arithmetic, but importing Te
 about 5 s of CPU and 800 MB of memory, more than the whole rest of a 6-hour recording's processing.
 This module reads ``model.keras`` (a zip of ``config.json`` and ``model.weights.h5``) and evaluates the
 layer chain our presets build (Conv1D, BatchNormalization, Activation, MaxPooling1D, Dropout,
-(Bidirectional) LSTM, Dense, global pooling) in float32 NumPy:
+(Bidirectional) LSTM, Dense, global pooling, and the per-channel encoder's shared ``(1, k)`` Conv2D blocks
+with their mean/max summary over channels) in float32 NumPy:
 
 * inference-mode BatchNormalization after a convolution is folded into its kernel and bias;
 * a ReLU followed by max-pooling is pooled first (max commutes with a non-decreasing function), so the
@@ -225,6 +226,32 @@ class _LSTM:
         raise UnsupportedModel(f"Bidirectional merge_mode '{self.merge}'")
 
 
+class _ChannelRows:
+    """``(B, T, C)`` → ``(B * C, T, 1)``: each channel becomes its own row for the shared Conv1D blocks
+    (Keras's ``Permute((2, 1))`` + ``Reshape((C, T, 1))``, with the channel axis folded into the batch)."""
+
+    def __init__(self, n_chans: int):
+        self.n_chans = n_chans
+
+    def __call__(self, x):
+        batch, n_times, n_chans = x.shape
+        return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(batch * n_chans, n_times, 1)
+
+
+class _ChannelSummary:
+    """``(B * C, T, F)`` → ``(B, T, 2F)``: mean and maximum over channels, concatenated (Keras's
+    ``AveragePooling2D((C, 1))`` and ``MaxPooling2D((C, 1))``, ``Concatenate``, ``Reshape``)."""
+
+    def __init__(self, n_chans: int, order: tuple[str, str]):
+        self.n_chans, self.order = n_chans, order
+
+    def __call__(self, x):
+        rows, n_times, n_features = x.shape
+        x = x.reshape(rows // self.n_chans, self.n_chans, n_times, n_features)
+        parts = {"mean": x.mean(axis=1, dtype=np.float32), "max": x.max(axis=1)}
+        return np.concatenate([parts[k] for k in self.order], axis=-1)
+
+
 class _Swap:
     """An activation applied after the following max-pooling (same result, fewer values)."""
 
@@ -321,13 +348,24 @@ def _weights_by_layer(h5) -> dict[str, dict]:
 
 
 def _inbound(layer: dict) -> str | None:
+    names = _inbounds(layer)
+    if len(names) > 1:
+        raise UnsupportedModel(f"layer {layer.get('name')} has several inputs")
+    return names[0] if names else None
+
+
+def _inbounds(layer: dict) -> list[str]:
+    """Names of the layers feeding ``layer`` (one call of it: shared layers are not supported)."""
     nodes = layer.get("inbound_nodes") or []
     if not nodes:
-        return None
+        return []
     args = nodes[0].get("args") or []
-    if len(nodes) != 1 or len(args) != 1 or not isinstance(args[0], dict):
-        raise UnsupportedModel(f"layer {layer.get('name')} has several inputs")
-    return args[0]["config"]["keras_history"][0]
+    if len(nodes) != 1 or len(args) != 1:
+        raise UnsupportedModel(f"layer {layer.get('name')} is called more than once or with several arguments")
+    tensors = args[0] if isinstance(args[0], list) else [args[0]]
+    if not all(isinstance(t, dict) and "keras_history" in t.get("config", {}) for t in tensors):
+        raise UnsupportedModel(f"layer {layer.get('name')} inputs")
+    return [t["config"]["keras_history"][0] for t in tensors]
 
 
 def _bn_affine(cfg: dict, vars_: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -380,14 +418,45 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
     ops: list = []
     input_shape = None
     previous = None
+    rows = 0  # > 0 inside the per-channel encoder: the number of channels folded into the batch axis
+    # The one branch allowed: the mean and the max over channels of one tensor, then concatenated.
+    summary: dict[str, str] = {}  # pooling layer name -> "mean" | "max", waiting for their Concatenate
     for layer in layers:
         kind, cfg, name = layer["class_name"], layer["config"], layer.get("name", layer["config"].get("name"))
-        if config["class_name"] == "Functional" and kind != "InputLayer" and _inbound(layer) != previous:
+        fed = _inbounds(layer) if config["class_name"] == "Functional" and kind != "InputLayer" else None
+        if fed is not None and fed != [previous] and not (kind == "Concatenate" and set(fed) == set(summary)):
             raise UnsupportedModel(f"layer {name} is not fed by the layer before it")
         previous = name
         vars_ = weights.get(name, {}).get("vars", [])
         if kind == "InputLayer":
             input_shape = tuple(cfg["batch_shape"][1:])
+        elif kind == "Permute" and rows == 0 and list(cfg.get("dims", [])) == [2, 1]:
+            rows = -1  # must be followed by the Reshape to (channels, time, 1)
+        elif kind == "Reshape" and rows == -1:
+            if input_shape is None or list(cfg["target_shape"]) != [input_shape[1], input_shape[0], 1]:
+                raise UnsupportedModel(f"Reshape {name} target shape")
+            rows = int(input_shape[1])
+            ops.append(_ChannelRows(rows))
+        elif kind == "Conv2D" and rows > 0:
+            if (list(cfg["kernel_size"])[0] != 1 or list(cfg.get("strides", [1, 1])) != [1, 1]
+                    or list(cfg.get("dilation_rate", [1, 1])) != [1, 1] or cfg.get("groups", 1) != 1
+                    or cfg.get("padding") not in ("same", "valid") or cfg.get("data_format") != "channels_last"):
+                raise UnsupportedModel(f"Conv2D {name} settings")
+            ops.append(_Conv1D(vars_[0][0], vars_[1] if cfg.get("use_bias", True) else None, cfg["padding"],
+                               _activation(cfg.get("activation", "linear"))))
+        elif kind in ("AveragePooling2D", "MaxPooling2D") and rows > 0 and list(cfg["pool_size"]) == [rows, 1]:
+            if cfg.get("padding", "valid") != "valid" or list(cfg.get("strides") or [rows, 1]) != [rows, 1]:
+                raise UnsupportedModel(f"{kind} {name} settings")
+            statistic = "mean" if kind == "AveragePooling2D" else "max"
+            if statistic in summary.values():
+                raise UnsupportedModel(f"{kind} {name}: the same channel pooling twice")
+            summary[name] = statistic
+            previous = fed[0] if fed else previous  # the other pooling branches off the same tensor
+        elif kind == "Concatenate" and len(summary) == 2 and fed and cfg.get("axis", -1) in (-1, 3):
+            ops.append(_ChannelSummary(rows, (summary[fed[0]], summary[fed[1]])))
+            summary = {}
+        elif kind == "Reshape" and rows > 0 and not summary and isinstance(ops[-1], _ChannelSummary):
+            rows = 0  # (B, 1, T', 2F) → (B, T', 2F): already the engine's layout
         elif kind == "Conv1D":
             if (cfg.get("strides", [1])[0] != 1 or cfg.get("dilation_rate", [1])[0] != 1 or cfg.get("groups", 1) != 1
                     or cfg.get("padding") not in ("same", "valid") or cfg.get("data_format") != "channels_last"):
@@ -395,7 +464,7 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
             ops.append(_Conv1D(vars_[0], vars_[1] if cfg.get("use_bias", True) else None, cfg["padding"],
                                _activation(cfg.get("activation", "linear"))))
         elif kind == "BatchNormalization":
-            if cfg.get("axis", -1) not in (-1, 2, [-1], [2]):
+            if cfg.get("axis", -1) not in (-1, [-1], *((2, [2]) if rows == 0 else (3, [3]))):
                 raise UnsupportedModel(f"BatchNormalization {name} axis")
             scale, shift = _bn_affine(cfg, vars_)
             last = ops[-1] if ops else None
@@ -409,12 +478,13 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
                 ops.append(fn)
         elif kind == "ReLU" and not any(cfg.get(k) for k in ("max_value", "negative_slope", "threshold")):
             ops.append(_ACTIVATIONS["relu"])
-        elif kind == "MaxPooling1D":
-            pool = cfg["pool_size"][0] if isinstance(cfg["pool_size"], list) else cfg["pool_size"]
+        elif kind == "MaxPooling1D" or (kind == "MaxPooling2D" and rows > 0 and list(cfg["pool_size"])[0] == 1):
+            pool = cfg["pool_size"][-1] if isinstance(cfg["pool_size"], list) else cfg["pool_size"]
             strides = cfg.get("strides") or pool
-            strides = strides[0] if isinstance(strides, list) else strides
-            if strides != pool or cfg.get("padding", "valid") != "valid":
-                raise UnsupportedModel(f"MaxPooling1D {name} settings")
+            strides = strides[-1] if isinstance(strides, list) else strides
+            if (strides != pool or cfg.get("padding", "valid") != "valid"
+                    or (kind == "MaxPooling2D" and list(cfg.get("strides") or [1, pool])[0] != 1)):
+                raise UnsupportedModel(f"{kind} {name} settings")
             pooling = _MaxPool1D(int(pool))
             if ops and ops[-1] is _ACTIVATIONS["relu"]:
                 ops[-1] = _Swap(pooling, ops[-1])
@@ -440,6 +510,8 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
             ops.append(lambda x: x.max(axis=1))
         else:
             raise UnsupportedModel(f"layer {name} ({kind})")
+    if rows or summary:
+        raise UnsupportedModel("a per-channel encoder without its channel summary")
     outputs = [layer for layer in layers if layer.get("name") == previous]
     n_outputs = outputs[0]["config"].get("units") if outputs and outputs[0]["class_name"] == "Dense" else None
     if input_shape is None or n_outputs is None:

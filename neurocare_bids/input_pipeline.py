@@ -140,7 +140,7 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
     augment = aug.enabled
     intervals = tf.constant(_intervals_table(files))
     paths = tf.constant([str(f.tfrecord) for f in files])
-    n_times, n_chans, stride, sfreq = geometry.n_times, geometry.n_chans, geometry.stride, geometry.sfreq
+    n_times, stride, sfreq = geometry.n_times, geometry.stride, geometry.sfreq
     duration, threshold = geometry.duration, geometry.label_threshold - 1e-6
     shift = augment and aug.time_shift
     extra_offsets = []

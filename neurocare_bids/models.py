@@ -11,7 +11,9 @@ Presets (``model.preset``):
 ``neurocare``
     Conv1D blocks (Conv1D → BatchNorm → ReLU → MaxPooling1D → Dropout) → stacked (Bi)LSTM whose last
     layer returns its final states → Dense + ReLU → Dropout → Dense softmax. The first convolution is
-    :data:`FIRST_KERNEL_SECONDS` long (64 samples at 128 Hz), the later ones ``conv_kernel_size``.
+    :data:`FIRST_KERNEL_SECONDS` long (64 samples at 128 Hz), the later ones ``conv_kernel_size``. With
+    ``encoder = "per_channel"`` the Conv1D blocks run on each channel with shared weights (as ``(1, k)``
+    Conv2D layers over ``(channels, time)``) and the LSTM reads their mean and maximum over channels.
 ``seed``
     The original NeuroCare code's model, layer for layer, for comparison. It ignores the other model
     keys; it was trained with :data:`SEED_TRAINING`.
@@ -71,16 +73,10 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
     # whose recurrent weights are kept in check by the gates).
     l2 = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     inputs = keras.Input(shape=(n_times, n_chans), name="eeg")
-    x = inputs
-    for i, filters in enumerate(cfg.conv_filters, start=1):
-        kernel = first_kernel_size(sfreq, cfg) if i == 1 else cfg.conv_kernel_size
-        # No bias: the BatchNorm's beta that follows makes it redundant.
-        x = layers.Conv1D(filters, kernel, padding="same", use_bias=False, kernel_initializer="he_uniform",
-                          kernel_regularizer=l2, name=f"block{i}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
-        x = layers.Activation("relu", name=f"block{i}_relu")(x)
-        x = layers.MaxPooling1D(cfg.pool_size, name=f"block{i}_pool")(x)
-        x = layers.Dropout(cfg.dropout, name=f"block{i}_dropout")(x)
+    if cfg.encoder == "per_channel":
+        x = _per_channel_encoder(inputs, n_chans, n_times, sfreq, cfg, l2)
+    else:
+        x = _multichannel_encoder(inputs, sfreq, cfg, l2)
     if cfg.lstm_units:
         for i, units in enumerate(cfg.lstm_units, start=1):
             last = i == len(cfg.lstm_units)
@@ -101,6 +97,48 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
     outputs = layers.Dense(n_outputs, activation="softmax", kernel_regularizer=l2, dtype="float32",
                            name="probabilities")(x)
     return keras.Model(inputs, outputs, name="neurocare")
+
+
+def _multichannel_encoder(x, sfreq: float, cfg: ModelConfig, l2):
+    """Conv1D blocks over all channels at once: the first convolution mixes the montage (ablation)."""
+    for i, filters in enumerate(cfg.conv_filters, start=1):
+        kernel = first_kernel_size(sfreq, cfg) if i == 1 else cfg.conv_kernel_size
+        # No bias: the BatchNorm's beta that follows makes it redundant.
+        x = layers.Conv1D(filters, kernel, padding="same", use_bias=False, kernel_initializer="he_uniform",
+                          kernel_regularizer=l2, name=f"block{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i}_relu")(x)
+        x = layers.MaxPooling1D(cfg.pool_size, name=f"block{i}_pool")(x)
+        x = layers.Dropout(cfg.dropout, name=f"block{i}_dropout")(x)
+    return x
+
+
+def _per_channel_encoder(x, n_chans: int, n_times: int, sfreq: float, cfg: ModelConfig, l2):
+    """Conv1D blocks applied to every channel with the same weights, then pooled across channels.
+
+    Seizures start in different places in different people: a first layer that mixes the 19 channels
+    learns where the training subjects' seizures were, which does not carry to a new subject. Here
+    each channel is read by the same temporal filters (a ``(1, k)`` Conv2D over ``(channels, time)`` is
+    a Conv1D shared by all channels), and the per-channel features are summarised by their mean (how
+    widespread) and maximum (how strong where strongest) over channels at each time step. The result
+    does not change when the channels are reordered, and every channel of every training window is
+    a training example for the filters.
+    """
+    x = layers.Permute((2, 1), name="channels_first")(x)
+    x = layers.Reshape((n_chans, n_times, 1), name="channel_rows")(x)
+    for i, filters in enumerate(cfg.conv_filters, start=1):
+        kernel = first_kernel_size(sfreq, cfg) if i == 1 else cfg.conv_kernel_size
+        x = layers.Conv2D(filters, (1, kernel), padding="same", use_bias=False, kernel_initializer="he_uniform",
+                          kernel_regularizer=l2, name=f"block{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i}_relu")(x)
+        x = layers.MaxPooling2D((1, cfg.pool_size), name=f"block{i}_pool")(x)
+        x = layers.Dropout(cfg.dropout, name=f"block{i}_dropout")(x)
+    steps, filters = n_times // cfg.pool_size ** len(cfg.conv_filters), cfg.conv_filters[-1]
+    mean = layers.AveragePooling2D((n_chans, 1), name="channel_mean")(x)
+    peak = layers.MaxPooling2D((n_chans, 1), name="channel_max")(x)
+    x = layers.Concatenate(name="channel_summary")([mean, peak])
+    return layers.Reshape((steps, 2 * filters), name="time_major")(x)
 
 
 def _build_seed(n_chans: int, n_outputs: int, n_times: int) -> keras.Model:

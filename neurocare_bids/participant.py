@@ -38,15 +38,15 @@ from .fsutils import (atomic_open, atomic_write, crc32c_file, exit_on_sigterm, i
                       remove_stale_temporaries)
 from .montage import build_montage
 from .preprocess import RunningStats, block_bounds, design_plan, process_block
-from .quality import NOISY_RATIO, RawChannelStats
+from .quality import RawChannelStats, channel_warnings
 from .signal_reader import EDFSource
 from .tfrecord import ExampleEncoder
 
 log = logging.getLogger("neurocare")
 
 WINDOWS_PER_BATCH = 256
-# µV: far below any recorded EEG signal (16-bit EDF quantisation is ~0.005 µV), far above float noise
-FLAT_RANGE = 1e-6
+# Standard deviation of a montage channel after filtering below which it is flat (z-scored to zero, not divided
+# by ~0). Recorded channels are judged in quality.py (FLAT_RANGE, FLAT_STD_UV).
 FLAT_STD = 1e-6
 
 
@@ -154,12 +154,12 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     sfreq_in, n_in = source.sfreq, source.n_times
     duration = n_in / sfreq_in
     warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
-    line_freq = _line_freq(recording.metadata, warnings)
+    line_freq = mains_frequency(recording.metadata, warnings)
     plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
     warnings += list(plan.notes)
     seizures = read_seizures(recording.events, duration, cfg.input)
     warnings += seizures.warnings
-    _check_sidecar_rate(recording, sfreq_in, warnings)
+    check_sidecar_rate(recording, sfreq_in, warnings)
 
     def read(start: int, stop: int) -> np.ndarray:
         data = source.read(montage.picks, start, stop)
@@ -207,30 +207,17 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         started = time.perf_counter()
         with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
             raw_stats = RawChannelStats(len(montage.picks))
-            for data, extremes, derived, raw in _ordered_map(pool, block, bounds, ahead=threads):
+            for data, extremes, derived, raw in ordered_map(pool, block, bounds, ahead=threads):
                 low, high = np.minimum(low, extremes[0]), np.maximum(high, extremes[1])
                 raw_stats.merge(raw)
                 stats.merge(derived)
                 fh.write(data)
         timings = {"filter": time.perf_counter() - started}
         mean, std = stats.mean, stats.std
-        for i in np.flatnonzero(high - low < FLAT_RANGE):
-            warnings.append(f"recorded channel {source.ch_names[montage.picks[i]]} is flat (constant "
-                            f"{low[i]:g} µV): check the electrode")
+        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
+        warnings += channel_warnings(quality, low, high)
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
         warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
-        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
-        for channel in quality["Channels"]:
-            name, status = channel["Name"], channel["Status"]
-            if "flat" in status and channel["Max"] - channel["Min"] >= FLAT_RANGE:  # not constant: warned above
-                warnings.append(f"recorded channel {name} carries almost no signal (standard deviation "
-                                f"{channel['Std']:.2g} µV): check the electrode")
-            if "clipped" in status:
-                warnings.append(f"recorded channel {name} is clipped ({channel['ClippedFraction']:.1%} of samples at "
-                                "its minimum or maximum)")
-            if "noisy" in status:
-                warnings.append(f"recorded channel {name} is noisy (standard deviation {channel['Std']:.3g} µV, line "
-                                f"length {channel['LineLength']:.3g} µV per sample; over {NOISY_RATIO:g}x the median channel)")
         if not cfg.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
@@ -265,7 +252,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         crc = 0
         try:  # pass 2: normalise, window, encode (in threads), write in order
             with atomic_open(tfrecord_path) as out:
-                for chunk in _ordered_map(pool, encode, list(range(0, n_windows, WINDOWS_PER_BATCH)), ahead=threads):
+                for chunk in ordered_map(pool, encode, list(range(0, n_windows, WINDOWS_PER_BATCH)), ahead=threads):
                     crc = google_crc32c.extend(crc, chunk)
                     out.write(chunk)
         finally:
@@ -318,7 +305,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
                            warnings=warnings)
 
 
-def _ordered_map(pool: ThreadPoolExecutor, func, items: list, ahead: int):
+def ordered_map(pool: ThreadPoolExecutor, func, items: list, ahead: int):
     """``pool.map`` that keeps at most ``ahead`` results in flight, so memory stays bounded."""
     pending: deque = deque()
     for item in items:
@@ -329,7 +316,8 @@ def _ordered_map(pool: ThreadPoolExecutor, func, items: list, ahead: int):
         yield pending.popleft().result()
 
 
-def _line_freq(metadata: dict, warnings: list[str]) -> float | None:
+def mains_frequency(metadata: dict, warnings: list[str]) -> float | None:
+    """The sidecar's ``PowerLineFrequency``; None (use the configured default) when absent or not a frequency."""
     value = metadata.get("PowerLineFrequency")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
         return float(value)
@@ -338,7 +326,8 @@ def _line_freq(metadata: dict, warnings: list[str]) -> float | None:
     return None
 
 
-def _check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str]) -> None:
+def check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str]) -> None:
+    """Warn when the sidecar's ``SamplingFrequency`` disagrees with the file's rate (the file's wins)."""
     declared = recording.metadata.get("SamplingFrequency")
     if isinstance(declared, (int, float)) and not math.isclose(declared, sfreq, rel_tol=1e-3):
         warnings.append(f"sidecar SamplingFrequency {declared:g} Hz disagrees with the file ({sfreq:g} Hz); "
@@ -359,7 +348,7 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
     results: list[RecordingResult] = []
     progress = _progress(len(recordings))
     if nprocs <= 1:
-        _limit_threads()
+        limit_threads()
         for recording in recordings:
             results.append(_report(process_recording(recording, out_dir, cfg, work_dir, threads)))
             progress.update()
@@ -413,12 +402,12 @@ def available_cpus() -> int:
 
 
 def _init_worker() -> None:
-    _limit_threads()
+    limit_threads()
     exit_on_sigterm()
 
 
-def _limit_threads() -> None:
-    """One BLAS thread per worker process: parallelism comes from the processes."""
+def limit_threads() -> None:
+    """One BLAS thread per worker: the parallelism comes from our own processes and threads."""
     try:
         from threadpoolctl import threadpool_limits
 

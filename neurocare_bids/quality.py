@@ -21,7 +21,7 @@ import numpy as np
 
 PROBE_EVERY = 2048
 PROBE_LENGTH = 64
-FLAT_RANGE = 1e-6
+FLAT_RANGE = 1e-6  # µV: far below any EEG (16-bit EDF quantisation is ~0.005 µV), far above float noise
 FLAT_STD_UV = 0.5
 CLIPPED_FRACTION = 1e-3
 CLIPPED_MIN_SAMPLES = 4
@@ -126,3 +126,24 @@ class RawChannelStats:
 def _r(value: float) -> float | None:
     value = float(value)
     return round(value, 6) if np.isfinite(value) else None
+
+
+def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[str]:
+    """One line per recorded channel that is flat, clipped or noisy, from :meth:`RawChannelStats.summary` and
+    the exact per-channel minimum / maximum over the whole recording (the same lines in every mode)."""
+    warnings = []
+    for i, channel in enumerate(summary["Channels"]):
+        name, status = channel["Name"], channel["Status"]
+        if high[i] - low[i] < FLAT_RANGE:
+            warnings.append(f"recorded channel {name} is flat (constant {low[i]:g} µV): check the electrode")
+        elif "flat" in status:
+            warnings.append(f"recorded channel {name} carries almost no signal (standard deviation "
+                            f"{channel['Std']:.2g} µV): check the electrode")
+        if "clipped" in status:
+            warnings.append(f"recorded channel {name} is clipped ({channel['ClippedFraction']:.1%} of samples at "
+                            "its minimum or maximum)")
+        if "noisy" in status:
+            warnings.append(f"recorded channel {name} is noisy (standard deviation {channel['Std']:.3g} µV, line "
+                            f"length {channel['LineLength']:.3g} µV per sample; over {NOISY_RATIO:g}x the median "
+                            "channel)")
+    return warnings

@@ -43,12 +43,12 @@ def trained_model_folder(prepared, tmp_path_factory) -> Path:
 def apply_api(model, path: Path, tmp_path: Path):
     """Batch apply mode on one recording through the Python API (for comparisons with streaming)."""
     from neurocare_bids.apply import open_for_model, predict_recording
-    from neurocare_bids.participant import _line_freq
+    from neurocare_bids.participant import mains_frequency
 
     warnings: list[str] = []
     recording = _recording(path)
     source, montage = open_for_model(recording, model, warnings)
-    plan = model.plan_for(source.sfreq, _line_freq(recording.metadata, warnings))
+    plan = model.plan_for(source.sfreq, mains_frequency(recording.metadata, warnings))
     return predict_recording(source, montage, plan, model, tmp_path / "work", 2, warnings)
 
 
@@ -257,9 +257,13 @@ def _keras_models():
     return {
         "neurocare": ModelConfig(),
         "seed": ModelConfig(preset="seed"),
+        "per-channel": ModelConfig(encoder="per_channel", conv_filters=[16, 32, 32]),
         "no LSTM": ModelConfig(conv_filters=[8, 8], lstm_units=[]),
+        "per-channel, no LSTM": ModelConfig(encoder="per_channel", conv_filters=[8, 8], lstm_units=[]),
         "stacked LSTM": ModelConfig(conv_filters=[8], lstm_units=[6, 5], bidirectional=False, conv_kernel_size=3),
         "stacked BiLSTM": ModelConfig(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
+        "per-channel, stacked BiLSTM": ModelConfig(encoder="per_channel", conv_filters=[4, 4], lstm_units=[3, 3],
+                                                   pool_size=3),
     }
 
 
@@ -286,6 +290,30 @@ def test_numpy_engine_equals_keras(name, tmp_path):
     engine = NumpyModel.load(tmp_path / "model.keras")
     np.testing.assert_allclose(engine.predict(windows), expected, atol=2e-6)
     np.testing.assert_allclose(engine.predict(windows, threads=2, batch=4), expected, atol=2e-6)
+
+
+def test_numpy_engine_refuses_graphs_it_does_not_know(tmp_path):
+    """Only the per-channel encoder's mean/max summary may branch; anything else is left to Keras, not guessed."""
+    import keras
+    from keras import layers
+
+    from neurocare_bids.inference import NumpyModel, UnsupportedModel
+
+    inputs = keras.Input((512, 19), name="eeg")
+    a = layers.Conv1D(4, 3, name="a")(inputs)
+    b = layers.Conv1D(4, 5, name="b")(inputs)
+    x = layers.Concatenate(name="both")([layers.GlobalMaxPooling1D(name="pa")(a), layers.GlobalMaxPooling1D(name="pb")(b)])
+    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "fork.keras")
+    with pytest.raises(UnsupportedModel, match="not fed by the layer before it"):
+        NumpyModel.load(tmp_path / "fork.keras")
+
+    x = layers.Reshape((19, 512, 1), name="rows")(layers.Permute((2, 1), name="swap")(inputs))
+    x = layers.Conv2D(4, (1, 7), padding="same", name="conv")(x)
+    x = layers.AveragePooling2D((19, 1), name="mean_only")(x)
+    x = layers.Flatten(name="flat")(x)
+    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "half.keras")
+    with pytest.raises(UnsupportedModel):
+        NumpyModel.load(tmp_path / "half.keras")
 
 
 def test_applies_the_feature_baseline(model_folder, tmp_path):

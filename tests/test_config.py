@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
@@ -78,7 +77,5 @@ def test_reference_documents_every_key():
 
 def test_readme_configuration_table_is_the_generated_one():
     """README's configuration reference is `make docs` output, so it cannot drift from the code."""
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert reference_markdown().strip("\n") in readme

@@ -6,7 +6,6 @@ an uninterrupted run gives. (Group-level kills during fold training: test_group_
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource

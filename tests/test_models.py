@@ -99,6 +99,37 @@ def test_neurocare_preset_architecture_and_size():
     assert build_model(19, 2, 64, 8.0, cfg).get_layer("block1_conv").kernel_size == (7,)
 
 
+def test_per_channel_encoder_shares_weights_across_channels_and_ignores_their_order():
+    cfg = ModelConfig(encoder="per_channel", conv_filters=[16, 32, 32])
+    keras.utils.set_random_seed(0)
+    model = build_model(19, 2, 512, SFREQ, cfg)
+    # By hand: per-channel Conv1D blocks see one input channel, so their size does not grow with the montage:
+    #   block1: 64 * 1 * 16 = 1024 + BN 64;  block2: 7 * 16 * 32 = 3584 + BN 128;  block3: 7 * 32 * 32 = 7168 + 128
+    #   BiLSTM(64) on mean + max of 32 features (64): 2 * 4 * (64 * 64 + 64 * 64 + 64) = 66048
+    #   Dense(64) on 128: 8256;  Dense(2): 130
+    expected = 1024 + 64 + 3584 + 128 + 7168 + 128 + 66048 + 8256 + 130
+    assert model.count_params() == expected
+    assert build_model(32, 2, 512, SFREQ, cfg).count_params() == expected  # any number of channels, same weights
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel_size for c in convs] == [(1, 64), (1, 7), (1, 7)]
+    assert model.get_layer("time_major").output.shape == (None, 64, 64)  # 512 / 2^3 steps, mean + max of 32
+
+    x = windows(4, 512)
+    shuffled = x[:, :, np.random.default_rng(1).permutation(19)]
+    p = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(shuffled, training=False)), p, atol=1e-5)
+    # the multichannel design does depend on which channel carries what
+    mixed = build_model(19, 2, 512, SFREQ, ModelConfig(encoder="multichannel"))
+    q = keras.ops.convert_to_numpy(mixed(x, training=False))
+    assert np.abs(keras.ops.convert_to_numpy(mixed(shuffled, training=False)) - q).max() > 1e-4
+    # a seizure-like rhythm on one channel is seen the same wherever it is
+    t = np.arange(512) / SFREQ
+    one = np.zeros((2, 512, 19), np.float32)
+    one[0, :, 2] = one[1, :, 15] = 3 * np.sin(2 * np.pi * 5 * t)
+    out = keras.ops.convert_to_numpy(model(one, training=False))
+    np.testing.assert_allclose(out[0], out[1], atol=1e-5)
+
+
 @pytest.mark.parametrize("units, bidirectional", [([64], True), ([32, 16], True), ([24, 8], False)])
 def test_neurocare_lstms_keep_the_cudnn_conditions(units, bidirectional):
     model = build_model(19, 2, 256, SFREQ, ModelConfig(lstm_units=units, bidirectional=bidirectional))

@@ -220,6 +220,21 @@ def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
     assert table[1] == [ablations.VARIANTS["neurocare"][0], "0.933", "0.889", "0.000", "0.931", "n/a"]
     assert "It was trained with the focal loss" in (copy / "group.html").read_text()  # methods from logs/
 
+    # several seeds: mean ± sample SD, in the TSV, the Markdown table and the page
+    runs = [{"event_f1": f1, "event_sensitivity": 0.8, "fp_per_24h": fp, "pr_auc": 0.9, "roc_auc": None}
+            for f1, fp in ((0.9, 0.0), (0.8, 12.0), (0.7, 6.0))]
+    row = {"variant": "features", "description": ablations.VARIANTS["features"][0], **ablations.summarise(runs),
+           "seeds": "42 1 2"}
+    assert row["event_f1"] == pytest.approx(0.8) and row["event_f1_sd"] == pytest.approx(0.1)
+    assert row["fp_per_24h_sd"] == pytest.approx(6.0) and row["roc_auc"] is None and row["roc_auc_sd"] is None
+    assert "| 0.800 ± 0.100 | 0.800 ± 0.000 | 6.000 ± 6.000 | 0.900 ± 0.000 | n/a |" in ablations.table([row])
+    tsv = ablations.write_tsv(copy, [row]).read_text().splitlines()
+    assert tsv[0].split("\t")[-1] == "seeds" and tsv[1].split("\t")[-1] == "42 1 2"
+    table = page(copy / "group.html").tables["ablation-table"]
+    assert table[1] == [ablations.VARIANTS["features"][0], "0.800 ± 0.100", "0.800 ± 0.000", "6.000 ± 6.000",
+                        "0.900 ± 0.000", "n/a"]
+    assert "mean ± standard deviation over seeds 42 1 2" in (copy / "group.html").read_text()
+
 
 def test_citation_states_the_runs_values_versions_and_references(reported):
     from neurocare_bids.reports.citation import parse_bib
@@ -250,6 +265,17 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     assert len([line for line in references.splitlines() if line[:1].isdigit()]) == len(bib)
     html = (out / "logs" / "CITATION.html").read_text()
     assert "<h2>Seizure detection model</h2>" in html and "https://doi.org/10.1111/epi.18113" in html
+    assert "each channel separately" not in group
+
+    # the text follows the configuration that ran: the per-channel encoder is described when it was used
+    from neurocare_bids.config import Config
+    from neurocare_bids.reports.citation import render_citation
+
+    cfg = Config.from_toml(sorted((out / "logs").glob("group_*/config.toml"))[-1])
+    cfg.model.encoder = "per_channel"
+    text = " ".join(render_citation(out, cfg, "group")["markdown"].split())
+    assert "applied to each channel separately with weights shared by all channels" in text
+    assert "4, 8 Conv1D filters" in text
 
 
 # ---------------------------------------------------------------------- channel quality, other settings, failures
