@@ -44,7 +44,7 @@ from .fsutils import atomic_write, crc32c_file, remove_stale_temporaries
 from .montage import Montage, build_montage
 from .participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result, mains_frequency,
                           ordered_map, output_clashes)
-from .postprocess import Event, probabilities_to_events, smooth
+from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
 from .preprocess import RunningStats, SignalPlan, block_bounds, design_plan, process_block
 from .quality import RawChannelStats, channel_warnings
 from .signal_reader import EDFSource, SignalSource
@@ -199,7 +199,9 @@ def _spec_from_card(card: dict, folder: Path) -> TrainedModel:
     if window < 1 or not 1 <= stride or not math.isclose(cfg.preprocessing.sfreq, sfreq):
         raise ValueError("window geometry and sampling rate disagree")
     params = {"threshold": float(post["threshold"]), "min_duration": float(post["min_duration"]),
-              "merge_gap": float(post["merge_gap"]), "smoothing": int(post["smoothing"])}
+              "merge_gap": float(post["merge_gap"]), "smoothing": int(post["smoothing"]),
+              # cards from before centring existed were tuned on uncentred probabilities
+              "centre": bool(post.get("centre", False))}
     dtype = sections.get("output", {}).get("dtype", "float32")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"window dtype {dtype}")
@@ -285,6 +287,7 @@ class RecordingPrediction:
     channel_mean: np.ndarray
     channel_std: np.ndarray
     warnings: list[str]
+    centring_offset: float | None = None  # median log-odds subtracted (PostProcessing.centre), else None
 
 
 def open_for_model(recording: Recording, model: TrainedModel, warnings: list[str],
@@ -357,9 +360,11 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
         spool.unlink(missing_ok=True)
     onsets = np.arange(n_windows) * stride / plan.sfreq_out
     post = model.postprocessing
-    events = probabilities_to_events(onsets, probs, model.window_duration, duration, **post) if n_windows else []
-    return RecordingPrediction(onsets, probs, smooth(probs, post["smoothing"]), events, duration, stats.mean,
-                               stats.std, warnings)
+    detection, offset = centre_probabilities(probs) if post["centre"] else (probs, None)
+    events = (probabilities_to_events(onsets, detection, model.window_duration, duration, **event_settings(post))
+              if n_windows else [])
+    return RecordingPrediction(onsets, probs, smooth(detection, post["smoothing"]), events, duration, stats.mean,
+                               stats.std, warnings, offset)
 
 
 def zscore_scale(std: np.ndarray) -> np.ndarray:
@@ -442,8 +447,13 @@ def write_outputs(out_dir: Path, bids_dir: Path, recording: Recording, model: Tr
         "Columns": ["onset", "probability", "smoothed_probability"],
         "onset": {"Description": "window start, in seconds from the recording start", "Units": "s"},
         "probability": {"Description": "the model's seizure probability for the window", "Units": "n/a"},
-        "smoothed_probability": {"Description": "moving average over PostProcessing.smoothing windows: what "
-                                                "the threshold is applied to", "Units": "n/a"},
+        "smoothed_probability": {"Description": "moving average over PostProcessing.smoothing windows of the "
+                                                "probabilities, centred on the recording's median log-odds when "
+                                                "PostProcessing.centre is true (ProbabilityCentring): what the "
+                                                "threshold is applied to", "Units": "n/a"},
+        "ProbabilityCentring": (None if prediction.centring_offset is None else {
+            "MedianLogOdds": round(prediction.centring_offset, 6),
+            "Description": "centred = 1 / (1 + exp(-(log(p / (1 - p)) - MedianLogOdds)))"}),
         "WindowDuration": model.window_duration,
         "WindowStride": stride,
         "RecordingDuration": round(prediction.duration, 6),
@@ -457,7 +467,8 @@ def write_outputs(out_dir: Path, bids_dir: Path, recording: Recording, model: Tr
         "Description": "Seizures predicted by a NeuroCare-BIDS model applied to this recording",
         "Sources": [source],
         "eventType": {"Description": "sz = predicted seizure; bckg = no seizure predicted in the recording"},
-        "confidence": {"Description": "mean seizure probability of the windows inside the event"},
+        "confidence": {"Description": "mean seizure probability of the windows inside the event (centred "
+                                      "probabilities when PostProcessing.centre is true)"},
         "PostProcessing": model.postprocessing,
         "Model": model_info,
         "GeneratedBy": {"Name": APP_NAME, "Version": __version__},

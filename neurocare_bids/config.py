@@ -229,6 +229,12 @@ class PostprocessingConfig:
     min_duration: float = option(10.0, "Shortest event kept, in seconds (when not tuned).", minimum=0.0)
     merge_gap: float = option(30.0, "Events closer than this many seconds are merged.", minimum=0.0)
     tune: bool = option(True, "Choose threshold and min_duration on the inner validation subjects.")
+    centre: bool = option(
+        True, "Centre each recording's probabilities on its own background before smoothing and thresholding: "
+              "subtract the median log-odds of its windows (seizures are a small share of a recording, so the "
+              "median is background). A model scores one person's background higher than another's; without "
+              "this, a threshold tuned on the validation subjects lands too low for some test subjects and too "
+              "high for others. Needs recordings that are mostly background (long-term monitoring).")
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporarie
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import szcore_summary, window_metrics
-from .postprocess import probabilities_to_events, tune
+from .postprocess import centre_probabilities, probabilities_to_events, tune
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from .distribute import fit_multi_worker, placement, worker_share
 from .tracking import Tracker, check_tracking, start_tracking
@@ -139,6 +139,14 @@ def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> l
             onsets.append(batch["onset"].numpy())
         out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
     return out
+
+
+def with_detection(predictions: list[dict], centre: bool) -> list[dict]:
+    """Each recording's ``detection`` probabilities: what post-processing thresholds (centred on the recording's
+    median log-odds when ``postprocessing.centre``; the model's probabilities otherwise)."""
+    for p in predictions:
+        p["detection"] = centre_probabilities(p["probs"])[0] if centre else p["probs"]
+    return predictions
 
 
 def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) -> dict:
@@ -249,12 +257,13 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
         model, history = train_features(cfg, train, geometry, seed)
     else:
         model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker)
-    val_predictions = predict_files(model, validation, geometry)
     post = cfg.postprocessing
+    val_predictions = with_detection(predict_files(model, validation, geometry), post.centre)
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
-              "merge_gap": post.merge_gap, "tuned": False}
+              "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
     if post.tune and val_predictions:
-        chosen = tune(val_predictions, smoothing=post.smoothing, merge_gap=post.merge_gap)
+        chosen = tune([{**p, "probs": p["detection"]} for p in val_predictions], smoothing=post.smoothing,
+                      merge_gap=post.merge_gap)
         params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
                       tuned=True, validation_f1=chosen.get("f1"))
     return model, history, val_predictions, params
@@ -293,7 +302,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
-    test_predictions = predict_files(model, by_role["test"], geometry)
+    test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing.centre)
     _save_model(cfg, model, folder)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
@@ -337,11 +346,13 @@ def _history_tsv(history: dict) -> str:
 def _predictions_tsv(items: list[tuple[str, dict]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    writer.writerow(["participant_id", "recording", "split", "window_index", "onset", "label", "probability"])
+    writer.writerow(["participant_id", "recording", "split", "window_index", "onset", "label", "probability",
+                     "detection_probability"])
     for split, p in items:
-        for i, (onset, label, prob) in enumerate(zip(p["onsets"], p["labels"], p["probs"])):
+        for i, (onset, label, prob, detection) in enumerate(zip(p["onsets"], p["labels"], p["probs"],
+                                                                p["detection"])):
             writer.writerow([f"sub-{p['subject']}", p["source"], split, i, f"{onset:.3f}", int(label),
-                             f"{prob:.6f}"])
+                             f"{prob:.6f}", f"{detection:.6f}"])
     return buf.getvalue()
 
 
@@ -352,10 +363,11 @@ def _read_predictions(path: Path, split: str) -> dict[str, dict]:
             if row["split"] != split:
                 continue
             item = out.setdefault(row["recording"], {"subject": row["participant_id"][4:], "source": row["recording"],
-                                                     "onsets": [], "labels": [], "probs": []})
+                                                     "onsets": [], "labels": [], "probs": [], "detection": []})
             item["onsets"].append(float(row["onset"]))
             item["labels"].append(int(row["label"]))
             item["probs"].append(float(row["probability"]))
+            item["detection"].append(float(row.get("detection_probability") or row["probability"]))
     return out
 
 
@@ -374,7 +386,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
         fold_labels, fold_probs, fold_records = [], [], []
         for source, p in sorted(tests.items()):
             f = by_source[source]
-            probs, labels = np.array(p["probs"]), np.array(p["labels"])
+            probs, labels = np.array(p["detection"]), np.array(p["labels"])  # what the threshold applies to
             events = probabilities_to_events(np.array(p["onsets"]), probs, geometry.duration, f.recording_duration,
                                              threshold=params["threshold"], min_duration=params["min_duration"],
                                              merge_gap=params["merge_gap"], smoothing=params["smoothing"])
@@ -430,7 +442,8 @@ def _scored_record(bids_dir: Path, f: WindowFile, events) -> dict:
 
 
 def _as_prediction(p: dict) -> dict:
-    return {**p, "onsets": np.array(p["onsets"]), "labels": np.array(p["labels"]), "probs": np.array(p["probs"])}
+    return {**p, "onsets": np.array(p["onsets"]), "labels": np.array(p["labels"]), "probs": np.array(p["probs"]),
+            "detection": np.array(p["detection"])}
 
 
 def _reference_events_relpath(f: WindowFile) -> str:

@@ -16,6 +16,32 @@ import numpy as np
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
 DEFAULT_MIN_DURATIONS = (0.0, 4.0, 8.0, 12.0, 20.0, 30.0)
+# The post-processing settings probabilities_to_events takes (a PostProcessing dict also says whether to centre).
+EVENT_SETTINGS = ("threshold", "min_duration", "merge_gap", "smoothing")
+_CLIP = 1e-7  # probabilities are clipped to [_CLIP, 1 - _CLIP] before taking log-odds
+
+
+def event_settings(post: dict) -> dict:
+    """The keys of a PostProcessing dict that :func:`probabilities_to_events` takes."""
+    return {key: post[key] for key in EVENT_SETTINGS}
+
+
+def log_odds(probs) -> np.ndarray:
+    p = np.clip(np.asarray(probs, dtype=float), _CLIP, 1 - _CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+def centre_probabilities(probs, offset: float | None = None) -> tuple[np.ndarray, float]:
+    """Probabilities moved so that the recording's median window sits at 0.5, and the shift (log-odds).
+
+    ``sigmoid(logit(p) - offset)`` with ``offset`` = the median log-odds of ``probs`` (or the one given).
+    Rank order within the recording is unchanged; what changes is where its background lies relative to a
+    fixed threshold. ``sigmoid(logit(q) + offset)`` gives the model's probabilities back.
+    """
+    z = log_odds(probs)
+    if offset is None:
+        offset = float(np.median(z)) if z.size else 0.0
+    return 1.0 / (1.0 + np.exp(-(z - offset))), float(offset)
 
 
 @dataclass

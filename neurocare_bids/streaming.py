@@ -20,6 +20,11 @@
   seizure is reported (``final=False``) as soon as it has lasted ``min_duration``, and reported again,
   complete (``final=True``), once ``merge_gap`` has passed without another positive window. The final
   events equal batch mode's events.
+* **Centring** (``PostProcessing.centre``). Batch mode centres a recording's probabilities on the median
+  log-odds of all its windows. The stream centres each window on the median of the windows up to it, after
+  ``calibration`` seconds of windows (which wait, and are centred on their common median). Given batch
+  mode's value (``probability_offset``, the ``ProbabilityCentring.MedianLogOdds`` of its timeseries
+  sidecar), the detector uses it and reproduces batch mode.
 
 Every event carries ``detected_at``: how much of the stream (seconds of input) had to arrive before it
 could be reported, whatever the chunk sizes; ``latency = detected_at - onset`` (for ``final=False``).
@@ -27,6 +32,7 @@ could be reported, whatever the chunk sizes; ``latency = detected_at - onset`` (
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +41,7 @@ import numpy as np
 from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
 from .errors import UsageError
 from .montage import Montage
+from .postprocess import centre_probabilities, event_settings, log_odds
 from .preprocess import RunningStats, SignalPlan, process_block
 
 DEFAULT_CALIBRATION = 60.0  # seconds of signal collected before the first window is scored (running z-score)
@@ -170,7 +177,7 @@ class StreamingDetector:
     def __init__(self, model: TrainedModel | str | Path, ch_names: list[str], sfreq: float, *,
                  line_freq: float | None = None, calibration: float = DEFAULT_CALIBRATION,
                  channel_mean=None, channel_std=None, lookahead: float | None = None,
-                 allow_missing_channels: bool = False):
+                 allow_missing_channels: bool = False, probability_offset: float | None = None):
         self.model = model if isinstance(model, TrainedModel) else load_model(model)
         self.ch_names, self.sfreq_in = list(ch_names), float(sfreq)
         self.montage: Montage = self.model.montage_for(self.ch_names, allow_missing_channels)
@@ -193,7 +200,16 @@ class StreamingDetector:
         self.calibration = 0 if self.fixed_stats else max(int(round(calibration * plan.sfreq_out)),
                                                           self.model.window_samples)
         post = self.model.postprocessing
-        self.tracker = EventTracker(self.model.window_duration, self.model.stride_samples, plan.sfreq_out, **post)
+        self.tracker = EventTracker(self.model.window_duration, self.model.stride_samples, plan.sfreq_out,
+                                    **event_settings(post))
+        # Probability centring (PostProcessing.centre): on the given offset (batch mode's median log-odds), or on
+        # the median log-odds of the windows so far, once `calibration` seconds of windows exist.
+        self._centre = bool(post.get("centre"))
+        self._offset = None if probability_offset is None else float(probability_offset)
+        self._warmup = max(1, int(calibration * plan.sfreq_out) // self.model.stride_samples)
+        self._logits: list[float] = []  # sorted log-odds of the windows centred so far
+        self._held: list[tuple[float, float]] = []  # (probability, ready) of windows waiting for the warm-up
+        self._model_probs: list[float] = []
         # input: picked channels (channels x samples) from absolute sample `_in_start`
         self._in = np.zeros((len(self.montage.picks), 0))
         self._in_start = 0
@@ -215,9 +231,19 @@ class StreamingDetector:
 
     @property
     def probabilities(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(onsets, probabilities)`` of the windows scored so far."""
-        n = len(self.tracker.raw)
-        return np.arange(n) * self.model.stride_samples / self.plan.sfreq_out, np.asarray(self.tracker.raw)
+        """``(onsets, probabilities)`` of the windows scored so far (the model's output, before centring)."""
+        n = len(self._model_probs)
+        return np.arange(n) * self.model.stride_samples / self.plan.sfreq_out, np.asarray(self._model_probs)
+
+    @property
+    def centring_offset(self) -> float | None:
+        """The log-odds the windows are centred on: the given offset, or the median of the windows so far
+        (None before the warm-up, or when the model's post-processing does not centre)."""
+        if not self._centre:
+            return None
+        if self._offset is not None:
+            return self._offset
+        return _median(self._logits) if self._logits else None
 
     def feed(self, chunk: np.ndarray) -> list[DetectedEvent]:
         """Add ``(n_samples, n_channels)`` samples; return the events that became known."""
@@ -237,6 +263,7 @@ class StreamingDetector:
         if self._done:
             return []
         reports = self._advance(final=True)
+        reports += self._push([], [], final=True)  # windows still waiting for the centring warm-up
         self._done = True
         return reports + self.tracker.finish(self.n_in / self.sfreq_in)
 
@@ -313,8 +340,8 @@ class StreamingDetector:
             calibration_time = min(self.input_needed(calibrated), self.n_in) / self.sfreq_in
             ready = [max(r, calibration_time) for r in ready]
         probs = self.model.predict(windows)
-        for p, r in zip(probs, ready):
-            reports += self.tracker.push(float(p), r)
+        self._model_probs += [float(p) for p in probs]
+        reports += self._push(probs, ready, final)
         self._next_window = last
         keep = last * stride if self.fixed_stats else min(last * stride, self._stats_upto)
         if keep > self._out_start:
@@ -322,11 +349,45 @@ class StreamingDetector:
             self._out_start = keep
         return reports
 
+    def _push(self, probs, ready: list[float], final: bool) -> list[DetectedEvent]:
+        """Hand the windows to the event tracker, centred as PostProcessing.centre asks."""
+        reports: list[DetectedEvent] = []
+        if not self._centre or self._offset is not None:
+            if self._centre:
+                probs = centre_probabilities(probs, self._offset)[0]
+            for p, r in zip(probs, ready):
+                reports += self.tracker.push(float(p), r)
+            return reports
+        self._held += list(zip((float(p) for p in probs), ready))
+        if not self._held:
+            return reports
+        if not self._logits:
+            if len(self._held) < self._warmup and not final:
+                return reports  # warming up: these windows wait, as during the z-score calibration
+            # the first windows together, on their common median (known when the last of them is)
+            held, self._held = self._held, []
+            self._logits = sorted(log_odds([p for p, _ in held]).tolist())
+            known = max(r for _, r in held)
+            centred, _ = centre_probabilities([p for p, _ in held], _median(self._logits))
+            for q, (_, r) in zip(centred, held):
+                reports += self.tracker.push(float(q), max(r, known))
+            return reports
+        held, self._held = self._held, []
+        for p, r in held:  # then each window on the median of all windows up to it
+            bisect.insort(self._logits, float(log_odds([p])[0]))
+            reports += self.tracker.push(float(centre_probabilities([p], _median(self._logits))[0][0]), r)
+        return reports
+
     def _update_stats(self, end: int) -> None:
         if end > self._stats_upto:
             block = self._out[self._stats_upto - self._out_start:end - self._out_start]
             self._stats.update(block.T.astype(np.float64))
             self._stats_upto = end
+
+
+def _median(ordered: list[float]) -> float:
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
 
 
 def stream_latency(detector: StreamingDetector) -> dict:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -63,6 +64,21 @@ def test_metrics_predictions_events_and_model(sequential):
     sidecars = sorted(out.glob("sub-*/**/*_desc-preproc_windows.json"))
     assert len(predictions) == sum(json.loads(p.read_text())["WindowCount"] for p in sidecars)
     assert all(0.0 <= float(r["probability"]) <= 1.0 for r in predictions)
+    # postprocessing.centre (default): each recording's detection probabilities are its probabilities moved so
+    # that its median log-odds is 0, and the window metrics are computed from them
+    from sklearn.metrics import average_precision_score
+
+    by_recording: dict[str, list] = {}
+    for r in predictions:
+        by_recording.setdefault(r["recording"], []).append(r)
+    for rows in by_recording.values():
+        p = np.clip([float(r["probability"]) for r in rows], 1e-7, 1 - 1e-7)
+        z = np.log(p / (1 - p))
+        expected = 1 / (1 + np.exp(-(z - np.median(z))))
+        np.testing.assert_allclose([float(r["detection_probability"]) for r in rows], expected, atol=2e-6)
+    labels = [int(r["label"]) for r in predictions]
+    detection = [float(r["detection_probability"]) for r in predictions]
+    assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(labels, detection), abs=1e-4)
 
     events = sorted(out.glob("sub-*/**/*_desc-neurocare_events.tsv"))
     assert len(events) == 4 and all(e.with_suffix(".json").exists() for e in events)

@@ -222,3 +222,24 @@ def test_tune_is_fast_on_hundreds_of_recordings():
 def test_event_is_a_plain_dataclass():
     e = Event(1.0, 2.5, 0.7)
     assert e.offset == 3.5 and e == Event(1.0, 2.5, 0.7)
+
+
+def test_centring_moves_the_median_window_to_one_half_and_keeps_the_order():
+    from neurocare_bids.postprocess import centre_probabilities, log_odds
+
+    rng = np.random.default_rng(4)
+    probs = np.concatenate([rng.uniform(0.01, 0.2, 200), rng.uniform(0.6, 0.99, 21)])  # background + a seizure
+    centred, offset = centre_probabilities(probs)
+    assert np.median(centred) == pytest.approx(0.5)
+    assert offset == pytest.approx(np.median(np.log(probs / (1 - probs))))
+    np.testing.assert_array_equal(np.argsort(centred, kind="stable"), np.argsort(probs, kind="stable"))
+    # the model's probabilities come back from the centred ones and the offset
+    back = 1 / (1 + np.exp(-(log_odds(centred) + offset)))
+    np.testing.assert_allclose(back, probs, rtol=1e-9)
+    # the same seizure windows on a background scored higher: the centred values agree, the raw ones do not
+    shifted = 1 / (1 + np.exp(-(np.log(probs / (1 - probs)) + 2.0)))
+    np.testing.assert_allclose(centre_probabilities(shifted)[0], centred, atol=1e-9)
+    # a given offset is used as it is; extremes are clipped, not infinite
+    assert centre_probabilities([0.5], 0.0)[0][0] == pytest.approx(0.5)
+    assert np.isfinite(centre_probabilities([0.0, 1.0, 0.3])[0]).all()
+    assert centre_probabilities([])[1] == 0.0

@@ -266,6 +266,7 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     html = (out / "logs" / "CITATION.html").read_text()
     assert "<h2>Seizure detection model</h2>" in html and "https://doi.org/10.1111/epi.18113" in html
     assert "each channel separately" not in group
+    assert "centred on each recording's background" in group and "from the centred probabilities" in group
 
     # the text follows the configuration that ran: the per-channel encoder is described when it was used
     from neurocare_bids.config import Config

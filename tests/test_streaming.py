@@ -13,7 +13,7 @@ import pytest
 from conftest import add_recording, run_cli
 from neurocare_bids.postprocess import probabilities_to_events
 from neurocare_bids.streaming import EventTracker, StreamingDetector
-from test_apply import apply_api, trained_model_folder
+from test_apply import apply_api, centred_copy, trained_model_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 
@@ -119,12 +119,15 @@ def _stream(model, path, chunk_seconds, **kwargs):
     return detector, reports
 
 
-def test_stream_equals_batch_with_the_recordings_statistics(model_folder, recording, tmp_path):
+@pytest.mark.parametrize("centre", [False, True])
+def test_stream_equals_batch_with_the_recordings_statistics(model_folder, recording, tmp_path, centre):
     from neurocare_bids.apply import load_model
 
-    model = load_model(model_folder)
+    model = load_model(centred_copy(model_folder, tmp_path / "centred") if centre else model_folder)
     batch = apply_api(model, recording, tmp_path)
-    kwargs = {"channel_mean": batch.channel_mean, "channel_std": batch.channel_std, "line_freq": 50.0}
+    assert (batch.centring_offset is not None) == centre
+    kwargs = {"channel_mean": batch.channel_mean, "channel_std": batch.channel_std, "line_freq": 50.0,
+              "probability_offset": batch.centring_offset}
     runs = [_stream(model, recording, chunk, **kwargs) for chunk in (1.9, 13.0)]
     for detector, reports in runs:
         onsets, probs = detector.probabilities
@@ -135,6 +138,34 @@ def test_stream_equals_batch_with_the_recordings_statistics(model_folder, record
     # the report times depend on the data, not on how it was chunked
     assert [r.detected_at for r in runs[0][1]] == [r.detected_at for r in runs[1][1]]
     assert batch.events, "the model should find the generated seizures, or this test compares nothing"
+
+
+def test_stream_centres_on_the_median_of_the_windows_so_far(model_folder, recording, tmp_path):
+    """Without batch mode's offset, the stream centres each window on the median log-odds of the windows up to
+    it: at the end of the stream that is batch mode's offset, and the centred windows end where batch's do."""
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.postprocess import centre_probabilities
+
+    model = load_model(centred_copy(model_folder, tmp_path / "centred"))
+    batch = apply_api(model, recording, tmp_path)
+    detector, _ = _stream(model, recording, 7.0, line_freq=50.0, channel_mean=batch.channel_mean,
+                          channel_std=batch.channel_std, calibration=60.0)
+    assert detector.centring_offset == pytest.approx(batch.centring_offset, abs=1e-9)
+    onsets, probs = detector.probabilities
+    np.testing.assert_allclose(probs, batch.probabilities, atol=2e-6)
+    # the first minute of windows waited for the warm-up and shares one median; every later window has its own
+    warmup = int(60.0 / model.window_stride)
+    centred = np.asarray(detector.tracker.raw)
+    first, _ = centre_probabilities(probs[:warmup])
+    np.testing.assert_allclose(centred[:warmup], first, atol=1e-9)
+    k = len(probs) - 1
+    np.testing.assert_allclose(centred[k], centre_probabilities(probs[k:], batch.centring_offset)[0][0], atol=1e-6)
+    # a fixed offset is what the stream reports when it was given one
+    fixed, _ = _stream(model, recording, 7.0, line_freq=50.0, channel_mean=batch.channel_mean,
+                       channel_std=batch.channel_std, probability_offset=-1.5)
+    assert fixed.centring_offset == -1.5
+    uncentred, _ = _stream(load_model(model_folder), recording, 7.0, line_freq=50.0)
+    assert uncentred.centring_offset is None
 
 
 def test_latency_is_the_data_the_detection_needs(model_folder, recording):

@@ -101,14 +101,15 @@ def _dataset(recordings: list[dict], fold_of: dict[str, int]) -> dict:
 
 
 def _predictions(path: Path) -> dict[str, dict]:
-    """Out-of-fold predictions per recording: onsets, labels, probabilities (in window order)."""
+    """Out-of-fold predictions per recording: onsets, labels, detection probabilities (in window order)."""
     out: dict[str, dict] = {}
     for row in read_tsv(path):
         item = out.setdefault(row["recording"], {"participant_id": row["participant_id"], "onsets": [], "labels": [],
                                                  "probs": []})
         item["onsets"].append(float(row["onset"]))
         item["labels"].append(int(row["label"]))
-        item["probs"].append(float(row["probability"]))
+        # what the metrics and thresholds were computed from (centred per recording with postprocessing.centre)
+        item["probs"].append(float(row.get("detection_probability") or row["probability"]))
     for item in out.values():
         order = np.argsort(item["onsets"], kind="stable")
         for key in ("onsets", "labels", "probs"):
