@@ -135,6 +135,7 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
 
     np.testing.assert_allclose(rows[:, 2], smooth(rows[:, 1], post["smoothing"]), atol=2e-6)
     assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "numpy"
+    assert meta["PostProcessing"]["centre"] is False and meta["ProbabilityCentring"] is None
 
     events = folder / f"{stem}_desc-neurocare_events.tsv"
     table = _tsv(events)
@@ -159,6 +160,37 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     assert not list(out.rglob("*.tfrecord"))
     summary = _tsv(next(out.glob("logs/apply_*/summary.tsv")))
     assert [r["status"] for r in summary] == ["written", "failed", "failed"]
+
+
+def test_apply_centres_as_the_card_says(model_folder, tmp_path):
+    """A card with ``PostProcessing.centre``: events come from the probabilities centred on the recording's median
+    log-odds, which the timeseries sidecar records (the raw column stays the model's output)."""
+    from neurocare_bids.postprocess import centre_probabilities, probabilities_to_events, smooth
+
+    centred_model = centred_copy(model_folder, tmp_path / "model")
+    bids, out = tmp_path / "bids", tmp_path / "out"
+    good = add_recording(bids, "11", duration=900.0, seizures=SEIZURES, events=None, seed=11)
+    result = run_cli(bids, out, "participant", "--model", centred_model, "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    stem = good.name[: good.name.rindex("_")]
+    folder = out / good.parent.relative_to(bids)
+    series = folder / f"{stem}_desc-seizureprob_timeseries.tsv.gz"
+    meta = json.loads(series.with_name(f"{stem}_desc-seizureprob_timeseries.json").read_text())
+    rows = np.loadtxt(gzip.open(series, "rt"), delimiter="\t", ndmin=2)
+    post = meta["PostProcessing"]
+    assert post["centre"] is True
+    centred, offset = centre_probabilities(rows[:, 1])
+    assert meta["ProbabilityCentring"]["MedianLogOdds"] == pytest.approx(offset, abs=1e-4)
+    np.testing.assert_allclose(rows[:, 2], smooth(centred, post["smoothing"]), atol=1e-4)
+    expected = probabilities_to_events(rows[:, 0], centred, 4.0, 900.0, threshold=post["threshold"],
+                                       min_duration=post["min_duration"], merge_gap=post["merge_gap"],
+                                       smoothing=post["smoothing"])
+    table = _tsv(folder / f"{stem}_desc-neurocare_events.tsv")
+    if expected:
+        written = [(float(r["onset"]), float(r["duration"])) for r in table]
+        assert np.allclose(written, [(e.onset, e.duration) for e in expected], atol=0.006)
+    else:
+        assert [r["eventType"] for r in table] == ["bckg"]
 
 
 def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepared, tmp_path):

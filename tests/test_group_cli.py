@@ -90,6 +90,7 @@ def test_metrics_predictions_events_and_model(sequential):
     card = json.loads((out / "group" / "model" / "model_card.json").read_text())
     assert card["Input"]["SamplingFrequency"] == 128.0 and len(card["Input"]["Channels"]) == 19
     assert 0 < card["PostProcessing"]["threshold"] < 1 and card["Software"]["keras"]
+    assert card["PostProcessing"]["centre"] is True  # apply mode and streaming centre as the tuning did
     import keras
 
     import neurocare_bids.losses  # noqa: F401 - registers the focal loss the saved model was compiled with
