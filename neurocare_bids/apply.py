@@ -326,7 +326,7 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
 
         def tracked(start: int, stop: int) -> np.ndarray:  # the participant level's raw-channel checks, as it reads
             data = read(start, stop)
-            raw.update(data, data.min(axis=1), data.max(axis=1))
+            raw.update(data)
             return data
 
         y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)

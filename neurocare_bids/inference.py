@@ -347,13 +347,6 @@ def _weights_by_layer(h5) -> dict[str, dict]:
     return out
 
 
-def _inbound(layer: dict) -> str | None:
-    names = _inbounds(layer)
-    if len(names) > 1:
-        raise UnsupportedModel(f"layer {layer.get('name')} has several inputs")
-    return names[0] if names else None
-
-
 def _inbounds(layer: dict) -> list[str]:
     """Names of the layers feeding ``layer`` (one call of it: shared layers are not supported)."""
     nodes = layer.get("inbound_nodes") or []

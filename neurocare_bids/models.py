@@ -74,7 +74,7 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
     l2 = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     inputs = keras.Input(shape=(n_times, n_chans), name="eeg")
     if cfg.encoder == "per_channel":
-        x = _per_channel_encoder(inputs, n_chans, n_times, sfreq, cfg, l2)
+        x = _per_channel_encoder(inputs, n_chans, n_times, steps, sfreq, cfg, l2)
     else:
         x = _multichannel_encoder(inputs, sfreq, cfg, l2)
     if cfg.lstm_units:
@@ -113,7 +113,7 @@ def _multichannel_encoder(x, sfreq: float, cfg: ModelConfig, l2):
     return x
 
 
-def _per_channel_encoder(x, n_chans: int, n_times: int, sfreq: float, cfg: ModelConfig, l2):
+def _per_channel_encoder(x, n_chans: int, n_times: int, steps: int, sfreq: float, cfg: ModelConfig, l2):
     """Conv1D blocks applied to every channel with the same weights, then pooled across channels.
 
     Seizures start in different places in different people: a first layer that mixes the 19 channels
@@ -134,7 +134,7 @@ def _per_channel_encoder(x, n_chans: int, n_times: int, sfreq: float, cfg: Model
         x = layers.Activation("relu", name=f"block{i}_relu")(x)
         x = layers.MaxPooling2D((1, cfg.pool_size), name=f"block{i}_pool")(x)
         x = layers.Dropout(cfg.dropout, name=f"block{i}_dropout")(x)
-    steps, filters = n_times // cfg.pool_size ** len(cfg.conv_filters), cfg.conv_filters[-1]
+    filters = cfg.conv_filters[-1]
     mean = layers.AveragePooling2D((n_chans, 1), name="channel_mean")(x)
     peak = layers.MaxPooling2D((n_chans, 1), name="channel_max")(x)
     x = layers.Concatenate(name="channel_summary")([mean, peak])

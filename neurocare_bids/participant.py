@@ -167,16 +167,14 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
             raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
         return data
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, np.ndarray, RunningStats, RawChannelStats]:
-        """One block, ready to spool (time-major float32), with the peak-to-peak range and quality statistics
-        of each recorded channel and the statistics of the montage channels; runs in a worker thread."""
-        ranges = []
+    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats, RawChannelStats]:
+        """One block, ready to spool (time-major float32), with the quality statistics of each recorded channel
+        (extremes included) and the statistics of the montage channels; runs in a worker thread."""
         raw = RawChannelStats(len(montage.picks))
 
         def tracked(start: int, stop: int) -> np.ndarray:
             data = read(start, stop)
-            ranges.append((data.min(axis=1), data.max(axis=1)))
-            raw.update(data, *ranges[-1])
+            raw.update(data)
             return data
 
         # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
@@ -184,9 +182,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)
         derived = RunningStats(len(y))
         derived.update(y)
-        lows, highs = zip(*ranges)
-        extremes = np.stack([np.min(lows, axis=0), np.max(highs, axis=0)])
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), extremes, derived, raw
+        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), derived, raw
 
     n_out = plan.n_out(n_in)
     sfreq = plan.sfreq_out
@@ -203,19 +199,17 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     spool = work_dir / f"{recording.stem}.{os.getpid()}.f32"
     try:
         stats = RunningStats(n_ch)
-        low, high = np.full(len(montage.picks), np.inf), np.full(len(montage.picks), -np.inf)
         started = time.perf_counter()
         with open(spool, "wb") as fh:  # pass 1: filter, measure, spool (time-major float32)
             raw_stats = RawChannelStats(len(montage.picks))
-            for data, extremes, derived, raw in ordered_map(pool, block, bounds, ahead=threads):
-                low, high = np.minimum(low, extremes[0]), np.maximum(high, extremes[1])
+            for data, derived, raw in ordered_map(pool, block, bounds, ahead=threads):
                 raw_stats.merge(raw)
                 stats.merge(derived)
                 fh.write(data)
         timings = {"filter": time.perf_counter() - started}
         mean, std = stats.mean, stats.std
         quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
-        warnings += channel_warnings(quality, low, high)
+        warnings += channel_warnings(quality, raw_stats.low, raw_stats.high)
         flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
         warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
         if not cfg.preprocessing.zscore:

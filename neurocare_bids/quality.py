@@ -61,11 +61,12 @@ class RawChannelStats:
         self.steps = 0
         self.line = np.zeros(n_channels)
 
-    def update(self, data: np.ndarray, low: np.ndarray, high: np.ndarray) -> None:
-        """Add a block whose exact per-channel ``low`` / ``high`` the caller has already computed."""
+    def update(self, data: np.ndarray) -> None:
+        """Add a block (channels × samples): its exact per-channel extremes, and the statistics of its probes."""
         probe, stretch = _probe(data)
         if probe.shape[1] == 0:
             return
+        low, high = data.min(axis=1), data.max(axis=1)
         other = RawChannelStats(len(data))
         other.low, other.high = low, high
         other.at_low = (probe == low[:, None]).sum(axis=1)
@@ -130,7 +131,8 @@ def _r(value: float) -> float | None:
 
 def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[str]:
     """One line per recorded channel that is flat, clipped or noisy, from :meth:`RawChannelStats.summary` and
-    the exact per-channel minimum / maximum over the whole recording (the same lines in every mode)."""
+    the exact per-channel minimum / maximum over the whole recording (``RawChannelStats.low`` / ``high``; the
+    summary's are rounded), the same lines in every mode."""
     warnings = []
     for i, channel in enumerate(summary["Channels"]):
         name, status = channel["Name"], channel["Status"]
