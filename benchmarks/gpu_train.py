@@ -251,21 +251,30 @@ def main(argv: list[str] | None = None) -> int:
     for line in results["nvidia_smi"]:
         print(f"nvidia-smi: {line}")
     print("Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), flush=True)
+    failed = []
     for preset in args.presets:
         batch = args.batch or DEFAULT_BATCH[preset]
-        r = bench_preset(preset, batch, args)
+        try:
+            r = bench_preset(preset, batch, args)
+        except Exception as exc:  # e.g. a backend kernel without this dtype: report it, measure the others
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            failed.append({"preset": preset, "batch": batch, "error": f"{type(exc).__name__}: {message}"})
+            print(f"{preset:>9}: FAILED on {backend} ({args.policy}): {failed[-1]['error']}", flush=True)
+            continue
         results["presets"].append(r)
         print(f"{preset:>9}: {r['parameters']:,} parameters, jit_compile={r['jit_compile']}; warm-up "
               f"{r['warmup_steps']} steps in {r['warmup_s']:.1f} s; train {r['train_steps']} steps × {batch} in "
               f"{r['train_s']:.2f} s = {r['train_windows_per_s']:,.0f} windows/s "
               f"({r['train_ms_per_step']:.1f} ms/step); predict {r['predict_windows']} windows in "
               f"{r['predict_s']:.2f} s = {r['predict_windows_per_s']:,.0f} windows/s", flush=True)
-    print()
-    print(markdown(results))
+    results["failed"] = failed
+    if results["presets"]:
+        print()
+        print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nFigures written to {args.json}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -223,3 +223,27 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path):
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
     assert isinstance(restored.loss, FocalLoss)
     assert model_summary(restored) == model_summary(model)
+
+
+def test_gpu_benchmark_script_measures_both_presets_on_any_device(tmp_path):
+    """benchmarks/gpu_train.py end to end on this machine's CPU (the GPU figures come from running it there)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_train.py"
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, str(script), "--steps", "2", "--warmup", "1", "--pool", "2", "--batch", "8",
+                             "--predict-windows", "40", "--predict-batch", "16", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert figures["failed"] == [] and figures["backend"] == keras.config.backend()
+    assert [r["preset"] for r in figures["presets"]] == ["neurocare", "seed"]
+    for r in figures["presets"]:
+        model = build_model(19, 2, 512, SFREQ, ModelConfig(preset=r["preset"]))
+        assert r["parameters"] == model.count_params() and r["window_shape"] == [512, 19]
+        assert r["batch"] == 8
+        assert r["train_steps"] == 2 and r["predict_windows"] == 48  # rounded up to whole batches
+        assert r["train_windows_per_s"] > 0 and r["predict_windows_per_s"] > 0 and np.isfinite(r["final_loss"])
+    assert "| `neurocare` |" in result.stdout and "| `seed` |" in result.stdout
