@@ -35,6 +35,8 @@ VARIANTS = {
     "no-augmentation": ("without any augmentation", "[augmentation]\nenabled = false\n"),
     "seed": ("the seed code's model (Conv1D(8) → LSTM(16)), same pipeline", '[model]\npreset = "seed"\n'),
     "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
+    "spectral": ("with a spectral side branch (band powers, variance, line length → Dense(32))",
+                 "[model]\nspectral_units = 32\n"),
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }

@@ -246,6 +246,8 @@ def _load_weights(spec: TrainedModel, engine: str) -> None:
             return
     import keras
 
+    from . import models  # noqa: F401 - registers the layers of ours a saved model may use (SpectralFeatures)
+
     try:
         net = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many kinds for a damaged or foreign file

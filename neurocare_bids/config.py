@@ -152,6 +152,11 @@ class ModelConfig:
     lstm_units: list[int] = option([64], "Units of each bidirectional LSTM layer (tanh/sigmoid, no recurrent "
                                          "dropout: keeps the cuDNN kernel). Empty = no LSTM (ablation).")
     bidirectional: bool = option(True, "Run the LSTM layers in both directions.")
+    spectral_units: int = option(
+        0, "Units of a spectral side branch (0 = none): each channel's log band powers (delta, theta, alpha, "
+           "beta), relative band powers, log variance and log line length, computed inside the model, summarised "
+           "by their mean and maximum over channels → BatchNorm → Dense + ReLU, joined to the LSTM's output "
+           "before the dense layer.", minimum=0)
     dense_units: int = option(64, "Units of the fully connected layer before the output.", minimum=1)
     dropout: float = option(0.3, "Dropout rate after each block and before the output.", minimum=0.0,
                             maximum=0.9)
@@ -178,6 +183,11 @@ class TrainingConfig:
     lr_patience: int = option(2, "Epochs without improvement before the learning rate is halved.", minimum=1)
     steps_per_epoch: int = option(0, "Training batches per epoch (0 = one pass over the training windows).",
                                   minimum=0)
+    weight_averaging: float = option(
+        0.98, "Momentum of a moving average of the weights kept after every training step (Polyak averaging, "
+              "in the optimizer). Validation, early stopping and the saved model use the averaged weights, which "
+              "vary less from one epoch to the next than the last step's. 0 = off. The `seed` preset never uses it.",
+        minimum=0.0, maximum=0.9999)
 
 
 @dataclass
@@ -229,6 +239,12 @@ class PostprocessingConfig:
     min_duration: float = option(10.0, "Shortest event kept, in seconds (when not tuned).", minimum=0.0)
     merge_gap: float = option(30.0, "Events closer than this many seconds are merged.", minimum=0.0)
     tune: bool = option(True, "Choose threshold and min_duration on the inner validation subjects.")
+    ties: str = option(
+        "centre", "Which of the settings that tie for the best validation F1 to take: `centre`, the middle of "
+                  "their range (median threshold, then median minimum duration), least likely to be off for a "
+                  "new subject whose probabilities sit a little higher or lower; `conservative`, the highest "
+                  "threshold and longest minimum duration (the edge of the range; fewer alarms, more missed "
+                  "seizures).", choices=("centre", "conservative"))
     centre: bool = option(
         True, "Centre each recording's probabilities on its own background before smoothing and thresholding: "
               "subtract the median log-odds of its windows (seizures are a small share of a recording, so the "

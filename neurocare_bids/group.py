@@ -171,11 +171,16 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
     with place.strategy.scope():  # variables on every replica; batches split across them
         model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+        averaging = 0.0 if seed_preset else cfg.training.weight_averaging
+        optimizer = (keras.optimizers.Adam(lr, use_ema=True, ema_momentum=averaging) if averaging
+                     else keras.optimizers.Adam(lr))
+        model.compile(optimizer=optimizer, loss=loss)
     steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
     data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
                             seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
+    averaged = _AveragedWeights() if averaging else None
     callbacks = [
+        *([averaged.use_average] if averaged else []),
         _ValidationPRAUC(validation, geometry),
         keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
                                       restore_best_weights=True),
@@ -183,6 +188,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
                                           patience=cfg.training.lr_patience, min_lr=lr / 64),
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
         _EpochLog(label, cfg.training.epochs, tracker or Tracker()),
+        *([averaged.resume_training] if averaged else []),
     ]
     if place.kind == "multi-worker":
         return model, fit_multi_worker(model, data, epochs=cfg.training.epochs, steps=steps, batch_size=batch,
@@ -190,6 +196,28 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
     return model, history.history
+
+
+class _AveragedWeights:
+    """Swaps the optimizer's moving average of the weights in at the end of every epoch, for the callbacks
+    between ``use_average`` and ``resume_training`` (validation, early stopping: which keeps the best epoch's
+    averaged weights and restores them at the end), and the last step's weights back before training goes on."""
+
+    def __init__(self):
+        self.last_step: list | None = None
+        self.use_average = keras.callbacks.LambdaCallback(on_epoch_end=self._swap_in)
+        self.resume_training = keras.callbacks.LambdaCallback(on_epoch_end=self._swap_out)
+
+    def _swap_in(self, epoch, logs=None):
+        model = self.use_average.model
+        self.last_step = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+        model.optimizer.finalize_variable_values(model.trainable_variables)  # the average → the weights
+
+    def _swap_out(self, epoch, logs=None):
+        model = self.resume_training.model
+        if not model.stop_training:  # stopping: leave the averaged weights (early stopping restores its best)
+            for variable, value in zip(model.trainable_variables, self.last_step):
+                variable.assign(value)
 
 
 class _ValidationPRAUC(keras.callbacks.Callback):
@@ -263,7 +291,7 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
               "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
     if post.tune and val_predictions:
         chosen = tune([{**p, "probs": p["detection"]} for p in val_predictions], smoothing=post.smoothing,
-                      merge_gap=post.merge_gap)
+                      merge_gap=post.merge_gap, ties=post.ties)
         params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
                       tuned=True, validation_f1=chosen.get("f1"))
     return model, history, val_predictions, params

@@ -4,8 +4,8 @@ Applying a model to a recording is a few seconds of arithmetic, but importing Te
 about 5 s of CPU and 800 MB of memory, more than the whole rest of a 6-hour recording's processing.
 This module reads ``model.keras`` (a zip of ``config.json`` and ``model.weights.h5``) and evaluates the
 layer chain our presets build (Conv1D, BatchNormalization, Activation, MaxPooling1D, Dropout,
-(Bidirectional) LSTM, Dense, global pooling, and the per-channel encoder's shared ``(1, k)`` Conv2D blocks
-with their mean/max summary over channels) in float32 NumPy:
+(Bidirectional) LSTM, Dense, global pooling, the per-channel encoder's shared ``(1, k)`` Conv2D blocks
+with their mean/max summary over channels, and the spectral side branch) in float32 NumPy:
 
 * inference-mode BatchNormalization after a convolution is folded into its kernel and bias;
 * a ReLU followed by max-pooling is pooled first (max commutes with a non-decreasing function), so the
@@ -252,6 +252,42 @@ class _ChannelSummary:
         return np.concatenate([parts[k] for k in self.order], axis=-1)
 
 
+class _Spectral:
+    """The spectral branch's features (``models.SpectralFeatures``) of raw windows ``(B, T, C)``."""
+
+    def __init__(self, sfreq: float, bands, n_times: int):
+        freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+        self.masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(np.float32)
+        window = np.hanning(n_times)
+        self.window = (window / np.sqrt((window ** 2).sum())).astype(np.float32)
+
+    def __call__(self, x):
+        x = x.transpose(0, 2, 1).astype(np.float32)
+        x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
+        spectrum = scipy.fft.rfft(x * self.window, axis=-1)
+        band = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) @ self.masks
+        eps = np.float32(1e-6)
+        log_band = np.log(band + eps)
+        relative = log_band - np.log(band.sum(axis=-1, keepdims=True) + eps)
+        log_var = np.log((x * x).mean(axis=-1, keepdims=True) + eps)
+        line_length = np.log(np.abs(np.diff(x, axis=-1)).mean(axis=-1, keepdims=True) + eps)
+        per_channel = np.concatenate([log_band, relative, log_var, line_length], axis=-1)
+        return np.concatenate([per_channel.mean(axis=1), per_channel.max(axis=1)], axis=-1)
+
+
+class _Join:
+    """A side branch from the model's input (the spectral branch), run and concatenated to the main chain."""
+
+    def __init__(self, side: list, side_first: bool):
+        self.side, self.side_first = side, side_first
+
+    def __call__(self, x, inputs):
+        s = inputs
+        for op in self.side:
+            s = op(s)
+        return np.concatenate([s, x] if self.side_first else [x, s], axis=-1)
+
+
 class _Swap:
     """An activation applied after the following max-pooling (same result, fewer values)."""
 
@@ -283,9 +319,9 @@ class NumpyModel:
         return _build(config, weights)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = inputs = np.ascontiguousarray(x, dtype=np.float32)
         for op in self.ops:
-            x = op(x)
+            x = op(x, inputs) if isinstance(op, _Join) else op(x)
         return x
 
     def predict(self, windows: np.ndarray, threads: int = 1, batch: int = BATCH) -> np.ndarray:
@@ -412,17 +448,35 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
     input_shape = None
     previous = None
     rows = 0  # > 0 inside the per-channel encoder: the number of channels folded into the batch axis
-    # The one branch allowed: the mean and the max over channels of one tensor, then concatenated.
+    # The branches allowed: the mean and the max over channels of one tensor, then concatenated; and one
+    # side chain from the input (the spectral branch), concatenated to the main chain once.
     summary: dict[str, str] = {}  # pooling layer name -> "mean" | "max", waiting for their Concatenate
+    input_name = None
+    side: tuple | None = None  # the side chain's (ops, last layer name, rows) while it is open
     for layer in layers:
         kind, cfg, name = layer["class_name"], layer["config"], layer.get("name", layer["config"].get("name"))
         fed = _inbounds(layer) if config["class_name"] == "Functional" and kind != "InputLayer" else None
+        vars_ = weights.get(name, {}).get("vars", [])
+        if kind == "SpectralFeatures":
+            if fed != [input_name] or side is not None or input_shape is None:
+                raise UnsupportedModel(f"layer {name}: a spectral branch must read the model's input, once")
+            side = ([_Spectral(float(cfg["sfreq"]), cfg["bands"], int(input_shape[0]))], name, 0)
+            continue
+        if side is not None and kind == "Concatenate" and fed is not None and set(fed) == {previous, side[1]}:
+            if cfg.get("axis", -1) not in (-1, 1):
+                raise UnsupportedModel(f"Concatenate {name} axis")
+            ops.append(_Join(side[0], side_first=fed[0] == side[1]))
+            side, previous = None, name
+            continue
+        on_side = side is not None and fed == [side[1]]
+        if on_side:  # run the step below on the side chain's state
+            (ops, previous, rows), side = side, (ops, previous, rows)
         if fed is not None and fed != [previous] and not (kind == "Concatenate" and set(fed) == set(summary)):
             raise UnsupportedModel(f"layer {name} is not fed by the layer before it")
         previous = name
-        vars_ = weights.get(name, {}).get("vars", [])
         if kind == "InputLayer":
             input_shape = tuple(cfg["batch_shape"][1:])
+            input_name = name
         elif kind == "Permute" and rows == 0 and list(cfg.get("dims", [])) == [2, 1]:
             rows = -1  # must be followed by the Reshape to (channels, time, 1)
         elif kind == "Reshape" and rows == -1:
@@ -484,7 +538,7 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
             else:
                 ops.append(pooling)
         elif kind in ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout"):
-            continue  # inference: identity
+            pass  # inference: identity
         elif kind == "LSTM":
             ops.append(_lstm_op([_lstm_cell(layer, weights.get(name, {}))], None))
         elif kind == "Bidirectional":
@@ -503,6 +557,10 @@ def _build(config: dict, weights: dict[str, dict]) -> NumpyModel:
             ops.append(lambda x: x.max(axis=1))
         else:
             raise UnsupportedModel(f"layer {name} ({kind})")
+        if on_side:
+            side, (ops, previous, rows) = (ops, previous, rows), side
+    if side is not None:
+        raise UnsupportedModel("a side branch that is never joined to the main chain")
     if rows or summary:
         raise UnsupportedModel("a per-channel encoder without its channel summary")
     outputs = [layer for layer in layers if layer.get("name") == previous]

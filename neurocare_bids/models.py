@@ -90,6 +90,12 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
             x = lstm(x)
     else:  # ablation: the same convolutional features, averaged over time instead of read by an LSTM
         x = layers.GlobalAveragePooling1D(name="time_average")(x)
+    if cfg.spectral_units:
+        s = SpectralFeatures(sfreq, name="spectral_features")(inputs)
+        s = layers.BatchNormalization(name="spectral_bn")(s)
+        s = layers.Dense(cfg.spectral_units, activation="relu", kernel_initializer="he_uniform",
+                         kernel_regularizer=l2, name="spectral_dense")(s)
+        x = layers.Concatenate(name="join")([x, s])
     x = layers.Dense(cfg.dense_units, activation="relu", kernel_initializer="he_uniform",
                      kernel_regularizer=l2, name="dense")(x)
     x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
@@ -97,6 +103,60 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
     outputs = layers.Dense(n_outputs, activation="softmax", kernel_regularizer=l2, dtype="float32",
                            name="probabilities")(x)
     return keras.Model(inputs, outputs, name="neurocare")
+
+
+# Bands of the spectral branch, in Hz (those of the classic baseline).
+SPECTRAL_BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0))
+
+
+@keras.saving.register_keras_serializable(package="neurocare")
+class SpectralFeatures(layers.Layer):
+    """Per-channel spectral and amplitude features of a window, summarised over channels.
+
+    For each channel of ``(batch, n_times, n_chans)``: log power in each of ``bands`` (Hann-windowed
+    periodogram), each band's log share of their total, log variance and log line length (mean absolute
+    first difference). Their mean and maximum over channels make ``(batch, 2 × (2 × n_bands + 2))``, the
+    same whatever the montage or channel order. No weights: a fixed, differentiable front end that hands the
+    dense layers what clinicians read first (rhythmic power, amplitude) next to the learned features.
+    """
+
+    def __init__(self, sfreq: float, bands=SPECTRAL_BANDS, **kwargs):
+        super().__init__(**kwargs)
+        self.sfreq = float(sfreq)
+        self.bands = tuple((float(lo), float(hi)) for lo, hi in bands)
+
+    def build(self, input_shape):
+        import numpy as np
+
+        n_times = int(input_shape[1])
+        freqs = np.fft.rfftfreq(n_times, 1.0 / self.sfreq)
+        masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in self.bands], axis=1).astype("float32")
+        if not masks.any(axis=0).all():
+            raise ValueError(f"windows of {n_times} samples at {self.sfreq:g} Hz leave a band of {self.bands} "
+                             "without a frequency bin")
+        window = np.hanning(n_times).astype("float32")
+        self._window = keras.ops.convert_to_tensor(window / np.sqrt((window ** 2).sum()))
+        self._masks = keras.ops.convert_to_tensor(masks)
+
+    def call(self, x):
+        ops = keras.ops
+        x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1))  # (batch, channels, time)
+        x = x - ops.mean(x, axis=-1, keepdims=True)
+        real, imag = ops.rfft(x * self._window)
+        band = ops.matmul(real * real + imag * imag, self._masks)  # (batch, channels, bands)
+        eps = 1e-6
+        log_band = ops.log(band + eps)
+        relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
+        log_var = ops.log(ops.mean(x * x, axis=-1, keepdims=True) + eps)
+        line_length = ops.log(ops.mean(ops.abs(x[..., 1:] - x[..., :-1]), axis=-1, keepdims=True) + eps)
+        per_channel = ops.concatenate([log_band, relative, log_var, line_length], axis=-1)
+        return ops.concatenate([ops.mean(per_channel, axis=1), ops.max(per_channel, axis=1)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * (2 * len(self.bands) + 2))
+
+    def get_config(self):
+        return {**super().get_config(), "sfreq": self.sfreq, "bands": [list(b) for b in self.bands]}
 
 
 def _multichannel_encoder(x, sfreq: float, cfg: ModelConfig, l2):

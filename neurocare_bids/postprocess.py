@@ -131,18 +131,30 @@ def probabilities_to_events(onsets, probs, window_duration: float, recording_dur
     return [Event(float(a), float(b - a), float(c)) for a, b, c in zip(start[keep], end[keep], conf[keep])]
 
 
+TIE_RULES = ("centre", "conservative")
+
+
 def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
          min_durations: Sequence[float] = DEFAULT_MIN_DURATIONS, smoothing: int,
-         merge_gap: float) -> dict[str, Any]:
+         merge_gap: float, ties: str = "centre") -> dict[str, Any]:
     """Threshold and minimum duration maximising SzCORE's event F1, averaged per subject.
 
     ``recordings``: ``[{"subject", "onsets", "probs", "window_duration", "recording_duration",
     "seizures": [(onset, offset), ...]}]``. Each setting is scored as szcore-evaluation would score the
     TSV files it would produce (2-decimal rounding, 1 Hz masks, timescoring's event rules, per-subject
-    sums, nanmean over subjects). Ties go to the higher threshold, then the longer minimum duration:
-    the more conservative setting. Where F1 is undefined everywhere (no seizures and no false
-    positives), the most conservative setting is returned with ``f1`` None.
+    sums, nanmean over subjects).
+
+    A few validation subjects often reach their best F1 (often 1.0) over a whole range of settings.
+    ``ties="centre"`` takes the middle of that range: the median of the tied thresholds, then the median
+    of the minimum durations tied at that threshold (the lower middle of an even count). A new subject's
+    probabilities sit a little higher or lower than the validation subjects', and the middle of the range
+    is the setting that such a shift is least likely to push off it. ``ties="conservative"`` takes the
+    highest tied threshold, then the longest minimum duration: the edge of the range, which misses the
+    seizures of a subject scored a little lower. Where F1 is undefined everywhere (no seizures and no
+    false positives), the most conservative setting is returned with ``f1`` None, whatever ``ties``.
     """
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
     from .metrics import EventCounter, mask_runs, timescoring_scores, union_runs
     from .szcore import tsv_arrays
 
@@ -186,8 +198,7 @@ def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = 
         mean = {k: np.nanmean(v, axis=0) for k, v in timescoring_scores(sub_tp, sub_fp, sub_ref, sub_sec).items()}
 
     f1 = np.where(np.isnan(mean["f1"]), -np.inf, mean["f1"])
-    best_i, best_j = max(((i, j) for i in range(n_t) for j in range(n_m)),
-                         key=lambda ij: (f1[ij], thresholds[ij[0]], min_durations[ij[1]]))
+    best_i, best_j = _pick(f1, thresholds, min_durations, ties)
     pick = {k: _none(v[best_i, best_j]) for k, v in mean.items()}
     return {
         "threshold": thresholds[best_i],
@@ -200,6 +211,18 @@ def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = 
         "grid": [{"threshold": t, "min_duration": m, "f1": _none(mean["f1"][i, j])}
                  for i, t in enumerate(thresholds) for j, m in enumerate(min_durations)],
     }
+
+
+def _pick(f1: np.ndarray, thresholds: list[float], min_durations: list[float], ties: str) -> tuple[int, int]:
+    """Grid indices of the chosen setting among those with the best F1 (see :func:`tune`)."""
+    best = f1.max()
+    tied = np.isinf(f1) if np.isinf(best) else f1 >= best - 1e-12
+    if ties == "conservative" or np.isinf(best):
+        return max(zip(*np.nonzero(tied)), key=lambda ij: (thresholds[ij[0]], min_durations[ij[1]]))
+    rows = sorted(np.flatnonzero(tied.any(axis=1)), key=lambda i: thresholds[i])
+    i = rows[(len(rows) - 1) // 2]
+    cols = sorted(np.flatnonzero(tied[i]), key=lambda j: min_durations[j])
+    return int(i), int(cols[(len(cols) - 1) // 2])
 
 
 def _none(x: float) -> float | None:

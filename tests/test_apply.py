@@ -307,6 +307,9 @@ def _keras_models():
         "stacked BiLSTM": ModelConfig(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
         "per-channel, stacked BiLSTM": ModelConfig(encoder="per_channel", conv_filters=[4, 4], lstm_units=[3, 3],
                                                    pool_size=3),
+        "spectral branch": ModelConfig(spectral_units=32),
+        "per-channel, spectral branch, no LSTM": ModelConfig(encoder="per_channel", conv_filters=[4, 4],
+                                                             lstm_units=[], spectral_units=5),
     }
 
 
@@ -357,6 +360,21 @@ def test_numpy_engine_refuses_graphs_it_does_not_know(tmp_path):
     keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "half.keras")
     with pytest.raises(UnsupportedModel):
         NumpyModel.load(tmp_path / "half.keras")
+
+    # a spectral branch that is never joined, or that reads something other than the input
+    from neurocare_bids.models import SpectralFeatures
+
+    s = SpectralFeatures(128.0, name="spectral")(inputs)
+    x = layers.GlobalMaxPooling1D(name="pool")(layers.Conv1D(4, 3, name="conv")(inputs))
+    keras.Model(inputs, [layers.Dense(2, activation="softmax", name="out")(x), s]).save(tmp_path / "loose.keras")
+    with pytest.raises(UnsupportedModel, match="never joined"):
+        NumpyModel.load(tmp_path / "loose.keras")
+    c = layers.Conv1D(19, 3, padding="same", name="c")(inputs)
+    s = SpectralFeatures(128.0, name="spectral")(c)
+    x = layers.Concatenate(name="join")([layers.GlobalMaxPooling1D(name="pool")(c), s])
+    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "late.keras")
+    with pytest.raises(UnsupportedModel, match="must read the model's input"):
+        NumpyModel.load(tmp_path / "late.keras")
 
 
 def test_applies_the_feature_baseline(model_folder, tmp_path):

@@ -247,3 +247,53 @@ def test_gpu_benchmark_script_measures_both_presets_on_any_device(tmp_path):
         assert r["train_steps"] == 2 and r["predict_windows"] == 48  # rounded up to whole batches
         assert r["train_windows_per_s"] > 0 and r["predict_windows_per_s"] > 0 and np.isfinite(r["final_loss"])
     assert "| `neurocare` |" in result.stdout and "| `seed` |" in result.stdout
+
+
+def test_spectral_features_are_band_powers_variance_and_line_length_summarised_over_channels():
+    from neurocare_bids.models import SPECTRAL_BANDS, SpectralFeatures
+
+    n_times, sfreq = 512, SFREQ
+    t = np.arange(n_times) / sfreq
+    rng = np.random.default_rng(3)
+    # channel k: a sine in band k % 4 (6 Hz = theta for k = 1, ...), of amplitude 1 + k
+    freqs = [2.0, 6.0, 10.0, 20.0]
+    x = np.stack([(1 + k) * np.sin(2 * np.pi * freqs[k % 4] * t + rng.uniform(0, 6)) for k in range(6)], axis=1)
+    x = (x + 0.01 * rng.standard_normal(x.shape))[None].astype("float32")
+    layer = SpectralFeatures(sfreq)
+    out = np.asarray(keras.ops.convert_to_numpy(layer(x)))
+    n_bands = len(SPECTRAL_BANDS)
+    assert out.shape == (1, 2 * (2 * n_bands + 2))
+
+    # The NumPy reference, channel by channel.
+    xc = x[0].T - x[0].T.mean(axis=1, keepdims=True)
+    window = np.hanning(n_times)
+    power = np.abs(np.fft.rfft(xc * window / np.sqrt((window ** 2).sum()), axis=1)) ** 2
+    f = np.fft.rfftfreq(n_times, 1 / sfreq)
+    band = np.stack([power[:, (f >= lo) & (f < hi)].sum(1) for lo, hi in SPECTRAL_BANDS], axis=1)
+    per_channel = np.concatenate([
+        np.log(band + 1e-6), np.log(band + 1e-6) - np.log(band.sum(1, keepdims=True) + 1e-6),
+        np.log((xc ** 2).mean(1, keepdims=True) + 1e-6),
+        np.log(np.abs(np.diff(xc, axis=1)).mean(1, keepdims=True) + 1e-6)], axis=1)
+    np.testing.assert_allclose(out[0], np.concatenate([per_channel.mean(0), per_channel.max(0)]), rtol=1e-4,
+                               atol=1e-4)
+    # each channel's strongest band is its sine's
+    assert [int(np.argmax(row)) for row in band] == [k % 4 for k in range(6)]
+    # the same whatever the channel order
+    shuffled = np.asarray(keras.ops.convert_to_numpy(layer(x[:, :, ::-1].copy())))
+    np.testing.assert_allclose(shuffled, out, rtol=1e-5, atol=1e-5)
+
+
+def test_spectral_branch_joins_the_lstm_and_survives_save_and_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(spectral_units=16))
+    names = [layer.name for layer in model.layers]
+    assert {"spectral_features", "spectral_bn", "spectral_dense", "join"} <= set(names)
+    join = model.get_layer("join")
+    assert join.output.shape[-1] == 2 * 64 + 16  # the BiLSTM's 2 × 64 and the branch's 16
+    x = windows(3, 512)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="without a frequency bin"):
+        build_model(19, 2, 8, 8.0, ModelConfig(spectral_units=4, conv_filters=[4], conv_kernel_size=3))

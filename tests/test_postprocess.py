@@ -154,7 +154,9 @@ def test_tune_finds_the_separating_threshold():
     result = tune(recs, smoothing=1, merge_gap=30.0)
     assert result["threshold"] == pytest.approx(0.6)
     assert result["f1"] == pytest.approx(1.0)
-    assert result["min_duration"] == 30.0  # every duration ties: the longest wins
+    assert result["min_duration"] == 8.0  # every duration ties: the middle one (lower middle of 6)
+    conservative = tune(recs, smoothing=1, merge_gap=30.0, ties="conservative")
+    assert (conservative["threshold"], conservative["min_duration"]) == (pytest.approx(0.6), 30.0)  # the longest
     assert result["fp_per_24h"] == 0.0 and result["n_subjects"] == 3
     grid = {(g["threshold"], g["min_duration"]): g["f1"] for g in result["grid"]}
     assert grid[(0.65, 0.0)] == 0.0  # no detection left, seizures missed
@@ -165,8 +167,35 @@ def test_tune_uses_min_duration_against_short_bursts():
     rng = np.random.default_rng(1)
     recs = [_synthetic_recording(s, rng, seizure_prob=0.9, fp_prob=0.95, fp_len=6) for s in ("a", "b")]
     result = tune(recs, thresholds=[0.5, 0.8, 0.92], min_durations=[0, 8, 12, 90], smoothing=1, merge_gap=0.0)
-    # bursts (8 s events) survive every threshold; 12 s removes them; 90 s removes the seizures too
-    assert (result["threshold"], result["min_duration"], result["f1"]) == (0.8, 12.0, 1.0)
+    # bursts (8 s events) survive every threshold; 12 s removes them; 90 s removes the seizures too;
+    # 0.5 and 0.8 tie (0.92 misses the seizures): the lower middle of two, or the higher when conservative
+    assert (result["threshold"], result["min_duration"], result["f1"]) == (0.5, 12.0, 1.0)
+    conservative = tune(recs, thresholds=[0.5, 0.8, 0.92], min_durations=[0, 8, 12, 90], smoothing=1,
+                        merge_gap=0.0, ties="conservative")
+    assert (conservative["threshold"], conservative["min_duration"]) == (0.8, 12.0)
+
+
+def test_tune_takes_the_middle_of_a_tied_range_which_carries_to_a_subject_scored_lower():
+    rng = np.random.default_rng(3)
+    validation = [_synthetic_recording(s, rng, seizure_prob=0.9, fp_prob=0.1, fp_len=40) for s in ("01", "02")]
+    centre = tune(validation, smoothing=1, merge_gap=30.0)
+    edge = tune(validation, smoothing=1, merge_gap=30.0, ties="conservative")
+    # every threshold from 0.1 (exclusive) to 0.9 (inclusive) separates: 0.15 ... 0.9 tie at F1 1
+    tied = sorted({g["threshold"] for g in centre["grid"] if g["f1"] == 1.0})
+    assert tied[0] == pytest.approx(0.15) and tied[-1] == pytest.approx(0.9)
+    assert centre["threshold"] == pytest.approx(tied[(len(tied) - 1) // 2]) == pytest.approx(0.5)
+    assert edge["threshold"] == pytest.approx(0.9) and centre["f1"] == edge["f1"] == 1.0
+    # A new subject whose model scores everything 0.15 lower: the middle still finds its seizures, the edge not.
+    test = _synthetic_recording("03", rng, seizure_prob=0.75, fp_prob=0.1, fp_len=40)
+    found = {}
+    for name, chosen in (("centre", centre), ("edge", edge)):
+        events = probabilities_to_events(test["onsets"], test["probs"], 4.0, test["recording_duration"],
+                                         threshold=chosen["threshold"], min_duration=chosen["min_duration"],
+                                         merge_gap=30.0, smoothing=1)
+        found[name] = len(events)
+    assert found == {"centre": len(test["seizures"]), "edge": 0}
+    with pytest.raises(ValueError, match="ties"):
+        tune(validation, smoothing=1, merge_gap=30.0, ties="middle")
 
 
 def test_tune_all_undefined_picks_the_most_conservative():
