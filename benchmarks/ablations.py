@@ -29,14 +29,17 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    "neurocare": ("NeuroCare CNN-BiLSTM, focal loss, augmentation (default)", ""),
+    "neurocare": ("NeuroCare CNN-BiLSTM + spectral branch, focal loss, augmentation (default)", ""),
+    "no-spectral": ("without the spectral branch (CNN-BiLSTM alone)", "[model]\nspectral_units = 0\n"),
     "no-lstm": ("without the LSTM (CNN + global pooling)", "[model]\nlstm_units = []\n"),
     "cross-entropy": ("class-weighted cross-entropy instead of focal loss", '[training]\nloss = "cross_entropy"\n'),
     "no-augmentation": ("without any augmentation", "[augmentation]\nenabled = false\n"),
+    "edge-ties": ("default, but ties in tuning go to the edge (highest threshold; `ties = \"conservative\"`)",
+                  '[postprocessing]\nties = "conservative"\n'),
     "seed": ("the seed code's model (Conv1D(8) → LSTM(16)), same pipeline", '[model]\npreset = "seed"\n'),
     "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
-    "spectral": ("with a spectral side branch (band powers, variance, line length → Dense(32))",
-                 "[model]\nspectral_units = 32\n"),
+    "features-edge-ties": ("classic features + gradient boosting, ties to the edge",
+                           '[model]\npreset = "features"\n[postprocessing]\nties = "conservative"\n'),
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }

@@ -153,10 +153,10 @@ class ModelConfig:
                                          "dropout: keeps the cuDNN kernel). Empty = no LSTM (ablation).")
     bidirectional: bool = option(True, "Run the LSTM layers in both directions.")
     spectral_units: int = option(
-        0, "Units of a spectral side branch (0 = none): each channel's log band powers (delta, theta, alpha, "
-           "beta), relative band powers, log variance and log line length, computed inside the model, summarised "
-           "by their mean and maximum over channels → BatchNorm → Dense + ReLU, joined to the LSTM's output "
-           "before the dense layer.", minimum=0)
+        32, "Units of the spectral side branch (0 = none, ablation): each channel's log band powers (delta, "
+            "theta, alpha, beta), relative band powers, log variance and log line length, computed inside the "
+            "model, summarised by their mean and maximum over channels → BatchNorm → Dense + ReLU, joined to the "
+            "LSTM's output before the dense layer.", minimum=0)
     dense_units: int = option(64, "Units of the fully connected layer before the output.", minimum=1)
     dropout: float = option(0.3, "Dropout rate after each block and before the output.", minimum=0.0,
                             maximum=0.9)

@@ -171,14 +171,12 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
     with place.strategy.scope():  # variables on every replica; batches split across them
         model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
-        averaging = 0.0 if seed_preset else cfg.training.weight_averaging
-        optimizer = (keras.optimizers.Adam(lr, use_ema=True, ema_momentum=averaging) if averaging
-                     else keras.optimizers.Adam(lr))
+        optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
     steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
     data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
                             seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
-    averaged = _AveragedWeights() if averaging else None
+    averaged = _AveragedWeights() if optimizer.use_ema else None
     callbacks = [
         *([averaged.use_average] if averaged else []),
         _ValidationPRAUC(validation, geometry),
@@ -196,6 +194,15 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
     return model, history.history
+
+
+def build_optimizer(cfg: Config, learning_rate: float):
+    """Adam, keeping a moving average of the weights (``training.weight_averaging``) except for the seed preset,
+    which is trained as the original code was."""
+    averaging = 0.0 if cfg.model.preset == "seed" else cfg.training.weight_averaging
+    if averaging:
+        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=averaging)
+    return keras.optimizers.Adam(learning_rate)
 
 
 class _AveragedWeights:

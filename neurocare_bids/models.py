@@ -10,7 +10,8 @@ Presets (``model.preset``):
 
 ``neurocare``
     Conv1D blocks (Conv1D → BatchNorm → ReLU → MaxPooling1D → Dropout) → stacked (Bi)LSTM whose last
-    layer returns its final states → Dense + ReLU → Dropout → Dense softmax. The first convolution is
+    layer returns its final states, joined by a spectral side branch (:class:`SpectralFeatures` → BatchNorm
+    → Dense + ReLU; ``spectral_units``, 0 = none) → Dense + ReLU → Dropout → Dense softmax. The first convolution is
     :data:`FIRST_KERNEL_SECONDS` long (64 samples at 128 Hz), the later ones ``conv_kernel_size``. With
     ``encoder = "per_channel"`` the Conv1D blocks run on each channel with shared weights (as ``(1, k)``
     Conv2D layers over ``(channels, time)``) and the LSTM reads their mean and maximum over channels.
@@ -130,10 +131,9 @@ class SpectralFeatures(layers.Layer):
 
         n_times = int(input_shape[1])
         freqs = np.fft.rfftfreq(n_times, 1.0 / self.sfreq)
+        # A band above the Nyquist frequency (a low sampling rate) has no bin: its power is 0, a constant
+        # feature the following BatchNorm gives no weight, so any rate works.
         masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in self.bands], axis=1).astype("float32")
-        if not masks.any(axis=0).all():
-            raise ValueError(f"windows of {n_times} samples at {self.sfreq:g} Hz leave a band of {self.bands} "
-                             "without a frequency bin")
         window = np.hanning(n_times).astype("float32")
         self._window = keras.ops.convert_to_tensor(window / np.sqrt((window ** 2).sum()))
         self._masks = keras.ops.convert_to_tensor(masks)

@@ -84,9 +84,12 @@ def test_neurocare_preset_architecture_and_size():
     #   block2:  7 * 32 * 64 = 14336 + BN 4 * 64 = 256
     #   block3:  7 * 64 * 64 = 28672 + BN 4 * 64 = 256
     #   BiLSTM(64) on 64 features: 2 * 4 * (64 * 64 + 64 * 64 + 64) = 66048
-    #   Dense(64) on 128: 128 * 64 + 64 = 8256;   Dense(2): 64 * 2 + 2 = 130
-    expected = 38912 + 128 + 14336 + 256 + 28672 + 256 + 66048 + 8256 + 130
-    assert model.count_params() == expected == 156994
+    #   spectral branch: 20 features (mean and max of 4 log band powers, 4 relative, log variance, log line
+    #   length) → BN 4 * 20 = 80 → Dense(32): 20 * 32 + 32 = 672
+    #   Dense(64) on 128 + 32: 160 * 64 + 64 = 10304;   Dense(2): 64 * 2 + 2 = 130
+    expected = 38912 + 128 + 14336 + 256 + 28672 + 256 + 66048 + 80 + 672 + 10304 + 130
+    assert model.count_params() == expected == 159794
+    assert build_model(19, 2, 512, SFREQ, ModelConfig(spectral_units=0)).count_params() == 156994  # ablation
     assert 150_000 <= expected <= 300_000
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
     assert [c.filters for c in convs] == [32, 64, 64] and [c.kernel_size[0] for c in convs] == [64, 7, 7]
@@ -106,8 +109,8 @@ def test_per_channel_encoder_shares_weights_across_channels_and_ignores_their_or
     # By hand: per-channel Conv1D blocks see one input channel, so their size does not grow with the montage:
     #   block1: 64 * 1 * 16 = 1024 + BN 64;  block2: 7 * 16 * 32 = 3584 + BN 128;  block3: 7 * 32 * 32 = 7168 + 128
     #   BiLSTM(64) on mean + max of 32 features (64): 2 * 4 * (64 * 64 + 64 * 64 + 64) = 66048
-    #   Dense(64) on 128: 8256;  Dense(2): 130
-    expected = 1024 + 64 + 3584 + 128 + 7168 + 128 + 66048 + 8256 + 130
+    #   spectral branch: BN 80 + Dense(32) 672;  Dense(64) on 128 + 32: 10304;  Dense(2): 130
+    expected = 1024 + 64 + 3584 + 128 + 7168 + 128 + 66048 + 80 + 672 + 10304 + 130
     assert model.count_params() == expected
     assert build_model(32, 2, 512, SFREQ, cfg).count_params() == expected  # any number of channels, same weights
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -152,7 +155,7 @@ def test_no_lstm_ablation():
     assert not lstm_layers(model)
     assert not any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers)
     assert any(isinstance(layer, keras.layers.GlobalAveragePooling1D) for layer in model.layers)
-    assert model.get_layer("dense").input.shape == (None, 64)
+    assert model.get_layer("dense").input.shape == (None, 64 + 32)  # time-averaged features + spectral branch
 
 
 def test_invalid_arguments_are_rejected():
@@ -295,5 +298,6 @@ def test_spectral_branch_joins_the_lstm_and_survives_save_and_load(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    with pytest.raises(ValueError, match="without a frequency bin"):
-        build_model(19, 2, 8, 8.0, ModelConfig(spectral_units=4, conv_filters=[4], conv_kernel_size=3))
+    # a rate whose Nyquist frequency is below some bands (8 Hz: alpha and beta have no bin) still works
+    low = build_model(19, 2, 64, 8.0, ModelConfig(spectral_units=4, conv_filters=[4], conv_kernel_size=3))
+    assert np.isfinite(low.predict(windows(2, 64), verbose=0)).all()

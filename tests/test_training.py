@@ -50,12 +50,14 @@ def test_weight_averaging_is_validated_kept_and_leaves_training_alone(prepared, 
     assert any(differs)
 
 
-def test_seed_preset_never_averages(prepared, tmp_path):
-    _, participant_out, config = prepared
-    cfg = Config.from_toml(config)
-    cfg.update({"model": {"preset": "seed"}, "training": {"epochs": 1, "steps_per_epoch": 2}})
-    assert cfg.training.weight_averaging > 0
-    files, geometry = collect_window_files(participant_out, [])
-    model, _ = train_keras(cfg, [f for f in files if f.subject == "01"], [f for f in files if f.subject == "02"],
-                           geometry, seed=1, log_dir=tmp_path / "seed", label="seed")
-    assert not model.optimizer.use_ema
+def test_seed_preset_never_averages():
+    from neurocare_bids.group import build_optimizer
+
+    cfg = Config()
+    assert cfg.training.weight_averaging == 0.98
+    optimizer = build_optimizer(cfg, 1e-3)
+    assert optimizer.use_ema and optimizer.ema_momentum == pytest.approx(0.98)
+    cfg.model.preset = "seed"
+    assert not build_optimizer(cfg, 1e-4).use_ema
+    cfg.model.preset, cfg.training.weight_averaging = "neurocare", 0.0
+    assert not build_optimizer(cfg, 1e-3).use_ema
