@@ -386,8 +386,10 @@ def _predictions_tsv(items: list[tuple[str, dict]]) -> str:
     for split, p in items:
         for i, (onset, label, prob, detection) in enumerate(zip(p["onsets"], p["labels"], p["probs"],
                                                                 p["detection"])):
+            # The model's probability with every digit of its float32 value: small probabilities keep their
+            # relative precision (fixed decimals would not), so the centring can be recomputed from the file.
             writer.writerow([f"sub-{p['subject']}", p["source"], split, i, f"{onset:.3f}", int(label),
-                             f"{prob:.6f}", f"{detection:.6f}"])
+                             f"{prob:.9g}", f"{detection:.6f}"])
     return buf.getvalue()
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from . import losses  # noqa: F401 - registers the focal loss: importing this module is all a saved model needs
 from .config import ModelConfig
 
 # The original code trained its model with Adam at this learning rate and batch size.
