@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from . import __version__
 from .errors import ConfigError
+from .postprocess import TIE_RULES
 
 # The 19 electrodes of the 10-20 system in the order SzCORE (epilepsy2bids) writes them.
 SZCORE_ELECTRODES = [
@@ -244,7 +245,7 @@ class PostprocessingConfig:
                   "their range (median threshold, then median minimum duration), least likely to be off for a "
                   "new subject whose probabilities sit a little higher or lower; `conservative`, the highest "
                   "threshold and longest minimum duration (the edge of the range; fewer alarms, more missed "
-                  "seizures).", choices=("centre", "conservative"))
+                  "seizures).", choices=TIE_RULES)
     centre: bool = option(
         True, "Centre each recording's probabilities on its own background before smoothing and thresholding: "
               "subtract the median log-odds of its windows (seizures are a small share of a recording, so the "

@@ -252,21 +252,34 @@ class _ChannelSummary:
         return np.concatenate([parts[k] for k in self.order], axis=-1)
 
 
+SPECTRAL_EPS = 1e-6  # floor inside the spectral branch's logarithms
+
+
+def spectral_front_end(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spectral branch's band masks ``(n_times // 2 + 1, n_bands)`` and unit-energy Hann window, float32:
+    one construction for the Keras layer (``models.SpectralFeatures``) and this engine, so both agree.
+
+    A band above the Nyquist frequency (a low sampling rate) has no bin: its power is 0, a constant feature
+    the following BatchNorm gives no weight, so any rate works.
+    """
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(np.float32)
+    window = np.hanning(n_times)
+    return masks, (window / np.sqrt((window ** 2).sum())).astype(np.float32)
+
+
 class _Spectral:
     """The spectral branch's features (``models.SpectralFeatures``) of raw windows ``(B, T, C)``."""
 
     def __init__(self, sfreq: float, bands, n_times: int):
-        freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
-        self.masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(np.float32)
-        window = np.hanning(n_times)
-        self.window = (window / np.sqrt((window ** 2).sum())).astype(np.float32)
+        self.masks, self.window = spectral_front_end(sfreq, bands, n_times)
 
     def __call__(self, x):
         x = x.transpose(0, 2, 1).astype(np.float32)
         x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
         spectrum = scipy.fft.rfft(x * self.window, axis=-1)
         band = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) @ self.masks
-        eps = np.float32(1e-6)
+        eps = np.float32(SPECTRAL_EPS)
         log_band = np.log(band + eps)
         relative = log_band - np.log(band.sum(axis=-1, keepdims=True) + eps)
         log_var = np.log((x * x).mean(axis=-1, keepdims=True) + eps)

@@ -29,6 +29,7 @@ from keras import layers
 
 from . import losses  # noqa: F401 - registers the focal loss: importing this module is all a saved model needs
 from .config import ModelConfig
+from .inference import SPECTRAL_EPS, spectral_front_end
 
 # The original code trained its model with Adam at this learning rate and batch size.
 SEED_TRAINING: dict[str, float | int] = {"learning_rate": 1e-4, "batch_size": 16}
@@ -128,15 +129,8 @@ class SpectralFeatures(layers.Layer):
         self.bands = tuple((float(lo), float(hi)) for lo, hi in bands)
 
     def build(self, input_shape):
-        import numpy as np
-
-        n_times = int(input_shape[1])
-        freqs = np.fft.rfftfreq(n_times, 1.0 / self.sfreq)
-        # A band above the Nyquist frequency (a low sampling rate) has no bin: its power is 0, a constant
-        # feature the following BatchNorm gives no weight, so any rate works.
-        masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in self.bands], axis=1).astype("float32")
-        window = np.hanning(n_times).astype("float32")
-        self._window = keras.ops.convert_to_tensor(window / np.sqrt((window ** 2).sum()))
+        masks, window = spectral_front_end(self.sfreq, self.bands, int(input_shape[1]))
+        self._window = keras.ops.convert_to_tensor(window)
         self._masks = keras.ops.convert_to_tensor(masks)
 
     def call(self, x):
@@ -145,7 +139,7 @@ class SpectralFeatures(layers.Layer):
         x = x - ops.mean(x, axis=-1, keepdims=True)
         real, imag = ops.rfft(x * self._window)
         band = ops.matmul(real * real + imag * imag, self._masks)  # (batch, channels, bands)
-        eps = 1e-6
+        eps = SPECTRAL_EPS
         log_band = ops.log(band + eps)
         relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
         log_var = ops.log(ops.mean(x * x, axis=-1, keepdims=True) + eps)
