@@ -264,8 +264,8 @@ def spectral_front_end(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, n
     """
     freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
     masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(np.float32)
-    window = np.hanning(n_times)
-    return masks, (window / np.sqrt((window ** 2).sum())).astype(np.float32)
+    window = np.hanning(n_times).astype(np.float32)  # normalised in float32, as the trained models were
+    return masks, window / np.sqrt((window ** 2).sum())
 
 
 class _Spectral:
