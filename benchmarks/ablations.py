@@ -43,7 +43,7 @@ VARIANTS = {
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }
-METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc")
+METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc", "pr_auc_unsmoothed")
 
 
 def main() -> int:
@@ -71,7 +71,8 @@ def main() -> int:
             if metrics is not None:
                 runs.append({"event_f1": metrics["event"]["f1"], "event_sensitivity": metrics["event"]["sensitivity"],
                              "fp_per_24h": metrics["event"]["fp_per_24h"], "pr_auc": metrics["window"]["pr_auc"],
-                             "roc_auc": metrics["window"]["roc_auc"]})
+                             "roc_auc": metrics["window"]["roc_auc"],
+                             "pr_auc_unsmoothed": metrics["window"].get("unsmoothed", {}).get("pr_auc")})
         if len(runs) == len(args.seeds):
             rows.append({"variant": name, "description": description, **summarise(runs),
                          "seeds": " ".join(map(str, args.seeds))})
@@ -106,7 +107,7 @@ def summarise(runs: list[dict]) -> dict:
     """The value of one run, or the mean of several with their sample SD in ``<metric>_sd``."""
     out: dict = {}
     for key in METRICS:
-        values = [r[key] for r in runs if r[key] is not None]
+        values = [r[key] for r in runs if r.get(key) is not None]
         out[key] = sum(values) / len(values) if values else None
         if len(runs) > 1:
             out[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
@@ -151,8 +152,8 @@ def table(rows: list[dict]) -> str:
         sd = r.get(f"{key}_sd")
         return _value(r[key]) + (f" ± {sd:.3f}" if sd is not None else "")
 
-    lines = ["| variant | event F1 | event sensitivity | FP/24 h | window PR-AUC | window ROC-AUC |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | event F1 | event sensitivity | FP/24 h | window PR-AUC | window ROC-AUC | PR-AUC before "
+             "smoothing |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['description']} | " + " | ".join(cell(r, key) for key in METRICS) + " |")
     return "\n".join(lines)

@@ -28,15 +28,15 @@ import numpy as np
 
 from . import __version__
 from .bids_input import source_stem
-from .config import Config
+from .config import Config, PostprocessingConfig
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .derivatives import CARD_FORMAT
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
 from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
-from .metrics import szcore_summary, window_metrics
-from .postprocess import centre_probabilities, probabilities_to_events, tune
+from .metrics import ranking_metrics, szcore_summary, window_metrics
+from .postprocess import centre_probabilities, probabilities_to_events, smooth, tune
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from .distribute import fit_multi_worker, placement, worker_share
 from .tracking import Tracker, check_tracking, start_tracking
@@ -141,11 +141,13 @@ def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> l
     return out
 
 
-def with_detection(predictions: list[dict], centre: bool) -> list[dict]:
-    """Each recording's ``detection`` probabilities: what post-processing thresholds (centred on the recording's
-    median log-odds when ``postprocessing.centre``; the model's probabilities otherwise)."""
+def with_detection(predictions: list[dict], post: PostprocessingConfig) -> list[dict]:
+    """Each recording's ``detection`` probabilities (centred on the recording's median log-odds when
+    ``postprocessing.centre``; the model's probabilities otherwise) and its ``scores``: the detection
+    probabilities smoothed over ``postprocessing.smoothing`` windows, which is what the threshold applies to."""
     for p in predictions:
-        p["detection"] = centre_probabilities(p["probs"])[0] if centre else p["probs"]
+        p["detection"] = centre_probabilities(p["probs"])[0] if post.centre else p["probs"]
+        p["scores"] = smooth(p["detection"], post.smoothing)
     return predictions
 
 
@@ -293,7 +295,7 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
     else:
         model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker)
     post = cfg.postprocessing
-    val_predictions = with_detection(predict_files(model, validation, geometry), post.centre)
+    val_predictions = with_detection(predict_files(model, validation, geometry), post)
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
               "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
     if post.tune and val_predictions:
@@ -337,7 +339,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
-    test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing.centre)
+    test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
     _save_model(cfg, model, folder)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
@@ -382,14 +384,14 @@ def _predictions_tsv(items: list[tuple[str, dict]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
     writer.writerow(["participant_id", "recording", "split", "window_index", "onset", "label", "probability",
-                     "detection_probability"])
+                     "detection_probability", "smoothed_probability"])
     for split, p in items:
-        for i, (onset, label, prob, detection) in enumerate(zip(p["onsets"], p["labels"], p["probs"],
-                                                                p["detection"])):
+        for i, (onset, label, prob, detection, score) in enumerate(zip(p["onsets"], p["labels"], p["probs"],
+                                                                       p["detection"], p["scores"])):
             # The model's probability with every digit of its float32 value: small probabilities keep their
             # relative precision (fixed decimals would not), so the centring can be recomputed from the file.
             writer.writerow([f"sub-{p['subject']}", p["source"], split, i, f"{onset:.3f}", int(label),
-                             f"{prob:.9g}", f"{detection:.6f}"])
+                             f"{prob:.9g}", f"{detection:.6f}", f"{score:.6f}"])
     return buf.getvalue()
 
 
@@ -413,37 +415,43 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     """Pooled out-of-fold metrics, predicted events (BIDS derivatives + SzCORE tree), metrics.json."""
     group_dir = out_dir / GROUP
     by_source = {f.source: f for f in files}
-    fold_rows, per_recording, pooled, exports = [], [], {"labels": [], "probs": [], "thresholds": []}, []
+    fold_rows, per_recording, exports = [], [], []
+    pooled = {"labels": [], "scores": [], "detection": [], "thresholds": []}
     out_of_fold = []
     for fold in folds:
         summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
         params = summary["postprocessing"]
         tests = _read_predictions(group_dir / f"fold-{fold.index}" / "predictions.tsv", "test")
-        out_of_fold += [("test", _as_prediction(p)) for p in tests.values()]
-        fold_labels, fold_probs, fold_records = [], [], []
+        fold_labels, fold_scores, fold_detection, fold_records = [], [], [], []
         for source, p in sorted(tests.items()):
             f = by_source[source]
-            probs, labels = np.array(p["detection"]), np.array(p["labels"])  # what the threshold applies to
-            events = probabilities_to_events(np.array(p["onsets"]), probs, geometry.duration, f.recording_duration,
-                                             threshold=params["threshold"], min_duration=params["min_duration"],
-                                             merge_gap=params["merge_gap"], smoothing=params["smoothing"])
+            detection, labels = np.array(p["detection"]), np.array(p["labels"])
+            # the window scores the threshold applies to: computed, not read (folds of older versions lack them)
+            p["scores"] = smooth(detection, params["smoothing"])
+            events = probabilities_to_events(np.array(p["onsets"]), detection, geometry.duration,
+                                             f.recording_duration, threshold=params["threshold"],
+                                             min_duration=params["min_duration"], merge_gap=params["merge_gap"],
+                                             smoothing=params["smoothing"])
             record = _scored_record(bids_dir, f, events)
             per_recording.append(record)
             fold_records.append(record)
             fold_labels.append(labels)
-            fold_probs.append(probs)
-            pooled["thresholds"].append(np.full(len(probs), params["threshold"]))
+            fold_scores.append(p["scores"])
+            fold_detection.append(detection)
+            pooled["thresholds"].append(np.full(len(labels), params["threshold"]))
             _write_recording_events(out_dir, f, events, params, fold.index)
             exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
-        y, p = np.concatenate(fold_labels), np.concatenate(fold_probs)
-        pooled["labels"].append(y)
-        pooled["probs"].append(p)
+        out_of_fold += [("test", _as_prediction(p)) for p in tests.values()]
+        y, scores, detection = (np.concatenate(a) for a in (fold_labels, fold_scores, fold_detection))
+        for key, values in (("labels", y), ("scores", scores), ("detection", detection)):
+            pooled[key].append(values)
         fold_rows.append({"fold": fold.index, "test": [f"sub-{s}" for s in fold.test],
-                          "postprocessing": params, "window": window_metrics(y, p, params["threshold"]),
+                          "postprocessing": params, "window": _window_metrics(y, scores, detection,
+                                                                               params["threshold"]),
                           "event": szcore_summary(fold_records)["event"]})
-    y, p = np.concatenate(pooled["labels"]), np.concatenate(pooled["probs"])
+    y, scores, detection = (np.concatenate(pooled[key]) for key in ("labels", "scores", "detection"))
     # Each fold has its own tuned threshold: pooled window metrics count each window at its fold's one.
-    window = window_metrics(y, p, np.concatenate(pooled["thresholds"]))
+    window = _window_metrics(y, scores, detection, np.concatenate(pooled["thresholds"]))
     window["threshold"] = "per fold (tuned on inner validation)"
     events = szcore_summary(per_recording)
     export_tree(out_dir / "szcore", exports, bids_dir=bids_dir)
@@ -466,6 +474,12 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     return metrics
 
 
+def _window_metrics(labels, scores, detection, threshold) -> dict:
+    """Window metrics of the smoothed scores the threshold applies to, and (``unsmoothed``) the AUCs of the
+    probabilities before smoothing: how well the model ranks single windows without its neighbours."""
+    return {**window_metrics(labels, scores, threshold), "unsmoothed": ranking_metrics(labels, detection)}
+
+
 def _scored_record(bids_dir: Path, f: WindowFile, events) -> dict:
     """What szcore-evaluation will compare for this recording: the reference events.tsv as it reads it,
     and our events as it will read them back from the exported TSV (2 decimals, its duration)."""
@@ -480,7 +494,7 @@ def _scored_record(bids_dir: Path, f: WindowFile, events) -> dict:
 
 def _as_prediction(p: dict) -> dict:
     return {**p, "onsets": np.array(p["onsets"]), "labels": np.array(p["labels"]), "probs": np.array(p["probs"]),
-            "detection": np.array(p["detection"])}
+            "detection": np.array(p["detection"]), "scores": np.array(p["scores"])}
 
 
 def _reference_events_relpath(f: WindowFile) -> str:

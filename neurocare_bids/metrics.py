@@ -34,8 +34,6 @@ def window_metrics(y_true, prob, threshold: float | np.ndarray = 0.5) -> dict[st
     window, e.g. each cross-validation fold's own tuned threshold). Metrics that are undefined (a class
     absent, no positive call) are None, so the result is JSON-safe.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     y = np.asarray(y_true).astype(bool).ravel()
     p = np.asarray(prob, dtype=float).ravel()
     if y.shape != p.shape:
@@ -46,7 +44,6 @@ def window_metrics(y_true, prob, threshold: float | np.ndarray = 0.5) -> dict[st
     fn = int(np.sum(y & ~pred))
     tn = int(np.sum(~y & ~pred))
     n_pos = tp + fn
-    both = 0 < n_pos < y.size
     return {
         "threshold": float(threshold) if np.ndim(threshold) == 0 else "per window",
         "n_windows": int(y.size),
@@ -57,10 +54,20 @@ def window_metrics(y_true, prob, threshold: float | np.ndarray = 0.5) -> dict[st
         "sensitivity": _ratio(tp, n_pos),
         "specificity": _ratio(tn, tn + fp),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "pr_auc": float(average_precision_score(y, p)) if n_pos else None,
+        **ranking_metrics(y, p),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
+
+
+def ranking_metrics(y_true, scores) -> dict[str, float | None]:
+    """ROC-AUC and PR-AUC (average precision) of ``scores``; None where undefined (one class absent)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y_true).astype(bool).ravel()
+    p = np.asarray(scores, dtype=float).ravel()
+    n_pos = int(y.sum())
+    return {"roc_auc": float(roc_auc_score(y, p)) if 0 < n_pos < y.size else None,
+            "pr_auc": float(average_precision_score(y, p)) if n_pos else None}
 
 
 def _ratio(num: float, den: float) -> float | None:

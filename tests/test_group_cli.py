@@ -76,9 +76,24 @@ def test_metrics_predictions_events_and_model(sequential):
         z = np.log(p / (1 - p))
         expected = 1 / (1 + np.exp(-(z - np.median(z))))
         np.testing.assert_allclose([float(r["detection_probability"]) for r in rows], expected, atol=2e-6)
+        # the scores the threshold applies to: the detection probabilities averaged over each window and its
+        # neighbours (postprocessing.smoothing = 3), the windows that exist at the recording's ends
+        rows = sorted(rows, key=lambda r: int(r["window_index"]))
+        d = np.array([float(r["detection_probability"]) for r in rows])
+        expected = [d[max(0, i - 1):i + 2].mean() for i in range(len(d))]
+        np.testing.assert_allclose([float(r["smoothed_probability"]) for r in rows], expected, atol=2e-6)
     labels = [int(r["label"]) for r in predictions]
     detection = [float(r["detection_probability"]) for r in predictions]
-    assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(labels, detection), abs=1e-4)
+    scores = [float(r["smoothed_probability"]) for r in predictions]
+    assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(labels, scores), abs=1e-4)
+    assert metrics["window"]["unsmoothed"]["pr_auc"] == pytest.approx(average_precision_score(labels, detection),
+                                                                      abs=1e-4)
+    # thresholded window metrics: each window's score at its fold's tuned threshold
+    folds_of = {r["participant_id"]: int(r["fold"]) for r in _tsv(out / "group" / "folds.tsv")}
+    threshold = {f["fold"]: f["postprocessing"]["threshold"] for f in metrics["folds"]}
+    called = [s >= threshold[folds_of[r["participant_id"]]] for s, r in zip(scores, predictions)]
+    assert metrics["window"]["confusion_matrix"]["tp"] == sum(c and y for c, y in zip(called, labels))
+    assert metrics["window"]["confusion_matrix"]["fp"] == sum(c and not y for c, y in zip(called, labels))
 
     events = sorted(out.glob("sub-*/**/*_desc-neurocare_events.tsv"))
     assert len(events) == 4 and all(e.with_suffix(".json").exists() for e in events)

@@ -162,6 +162,8 @@ def test_group_report_sections_and_numbers_equal_metrics_json(reported):
     for name, key in (("PR-AUC", "pr_auc"), ("ROC-AUC", "roc_auc"), ("F1", "f1"), ("precision", "precision"),
                       ("specificity", "specificity"), ("accuracy", "accuracy")):
         assert overall[("window (pooled)", name)] == fmt(w[key])
+    for name, key in (("PR-AUC before smoothing", "pr_auc"), ("ROC-AUC before smoothing", "roc_auc")):
+        assert overall[("window (pooled)", name)] == fmt(w["unsmoothed"][key])
     level = "event (SzCORE, mean ± sd over subjects)"
     for name, key in (("sensitivity", "sensitivity"), ("precision", "precision"), ("F1", "f1"),
                       ("false positives per 24 h", "fp_per_24h")):
@@ -214,10 +216,11 @@ def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
     ablations = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ablations)
     rows = [{"variant": "neurocare", "description": ablations.VARIANTS["neurocare"][0], "event_f1": 0.9333,
-             "event_sensitivity": 0.8889, "fp_per_24h": 0.0, "pr_auc": 0.9312, "roc_auc": None}]
+             "event_sensitivity": 0.8889, "fp_per_24h": 0.0, "pr_auc": 0.9312, "roc_auc": None,
+             "pr_auc_unsmoothed": 0.9101}]
     ablations.write_tsv(copy, rows)
     table = page(copy / "group.html").tables["ablation-table"]
-    assert table[1] == [ablations.VARIANTS["neurocare"][0], "0.933", "0.889", "0.000", "0.931", "n/a"]
+    assert table[1] == [ablations.VARIANTS["neurocare"][0], "0.933", "0.889", "0.000", "0.931", "n/a", "0.910"]
     assert "It was trained with the focal loss" in (copy / "group.html").read_text()  # methods from logs/
 
     # several seeds: mean ± sample SD, in the TSV, the Markdown table and the page
@@ -227,12 +230,12 @@ def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
            "seeds": "42 1 2"}
     assert row["event_f1"] == pytest.approx(0.8) and row["event_f1_sd"] == pytest.approx(0.1)
     assert row["fp_per_24h_sd"] == pytest.approx(6.0) and row["roc_auc"] is None and row["roc_auc_sd"] is None
-    assert "| 0.800 ± 0.100 | 0.800 ± 0.000 | 6.000 ± 6.000 | 0.900 ± 0.000 | n/a |" in ablations.table([row])
+    assert "| 0.800 ± 0.100 | 0.800 ± 0.000 | 6.000 ± 6.000 | 0.900 ± 0.000 | n/a | n/a |" in ablations.table([row])
     tsv = ablations.write_tsv(copy, [row]).read_text().splitlines()
     assert tsv[0].split("\t")[-1] == "seeds" and tsv[1].split("\t")[-1] == "42 1 2"
     table = page(copy / "group.html").tables["ablation-table"]
     assert table[1] == [ablations.VARIANTS["features"][0], "0.800 ± 0.100", "0.800 ± 0.000", "6.000 ± 6.000",
-                        "0.900 ± 0.000", "n/a"]
+                        "0.900 ± 0.000", "n/a", "n/a"]
     assert "mean ± standard deviation over seeds 42 1 2" in (copy / "group.html").read_text()
 
 
@@ -266,7 +269,8 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     html = (out / "logs" / "CITATION.html").read_text()
     assert "<h2>Seizure detection model</h2>" in html and "https://doi.org/10.1111/epi.18113" in html
     assert "each channel separately" not in group
-    assert "centred on each recording's background" in group and "from the centred probabilities" in group
+    assert "centred on each recording's background" in group
+    assert "from the centred, smoothed probabilities the threshold applies to, and the AUCs before smoothing" in group
     assert "the median threshold, then the median minimum duration" in group
     assert "exponential moving average of the weights (momentum 0.98)" in group
     assert "joined by a spectral branch" in group and "a dense layer of 32 units" in group

@@ -296,7 +296,10 @@ def _print_group_summary(metrics: dict, out_dir: Path, log_dir: Path) -> None:
     lines.append(f"      {'averaged per subject)':<24}")
     lines.append(f"Event level (SzCORE): sensitivity {fmt(e.get('sensitivity'))}, precision {fmt(e.get('precision'))}, "
                  f"F1 {fmt(e.get('f1'))}, false positives per 24 h {fmt(e.get('fp_per_24h'))}.")
-    lines.append(f"Window level: PR-AUC {fmt(w.get('pr_auc'))}, ROC-AUC {fmt(w.get('roc_auc'))}, F1 {fmt(w.get('f1'))}.")
+    single = w.get("unsmoothed") or {}
+    lines.append(f"Window level (smoothed scores): PR-AUC {fmt(w.get('pr_auc'))}, ROC-AUC {fmt(w.get('roc_auc'))}, "
+                 f"F1 {fmt(w.get('f1'))}; before smoothing PR-AUC {fmt(single.get('pr_auc'))}, "
+                 f"ROC-AUC {fmt(single.get('roc_auc'))}.")
     contents = "metrics.json, model/" if (out_dir / "group" / "model").is_dir() else "metrics.json"
     lines.append(f"Outputs: {out_dir / 'group'} ({contents}), {out_dir / 'szcore'}  Log: {log_dir}")
     print("\n".join(lines))

@@ -2,7 +2,7 @@
 
 Every number in the page is read from ``group/metrics.json`` (and the fold files it summarises) and shown
 rounded to three decimals; the curves are recomputed from ``group/predictions.tsv``, the out-of-fold
-probabilities those metrics were computed from.
+window scores those metrics were computed from.
 """
 
 from __future__ import annotations
@@ -101,18 +101,20 @@ def _dataset(recordings: list[dict], fold_of: dict[str, int]) -> dict:
 
 
 def _predictions(path: Path) -> dict[str, dict]:
-    """Out-of-fold predictions per recording: onsets, labels, detection probabilities (in window order)."""
+    """Out-of-fold predictions per recording, in window order: onsets, labels, detection probabilities (centred
+    per recording with postprocessing.centre) and scores (those smoothed: what the threshold applies to and the
+    window metrics are computed from; the detection probabilities in files written before they existed)."""
     out: dict[str, dict] = {}
     for row in read_tsv(path):
         item = out.setdefault(row["recording"], {"participant_id": row["participant_id"], "onsets": [], "labels": [],
-                                                 "probs": []})
+                                                 "probs": [], "scores": []})
         item["onsets"].append(float(row["onset"]))
         item["labels"].append(int(row["label"]))
-        # what the metrics and thresholds were computed from (centred per recording with postprocessing.centre)
         item["probs"].append(float(row.get("detection_probability") or row["probability"]))
+        item["scores"].append(float(row.get("smoothed_probability") or item["probs"][-1]))
     for item in out.values():
         order = np.argsort(item["onsets"], kind="stable")
-        for key in ("onsets", "labels", "probs"):
+        for key in ("onsets", "labels", "probs", "scores"):
             item[key] = np.asarray(item[key])[order]
     return out
 
@@ -139,7 +141,7 @@ def _curves(predictions: dict[str, dict], fold_of: dict[str, int], metrics: dict
     curves, skipped = [], []
     for label, items, window, pooled in groups:
         y = np.concatenate([i["labels"] for i in items])
-        p = np.concatenate([i["probs"] for i in items])
+        p = np.concatenate([i["scores"] for i in items])
         if not 0 < y.sum() < len(y):
             skipped.append(label)
             continue
