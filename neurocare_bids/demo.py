@@ -7,7 +7,10 @@ the structure a detector has to cope with: a 1/f background with a waxing and wa
 alpha rhythm, spatial correlation, eye blinks, muscle bursts, line noise, electrode pops, slow
 drift, and evolving rhythmic seizures that start focally and sometimes spread. A harder variant
 (``seizure_mimics=True``, ``demo-data --mimics``) adds non-epileptic slow-wave bursts and weaker
-seizures.
+seizures. ``difficulty="hard"`` (``demo-data --difficulty hard``) is the benchmark the detector is
+steered by: subtle focal seizures (1-3x the background, low-voltage fast or slowly building onsets),
+patients whose background differs in amplitude, alpha and spectrum, vigilance states (drowsiness,
+light sleep) and the seizure mimics of a monitoring unit, in eight patients' hour-long recordings.
 
 Everything is drawn from ``numpy.random.default_rng`` seeded per dataset, subject and recording,
 so the same arguments always give byte-identical files.
@@ -63,6 +66,10 @@ _TOP_LEVEL_FILES = (
 _EDGE_S = 60  # no seizure in the first/last minute
 _MIN_GAP_S = 240  # seizures at least four minutes apart
 _SZ_DURATION_S = (20, 120)
+DIFFICULTIES = ("standard", "hard")
+# Dataset size when the caller does not choose it: (subjects, recordings each, seconds each). The hard
+# variant has 8 patients x 4 hours: over 24 h of background, so false alarms per 24 h mean something.
+_SIZES = {"standard": (6, 2, 1200.0), "hard": (8, 4, 3600.0)}
 
 
 @dataclass(frozen=True)
@@ -79,18 +86,33 @@ class _Subject:
     alpha_hz: float
     alpha_uv: float
     start: datetime  # start of run-00
+    hard: _HardTraits | None = None  # only in the hard variant
+
+
+@dataclass(frozen=True)
+class _HardTraits:
+    """What makes one patient of the hard variant unlike the others (fixed across their recordings)."""
+
+    onset: str  # seizure onset pattern: "fast" (low-voltage fast), "building", "rhythmic", "spike-wave"
+    spreads: float  # probability that a seizure spreads beyond its focus
+    strength: tuple[float, float]  # seizure peak amplitude / background RMS at the focus
+    sleepiness: float  # share of time spent drowsy or asleep, roughly
+    rates: dict  # mimics per hour: hyperventilation, movement, chewing, rmtd, saccades, pops
+    ekg_uv: float  # amplitude of the EKG artefact (0: none)
+    heart_hz: float
 
 
 def make_demo_dataset(
     root: str | Path,
     *,
-    n_subjects: int = 6,
-    recordings_per_subject: int = 2,
-    recording_duration: float = 1200.0,
+    n_subjects: int | None = None,
+    recordings_per_subject: int | None = None,
+    recording_duration: float | None = None,
     sfreq: float = 256.0,
     seed: int = 42,
     line_freq: float = 50.0,
     seizure_mimics: bool = False,
+    difficulty: str = "standard",
 ) -> list[dict]:
     """Write the demo dataset under ``root`` and describe its recordings.
 
@@ -101,7 +123,19 @@ def make_demo_dataset(
     anything else raises ``FileExistsError`` so real data is never overwritten.
     ``seizure_mimics`` makes the task harder: non-epileptic slow-wave bursts in the background and
     seizures from barely above the background (the default data stay byte-identical without it).
+    ``difficulty="hard"`` writes the hard benchmark (module docstring, ``README`` of the dataset): by
+    default 8 subjects x 4 recordings of 1 h; the sizes left as ``None`` take each difficulty's default
+    (standard: 6 x 2 x 1200 s).
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}; got {difficulty!r}")
+    if difficulty == "hard" and seizure_mimics:
+        raise ValueError("the hard variant has its own mimics; seizure_mimics is for the standard one")
+    defaults = _SIZES[difficulty]
+    n_subjects = defaults[0] if n_subjects is None else n_subjects
+    recordings_per_subject = defaults[1] if recordings_per_subject is None else recordings_per_subject
+    recording_duration = defaults[2] if recording_duration is None else recording_duration
+    hard = difficulty == "hard"
     root = Path(root)
     if not 1 <= n_subjects <= 99 or not 1 <= recordings_per_subject <= 100:
         raise ValueError("n_subjects must be 1..99 and recordings_per_subject 1..100")
@@ -118,8 +152,11 @@ def make_demo_dataset(
         _draw_subject(np.random.default_rng([seed, 1, i]), i, str(types[i % len(types)]))
         for i in range(n_subjects)
     ]
+    if hard:  # separate random streams: the standard variant's draws are untouched
+        subjects = [_draw_hard_subject(np.random.default_rng([seed, 11, i]), s) for i, s in enumerate(subjects)]
     _write_text(root / "dataset_description.json", _json(_dataset_description()))
-    _write_text(root / "README", _README + (_MIMICS_README if seizure_mimics else ""))
+    extra = _HARD_README if hard else _MIMICS_README if seizure_mimics else ""
+    _write_text(root / "README", _README + extra)
     _write_text(root / "participants.json", _json(_PARTICIPANTS_JSON))
     _write_text(root / "events.json", _json(_EVENTS_JSON))
     rows = ["participant_id\tage\tsex"] + [f"sub-{s.label}\t{s.age}\t{s.sex}" for s in subjects]
@@ -130,15 +167,19 @@ def make_demo_dataset(
         eeg_dir = root / f"sub-{subject.label}" / f"ses-{SESSION}" / "eeg"
         eeg_dir.mkdir(parents=True, exist_ok=True)
         for run in range(recordings_per_subject):
-            rng = np.random.default_rng([seed, 2, i, run])
-            n_seizures = int(rng.choice(4, p=[0.25, 0.40, 0.25, 0.10]))
+            rng = np.random.default_rng([seed, 2 + 10 * hard, i, run])
+            odds = [0.45, 0.35, 0.15, 0.05] if hard else [0.25, 0.40, 0.25, 0.10]
+            n_seizures = int(rng.choice(4, p=odds))
             if run == 0:  # every subject has at least one seizure
                 n_seizures = max(n_seizures, 1)
             placed = _place_seizures(rng, int(recording_duration), n_seizures)
             seizures = [(float(on), float(du), subject.seizure_type) for on, du in placed]
             start = subject.start + timedelta(seconds=run * (int(recording_duration) + 900))
             n_samples = int(recording_duration * sfreq)
-            data = _synthesize(rng, subject, n_samples, sfreq, line_freq, seizures, seizure_mimics)
+            if hard:
+                data = _synthesize_hard(rng, subject, n_samples, sfreq, line_freq, seizures)
+            else:
+                data = _synthesize(rng, subject, n_samples, sfreq, line_freq, seizures, seizure_mimics)
 
             stem = f"sub-{subject.label}_ses-{SESSION}_task-{TASK}_run-{run:02d}"
             edf_path = write_edf(
@@ -298,6 +339,22 @@ _MIMICS_README = """
 This copy was made with `--mimics`: the background also has non-epileptic bursts of
 high-amplitude delta/theta (drowsiness, arousals) with as much slow-wave power as a seizure but
 no phase-locked rhythm, and seizures range from barely above the background to a few times it.
+"""
+
+
+_HARD_README = """
+This copy was made with `--difficulty hard`, the benchmark a detector should be judged on:
+
+- Seizures are subtle: their peak amplitude is 1-3 times the background, they stay on a few
+  electrodes about as often as they spread, and each patient has a stereotyped onset: low-voltage
+  fast activity (15-25 Hz) evolving into a slower rhythm, a rhythm that builds slowly over tens of
+  seconds, an evolving rhythmic discharge, or spike-and-wave.
+- Patients differ: background amplitude (about three-fold), alpha frequency and amplitude, spectral
+  slope, how much they sleep, how often they move and chew, and their EKG artefact.
+- Vigilance changes through each recording (awake, drowsy, light sleep), with drowsy theta, rhythmic
+  mid-temporal theta of drowsiness, vertex waves, sleep spindles and K-complexes.
+- The mimics of a monitoring unit: hyperventilation slowing, rhythmic movement and chewing artefact,
+  muscle bursts, lateral and slow roving eye movements, eye blinks, electrode pops, EKG artefact.
 """
 
 
@@ -663,3 +720,300 @@ def _add_artifacts(
         eeg[c, at : at + span] += (
             rng.choice([-1, 1]) * rng.uniform(40, 150) * np.exp(-np.arange(span) / tau)
         )
+
+
+# --- the hard variant -----------------------------------------------------------------------
+
+_ONSET_PATTERNS = ("fast", "building", "rhythmic")
+_VERTEX = ("Fz", "Cz", "C3", "C4", "Pz")  # where vertex waves, K-complexes and spindles are largest
+
+
+def _draw_hard_subject(rng: np.random.Generator, subject: _Subject) -> _Subject:
+    """A patient of the hard variant: the standard subject's identity, a more varied background, a
+    small onset zone (one to three electrodes), a stereotyped onset pattern and a personal mix of mimics."""
+    if subject.seizure_type == "sz_gen":
+        focus, onset = subject.focus, "spike-wave" if rng.random() < 0.6 else "rhythmic"
+    else:
+        zone = _ONSET_ZONES[int(rng.integers(len(_ONSET_ZONES)))]
+        keep = int(rng.integers(1, len(zone) + 1))
+        focus = tuple(ELECTRODES.index(e) for e in rng.permutation(zone)[:keep])
+        onset = _ONSET_PATTERNS[int(rng.integers(len(_ONSET_PATTERNS)))]
+    background = float(np.exp(rng.uniform(np.log(7.0), np.log(21.0))))  # three-fold range
+    traits = _HardTraits(
+        onset=onset,
+        spreads=float(rng.uniform(0.2, 0.8)),
+        strength=(1.0, 3.0),
+        sleepiness=float(rng.uniform(0.1, 0.6)),
+        rates={
+            "hyperventilation": float(rng.uniform(0.0, 0.6)),
+            "movement": float(rng.uniform(0.5, 8.0)),
+            "chewing": float(rng.uniform(0.5, 10.0)),
+            "rmtd": float(rng.uniform(2.0, 20.0)),  # per hour of drowsiness
+            "saccades": float(rng.uniform(200.0, 900.0)),  # per hour awake
+            "pops": float(rng.uniform(2.0, 20.0)),
+        },
+        ekg_uv=float(rng.choice([0.0, rng.uniform(2.0, 12.0)], p=[0.3, 0.7])),
+        heart_hz=float(rng.uniform(0.9, 1.6)),
+    )
+    return _Subject(
+        label=subject.label, age=subject.age, sex=subject.sex, seizure_type=subject.seizure_type,
+        focus=focus, background_uv=background, slope=float(rng.uniform(1.2, 2.6)),
+        alpha_hz=float(rng.uniform(7.5, 11.5)), alpha_uv=float(background * rng.uniform(0.3, 2.0)),
+        start=subject.start, hard=traits,
+    )
+
+
+def _synthesize_hard(
+    rng: np.random.Generator,
+    subject: _Subject,
+    n: int,
+    fs: float,
+    line_freq: float,
+    seizures: list[tuple[float, float, str]],
+) -> np.ndarray:
+    """Common-average EEG (µV) of the hard variant: the standard background under changing vigilance,
+    the mimics of a monitoring unit, subtle seizures, then the standard artefacts."""
+    traits = subject.hard
+    t = np.arange(n) / fs
+    freqs = np.fft.rfftfreq(n, 1 / fs)
+    n_ch = len(ELECTRODES)
+    awake, drowsy, asleep = _vigilance(rng, n, fs, traits.sleepiness)
+
+    pink = 1.0 / (freqs**2 + 0.5**2) ** (subject.slope / 4) / np.sqrt(1 + (freqs / 45.0) ** 8)
+    eeg = _spatial_mixing() @ _colored(rng, n_ch, n, pink)
+    eeg *= subject.background_uv / eeg.std(axis=1, keepdims=True)
+    # Posterior alpha while awake; diffuse theta when drowsy; frontal-predominant delta in light sleep.
+    alpha = _colored(rng, 2, n, np.exp(-0.5 * ((freqs - subject.alpha_hz) / 0.6) ** 2))
+    alpha = 0.8 * alpha + 0.2 * alpha[::-1]
+    posterior = np.clip(1.1 - (_XY[:, 1] + 1) / 1.6, 0.05, 1.0)
+    left = _XY[:, 0] < 0.05
+    eeg += subject.alpha_uv * posterior[:, None] * awake * np.where(left[:, None], alpha[0], alpha[1])
+    theta = _spatial_mixing(0.8) @ _colored(rng, n_ch, n, _band(freqs, 4.0, 7.0))
+    eeg += 0.8 * subject.background_uv * drowsy * theta
+    delta = _spatial_mixing(0.8) @ _colored(rng, n_ch, n, _band(freqs, 0.6, 2.5))
+    frontal = np.clip(0.6 + 0.4 * _XY[:, 1], 0.2, 1.0)
+    eeg += 1.2 * subject.background_uv * frontal[:, None] * asleep * delta
+    brain_rms = float(np.sqrt(np.mean(eeg[list(subject.focus)] ** 2)))
+
+    keep_off = [(on - 30.0, on + du + 30.0) for on, du, _ in seizures]  # mimics stay off labelled seizures
+    _add_sleep_transients(rng, eeg, fs, drowsy, asleep, subject.background_uv)
+    _add_hard_mimics(rng, eeg, fs, traits, awake, drowsy, subject.background_uv, keep_off)
+    _add_postictal_suppression(eeg, seizures, fs)
+    for onset, duration, kind in seizures:
+        _add_hard_seizure(rng, eeg, subject, kind, int(onset * fs), int(duration * fs), fs, brain_rms)
+    _add_body_artifacts(rng, eeg, t, fs, traits, awake)
+    _add_artifacts(rng, eeg, t, freqs, fs, line_freq)
+    eeg -= eeg.mean(axis=0, keepdims=True)
+    return eeg
+
+
+def _band(freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Amplitude spectrum flat from ``lo`` to ``hi`` Hz with soft edges."""
+    width = 0.25 * (0.15 * (hi - lo) + 0.2)
+    rise = np.clip((freqs - lo) / width, -50, 50)
+    fall = np.clip((hi - freqs) / width, -50, 50)
+    return 1 / (1 + np.exp(-rise)) / (1 + np.exp(-fall))
+
+
+def _vigilance(rng: np.random.Generator, n: int, fs: float, sleepiness: float) -> tuple[np.ndarray, ...]:
+    """Soft ``(awake, drowsy, asleep)`` weights over the recording (they sum to 1).
+
+    Stages last minutes and follow each other as in a monitoring unit's day: awake, drowsy, then back
+    awake or into light sleep (N2), which ends in drowsiness again. Transitions take about 20 s.
+    """
+    seconds = int(np.ceil(n / fs)) + 1
+    stage = np.zeros(seconds, dtype=int)
+    at, current = 0, 0 if rng.random() > sleepiness else 1
+    mean_s = {0: 600 * (1 - sleepiness) + 60, 1: 150.0, 2: 900 * sleepiness + 120}
+    while at < seconds:
+        length = int(max(30.0, rng.exponential(mean_s[current])))
+        stage[at : at + length] = current
+        at += length
+        if current == 0:
+            current = 1
+        elif current == 1:
+            current = 2 if rng.random() < sleepiness + 0.2 else 0
+        else:
+            current = 1
+    kernel = np.hanning(21) / np.hanning(21).sum()
+    weights = [np.convolve((stage == k).astype(float), kernel, mode="same") for k in range(3)]
+    grid = np.arange(seconds)
+    at_samples = np.arange(n) / fs
+    w = np.stack([np.interp(at_samples, grid, x) for x in weights])
+    w /= w.sum(axis=0, keepdims=True)
+    return w[0], w[1], w[2]
+
+
+def _events(rng: np.random.Generator, weight: np.ndarray, fs: float, per_hour: float,
+            keep_off: list[tuple[float, float]] = (), length_s: float = 0.0) -> list[int]:
+    """Sample indices of events occurring at ``per_hour`` where ``weight`` (0-1 per sample) is high,
+    none overlapping the ``keep_off`` intervals (seconds)."""
+    n = weight.size
+    expected = per_hour * float(weight.mean()) * n / fs / 3600
+    candidates = rng.integers(0, max(1, n - int(length_s * fs)), rng.poisson(3 * expected) if expected else 0)
+    kept = [int(c) for c in candidates if rng.random() < weight[c] / 3]
+    return [c for c in kept if not any(a < (c / fs + length_s) and c / fs < b for a, b in keep_off)]
+
+
+def _topography(centre: str, width: float) -> np.ndarray:
+    return np.exp(-((_DIST[ELECTRODES.index(centre)] / width) ** 2))
+
+
+def _add_sleep_transients(rng: np.random.Generator, eeg: np.ndarray, fs: float, drowsy: np.ndarray,
+                          asleep: np.ndarray, scale: float) -> None:
+    """Vertex waves (drowsiness and sleep), sleep spindles and K-complexes (light sleep): sharp or
+    rhythmic transients a detector of spikes or of rhythmic bursts can mistake for seizure activity."""
+    vertex = _topography("Cz", 0.5)
+    for at in _events(rng, drowsy + asleep, fs, 240.0):
+        span = int(0.5 * fs)
+        u = (np.arange(min(span, eeg.shape[1] - at)) / fs) - 0.15
+        wave = -np.exp(-((u / 0.05) ** 2)) + 0.35 * np.exp(-(((u - 0.15) / 0.08) ** 2))
+        eeg[:, at : at + u.size] += rng.uniform(2.0, 5.0) * scale * vertex[:, None] * wave
+    central = _topography("Cz", 0.7)
+    for at in _events(rng, asleep, fs, 240.0):
+        length = int(rng.uniform(0.5, 2.0) * fs)
+        u = np.arange(min(length, eeg.shape[1] - at))
+        wave = np.sin(2 * np.pi * rng.uniform(11.5, 15.0) * u / fs) * np.hanning(length)[: u.size]
+        eeg[:, at : at + u.size] += rng.uniform(1.0, 2.5) * scale * central[:, None] * wave
+    frontal = _topography("Fz", 0.8)
+    for at in _events(rng, asleep, fs, 90.0):
+        u = np.arange(min(int(1.5 * fs), eeg.shape[1] - at)) / fs
+        wave = -np.exp(-(((u - 0.25) / 0.1) ** 2)) + 0.7 * np.exp(-(((u - 0.75) / 0.22) ** 2))
+        eeg[:, at : at + u.size] += rng.uniform(3.0, 7.0) * scale * frontal[:, None] * wave
+
+
+def _add_hard_mimics(rng: np.random.Generator, eeg: np.ndarray, fs: float, traits: _HardTraits,
+                     awake: np.ndarray, drowsy: np.ndarray, scale: float,
+                     keep_off: list[tuple[float, float]]) -> None:
+    """Rhythmic non-epileptic activity: hyperventilation slowing, rhythmic mid-temporal theta of
+    drowsiness (RMTD), rhythmic movement and chewing artefact. Each is rhythmic, regional or diffuse and
+    as strong as a seizure; none evolves in frequency and place as a seizure does."""
+    n_ch, n = eeg.shape
+    rates = traits.rates
+    for at in _events(rng, awake, fs, rates["hyperventilation"], keep_off, 300.0):
+        length = min(int(rng.uniform(120.0, 300.0) * fs), n - at)
+        u = np.arange(length) / length
+        envelope = _smoothstep(u / 0.5) * _smoothstep((1 - u) / 0.15)
+        centre = rng.uniform(1.5, 3.5)
+        burst = _spatial_mixing(0.9) @ _colored(rng, n_ch, length, np.exp(-0.5 * ((np.fft.rfftfreq(length, 1 / fs) - centre) / 0.6) ** 2))
+        topo = np.clip(0.7 + 0.3 * _XY[:, 1], 0.3, 1.0)[:, None]
+        eeg[:, at : at + length] += rng.uniform(2.0, 4.0) * scale * topo * envelope * burst
+    for at in _events(rng, drowsy, fs, rates["rmtd"], keep_off, 30.0):
+        length = min(int(rng.uniform(5.0, 30.0) * fs), n - at)
+        side = "T3" if rng.random() < 0.5 else "T4"
+        topo = _topography(side, 0.45)[:, None]
+        phase = 2 * np.pi * np.cumsum(rng.uniform(5.0, 6.5) + 0.1 * rng.standard_normal(length)) / fs
+        wave = _waveform("rhythmic", phase, rng.uniform(0.3, 0.6))  # notched, like a seizure's rhythm
+        u = np.arange(length) / length
+        envelope = _smoothstep(u / 0.2) * _smoothstep((1 - u) / 0.2)
+        eeg[:, at : at + length] += rng.uniform(1.5, 3.0) * scale * topo * envelope * wave
+    for at in _events(rng, awake, fs, rates["movement"], keep_off, 60.0):
+        length = min(int(rng.uniform(5.0, 60.0) * fs), n - at)
+        phase = 2 * np.pi * np.cumsum(np.full(length, rng.uniform(1.0, 4.0))) / fs + rng.uniform(0, 6.3)
+        topo = _topography(ELECTRODES[int(rng.integers(n_ch))], rng.uniform(0.5, 1.5))[:, None]
+        topo *= rng.choice([-1.0, 1.0], size=(n_ch, 1)) * rng.uniform(0.5, 1.0, (n_ch, 1))
+        u = np.arange(length) / length
+        envelope = _smoothstep(u / 0.1) * _smoothstep((1 - u) / 0.1)
+        wave = _waveform("rhythmic", phase, rng.uniform(0.1, 0.6))
+        eeg[:, at : at + length] += rng.uniform(3.0, 10.0) * scale * topo * envelope * wave
+    temporal = np.array([e in ("F7", "T3", "T5", "F8", "T4", "T6") for e in ELECTRODES], float)[:, None]
+    for at in _events(rng, awake, fs, rates["chewing"], keep_off, 30.0):
+        length = min(int(rng.uniform(5.0, 30.0) * fs), n - at)
+        rate = rng.uniform(1.0, 1.7)
+        u = np.arange(length) / fs
+        bites = np.clip(np.sin(2 * np.pi * rate * u), 0, None) ** 4  # one short burst per chew
+        emg = rng.standard_normal((n_ch, length))
+        emg -= np.roll(emg, 1, axis=1)
+        eeg[:, at : at + length] += rng.uniform(15.0, 50.0) * temporal * bites * emg
+        eeg[:, at : at + length] += rng.uniform(0.5, 2.0) * scale * temporal * bites  # jaw movement
+
+
+def _add_body_artifacts(rng: np.random.Generator, eeg: np.ndarray, t: np.ndarray, fs: float,
+                        traits: _HardTraits, awake: np.ndarray) -> None:
+    """Eye movements (lateral saccades awake, slow roving when drowsy), extra electrode pops and EKG."""
+    n_ch, n = eeg.shape
+    f7, f8 = ELECTRODES.index("F7"), ELECTRODES.index("F8")
+    steps = np.zeros(n)
+    for at in _events(rng, awake, fs, traits.rates["saccades"]):
+        hold = int(rng.uniform(0.3, 2.0) * fs)
+        steps[at : at + hold] += rng.choice([-1, 1]) * rng.uniform(20, 60)
+    kernel = np.exp(-np.arange(int(0.05 * fs)) / (0.01 * fs))
+    steps = np.convolve(steps, kernel / kernel.sum())[:n]
+    roving = 50 * (1 - awake) * np.sin(2 * np.pi * 0.3 * t + 1.5 * _slow(rng, 1, n, fs, 0.02)[0])
+    for c, sign in ((f7, 1.0), (f8, -1.0)):
+        eeg[c] += sign * (steps + roving)
+    for _ in range(rng.poisson(traits.rates["pops"] * n / fs / 3600)):
+        c, at = int(rng.integers(n_ch)), int(rng.integers(0, n))
+        tau = rng.uniform(0.1, 0.6) * fs
+        span = min(int(6 * tau), n - at)
+        eeg[c, at : at + span] += rng.choice([-1, 1]) * rng.uniform(40, 200) * np.exp(-np.arange(span) / tau)
+    if traits.ekg_uv:
+        beats = np.cumsum(rng.normal(1 / traits.heart_hz, 0.03, int(n / fs * traits.heart_hz) + 2))
+        u = np.arange(int(0.3 * fs)) / fs - 0.1
+        qrs = -0.3 * np.exp(-(((u + 0.025) / 0.01) ** 2)) + np.exp(-((u / 0.012) ** 2)) - 0.25 * np.exp(-(((u - 0.03) / 0.015) ** 2))
+        train = np.zeros(n)
+        idx = (beats * fs).astype(int)
+        train[idx[idx < n]] = 1.0
+        ekg = np.convolve(train, qrs)[:n]
+        field = 0.5 - _XY[:, 0] * 0.5 - _XY[:, 1] * 0.3  # the heart's dipole: left and low strongest
+        eeg += traits.ekg_uv * field[:, None] * ekg
+
+
+def _add_hard_seizure(rng: np.random.Generator, eeg: np.ndarray, subject: _Subject, kind: str, start: int,
+                      n: int, fs: float, brain_rms: float) -> None:
+    """One subtle seizure with the patient's onset pattern, on a small focus, spreading or not.
+
+    ``fast``: low-voltage fast activity (15-25 Hz, a third of the peak amplitude) for 3-10 s, then a
+    rhythm evolving from 5-8 Hz down to 3 Hz. ``building``: a theta or delta rhythm that grows over a third
+    to two thirds of the seizure and barely evolves. ``rhythmic``: the standard evolving discharge.
+    ``spike-wave``: 3-4 Hz spike-and-wave.
+    """
+    traits = subject.hard
+    u = np.arange(n) / n
+    seconds = np.arange(n) / fs
+    knots = np.linspace(0, 1, max(2, n // int(2 * fs)))
+    jitter = np.interp(u, knots, rng.normal(0, 0.15, knots.size))
+    envelope = _smoothstep(u / 0.04) * _smoothstep((1 - u) / 0.06)
+    morphology, harmonic = "rhythmic", rng.uniform(0.2, 0.5)
+    fast = np.zeros(n)
+    if traits.onset == "spike-wave":
+        freq = rng.uniform(2.6, 3.2) + (rng.uniform(3.5, 4.2) - 3.0) * (1 - u) + jitter
+        morphology = "spike-wave"
+        envelope *= 0.3 + 0.7 * np.sin(np.pi * u ** (np.log(0.5) / np.log(rng.uniform(0.3, 0.6))))
+    elif traits.onset == "building":
+        f0 = rng.uniform(4.0, 7.0) if rng.random() < 0.6 else rng.uniform(2.0, 3.5)
+        freq = f0 - 0.8 * u + jitter
+        envelope *= _smoothstep(u / rng.uniform(0.35, 0.65))
+    else:
+        f_start, f_end = rng.uniform(5.0, 8.0), rng.uniform(2.5, 3.5)
+        freq = f_end + (f_start - f_end) * (1 - u) ** 1.5 + jitter
+        envelope *= 0.3 + 0.7 * np.sin(np.pi * u ** (np.log(0.5) / np.log(rng.uniform(0.4, 0.7))))
+        if traits.onset == "fast":
+            lead = rng.uniform(3.0, 10.0)
+            rise = _smoothstep((seconds - lead) / 3.0)  # the rhythm takes over after the fast onset
+            envelope *= rise
+            f_fast = rng.uniform(15.0, 25.0) - 3.0 * np.clip(seconds / lead, 0, 1)
+            fast = np.sin(2 * np.pi * np.cumsum(f_fast) / fs) * _smoothstep(seconds / 1.0) * (1 - rise)
+    phase = 2 * np.pi * np.cumsum(freq) / fs
+    amplitude = rng.uniform(*traits.strength) * brain_rms
+
+    near = _DIST[:, list(subject.focus)].min(axis=1)
+    base = np.exp(-((near / 0.3) ** 2)) * rng.uniform(0.85, 1.15, near.size)
+    if kind == "sz_gen":
+        base, reach = 0.3 + 0.7 * np.exp(-((near / 0.6) ** 2)), np.zeros_like(near)
+    elif kind == "sz_foc_f2b" or rng.random() < traits.spreads:
+        bilateral = kind == "sz_foc_f2b" or rng.random() < 0.3
+        side = _XY[:, 0] * np.sign(_XY[list(subject.focus), 0].mean() or 1.0) > -0.05
+        reach = rng.uniform(0.4, 0.9, near.size) * (1 - base) * (bilateral | side)
+    else:
+        reach = np.zeros_like(near)
+    ramp = _smoothstep((u - rng.uniform(0.3, 0.6)) / 0.15)
+    lag = 1.2 * near + rng.uniform(0, 0.3, near.size)
+    for c in np.flatnonzero(base + reach > 0.02):
+        weight = base[c] + reach[c] * ramp
+        wave = _waveform(morphology, phase - lag[c], harmonic)
+        eeg[c, start : start + n] += amplitude * weight * (envelope * wave + 0.35 * fast * (near[c] < 0.3))
+    if kind in ("sz_foc_f2b", "sz_gen") and morphology == "rhythmic":
+        emg = rng.standard_normal((eeg.shape[0], n))
+        emg -= np.roll(emg, 1, axis=1)
+        eeg[:, start : start + n] += 0.8 * brain_rms * (ramp * envelope) * emg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 from scipy.signal import welch
 
+from conftest import run_cli
 from neurocare_bids import demo
 from neurocare_bids.demo import CHANNELS, EVENT_COLUMNS, SEIZURE_TYPES, make_demo_dataset
 
@@ -239,3 +241,131 @@ def test_bids_validator_reports_no_errors(small) -> None:
     assert errors == [], errors
     assert result.returncode == 0
     assert sorted(report["summary"]["subjects"]) == ["01", "02"]
+
+
+# --- the hard variant (`--difficulty hard`) -------------------------------------------------------------------
+
+HARD_SMALL = dict(n_subjects=3, recordings_per_subject=1, recording_duration=900.0, difficulty="hard")
+
+
+def _content_digest(root: Path) -> str:
+    """SHA-256 of every file but dataset_description.json (which carries the package version)."""
+    digest = hashlib.sha256()
+    for name, data in _files(root).items():
+        if name != "dataset_description.json":
+            digest.update(name.encode() + b"\0" + data)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("mimics,expected", [
+    (False, "d47de53a5ecb64ab787d0a74f302af4c34ba0bcc5271163d7dadf1bcf2de1af0"),
+    (True, "4b4637ee2a75d4619e42383774bfaa4c60c1cfd4250824876dfab15b5c388812"),
+])
+def test_standard_demo_is_byte_identical_to_before_the_hard_variant(tmp_path: Path, mimics, expected) -> None:
+    """The digests were taken from the generator before the hard variant was added (2026-12-02): the demo
+    every README figure comes from must not change when the generator grows."""
+    make_demo_dataset(tmp_path / "d", seizure_mimics=mimics, **SMALL)
+    assert _content_digest(tmp_path / "d") == expected
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("hard") / "bids"
+    return root, make_demo_dataset(root, **HARD_SMALL)
+
+
+def test_hard_variant_is_deterministic_and_seeded(hard, tmp_path: Path) -> None:
+    root, recordings = hard
+    again = make_demo_dataset(tmp_path / "same", **HARD_SMALL)
+    assert _files(tmp_path / "same") == _files(root)
+    assert [{**r, "path": None} for r in again] == [{**r, "path": None} for r in recordings]
+    other = make_demo_dataset(tmp_path / "other", **{**HARD_SMALL, "seed": 7})
+    assert all(a["path"].read_bytes() != b["path"].read_bytes() for a, b in zip(recordings, other))
+    # Not the standard demo with another name: same subjects and seizure types, other signals and focus.
+    plain = make_demo_dataset(tmp_path / "plain", **{**HARD_SMALL, "difficulty": "standard"})
+    assert [r["subject"] for r in plain] == [r["subject"] for r in recordings]
+    assert all(a["path"].read_bytes() != b["path"].read_bytes() for a, b in zip(recordings, plain))
+    assert "--difficulty hard" in (root / "README").read_text()
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x**2)))
+
+
+def test_hard_seizures_are_subtle_and_often_focal(hard) -> None:
+    """Seizures peak at 1-3x the background on their focus, and a focal seizure that does not spread leaves
+    the far side of the head at background level."""
+    subject = demo._draw_hard_subject(np.random.default_rng(3), demo._draw_subject(
+        np.random.default_rng(4), 0, "sz_foc_ia"))
+    assert 1 <= len(subject.focus) <= 3
+    fs, n, brain_rms = 256.0, 256 * 60, 10.0
+    ratios, far_ratios = [], []
+    for seed in range(24):
+        eeg = np.zeros((len(CHANNELS), n))
+        demo._add_hard_seizure(np.random.default_rng(seed), eeg, subject, "sz_foc_ia", 0, n, fs, brain_rms)
+        focus = eeg[list(subject.focus)]
+        peak = max(_rms(focus[:, i:i + int(4 * fs)]) for i in range(0, n - int(4 * fs), int(fs)))
+        ratios.append(peak / brain_rms)
+        far = demo._DIST[:, list(subject.focus)].min(axis=1) > 1.2
+        far_ratios.append(_rms(eeg[far]) / brain_rms)
+    assert 0.5 < min(ratios) and max(ratios) < 3.5, ratios
+    assert np.median(ratios) < 2.5
+    assert sum(r < 0.05 for r in far_ratios) >= 4, far_ratios  # some stay focal...
+    assert sum(r > 0.2 for r in far_ratios) >= 4, far_ratios  # ...some spread
+
+
+def test_hard_patients_differ_in_background(tmp_path: Path) -> None:
+    subjects = [demo._draw_hard_subject(np.random.default_rng([42, 11, i]),
+                                        demo._draw_subject(np.random.default_rng([42, 1, i]), i, "sz"))
+                for i in range(8)]
+    amplitudes = [s.background_uv for s in subjects]
+    assert max(amplitudes) / min(amplitudes) > 1.8
+    assert max(s.alpha_hz for s in subjects) - min(s.alpha_hz for s in subjects) > 1.5
+    assert max(s.slope for s in subjects) - min(s.slope for s in subjects) > 0.5
+    assert len({s.hard.onset for s in subjects}) >= 2
+
+
+def test_vigilance_states_cover_the_recording() -> None:
+    fs, n = 8.0, 8 * 4 * 3600
+    awake, drowsy, asleep = demo._vigilance(np.random.default_rng(0), n, fs, sleepiness=0.6)
+    np.testing.assert_allclose(awake + drowsy + asleep, 1.0)
+    for state in (awake, drowsy, asleep):
+        assert (state > 0.9).mean() > 0.05  # each state is reached and held for a while
+
+
+def test_hard_background_has_the_mimics_of_a_monitoring_unit(hard) -> None:
+    """Away from seizures, the hard background holds far more seizure-like rhythmic power (2-8 Hz) and
+    sharper sleep transients than the standard background of the same subjects."""
+    root, recordings = hard
+    hard_power, plain_power = [], []
+    for rec in recordings:
+        hard_power += list(_slow_power_per_4s(rec["path"], 30, rec["seizures"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = make_demo_dataset(root.parent / "plain", **{**HARD_SMALL, "difficulty": "standard"})
+    for rec in plain:
+        plain_power += list(_slow_power_per_4s(rec["path"], 30, rec["seizures"]))
+    hard_power, plain_power = np.array(hard_power), np.array(plain_power)
+    # Relative to each dataset's own typical window: bursts of slow rhythmic power stand out in the hard one.
+    hard_outliers = (hard_power > 4 * np.median(hard_power)).mean()
+    plain_outliers = (plain_power > 4 * np.median(plain_power)).mean()
+    assert hard_outliers > 2 * plain_outliers + 0.01, (hard_outliers, plain_outliers)
+
+
+def test_hard_rejects_mixing_with_mimics_and_unknown_difficulty(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="own mimics"):
+        make_demo_dataset(tmp_path / "x", difficulty="hard", seizure_mimics=True)
+    with pytest.raises(ValueError, match="difficulty"):
+        make_demo_dataset(tmp_path / "x", difficulty="extreme")
+    assert not (tmp_path / "x").exists()
+
+
+def test_demo_data_cli_hard(tmp_path: Path) -> None:
+    result = run_cli("demo-data", tmp_path / "h", "--difficulty", "hard", "--subjects", "2", "--recordings", "1",
+                     "--duration", "300")
+    assert result.returncode == 0, result.stderr
+    assert "2 subjects, 2 recordings (0.2 h)" in result.stdout
+    assert len(list((tmp_path / "h").rglob("*_eeg.edf"))) == 2
+    bad = run_cli("demo-data", tmp_path / "m", "--difficulty", "hard", "--mimics")
+    assert bad.returncode == 64 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "m").exists()

@@ -111,13 +111,16 @@ def build_demo_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neurocare-bids demo-data",
                      description="Write the deterministic synthetic demo dataset (BIDS Siena layout).")
     parser.add_argument("output", type=Path, help="folder to create (must be empty or absent)")
-    parser.add_argument("--subjects", type=int, default=6, help="number of subjects (default: 6)")
-    parser.add_argument("--recordings", type=int, default=2, help="recordings per subject (default: 2)")
-    parser.add_argument("--duration", type=float, default=1200.0,
-                        help="seconds per recording (default: 1200)")
+    parser.add_argument("--subjects", type=int, help="number of subjects (default: 6; hard: 8)")
+    parser.add_argument("--recordings", type=int, help="recordings per subject (default: 2; hard: 4)")
+    parser.add_argument("--duration", type=float, help="seconds per recording (default: 1200; hard: 3600)")
     parser.add_argument("--sfreq", type=float, default=256.0, help="sampling rate in Hz (default: 256)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument("--mimics", action="store_true",
                         help="harder data: non-epileptic slow-wave bursts and weaker seizures")
+    parser.add_argument("--difficulty", choices=("standard", "hard"), default="standard",
+                        help="'hard': the benchmark to judge a detector by (subtle focal seizures, patients "
+                             "whose background differs, sleep and the mimics of a monitoring unit; 8 subjects x "
+                             "4 h by default)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser

@@ -339,18 +339,22 @@ def _demo_data(args) -> int:
     from ..demo import make_demo_dataset
 
     for name in ("subjects", "recordings"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1")
-    if args.duration < 60:
+    if args.duration is not None and args.duration < 60:
         raise UsageError("--duration must be at least 60 seconds")
+    if args.mimics and args.difficulty == "hard":
+        raise UsageError("--mimics is for the standard demo; --difficulty hard has its own mimics")
     try:
         recordings = make_demo_dataset(args.output, n_subjects=args.subjects,
                                        recordings_per_subject=args.recordings,
                                        recording_duration=args.duration, sfreq=args.sfreq, seed=args.seed,
-                                       seizure_mimics=args.mimics)
+                                       seizure_mimics=args.mimics, difficulty=args.difficulty)
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     seizures = sum(len(r["seizures"]) for r in recordings)
-    print(f"Demo dataset written to {args.output}: {args.subjects} subjects, {len(recordings)} recordings, "
-          f"{seizures} seizures.")
+    hours = sum(r["duration"] for r in recordings) / 3600
+    subjects = len({r["subject"] for r in recordings})
+    print(f"Demo dataset written to {args.output}: {subjects} subjects, {len(recordings)} recordings "
+          f"({hours:.1f} h), {seizures} seizures.")
     return EXIT_OK
