@@ -5,13 +5,19 @@ hundreds of MB in each, for nothing but a file format. The format is small and s
 ``uint64 length | uint32 masked CRC32C(length) | data | uint32 masked CRC32C(data)`` and an Example is a
 protobuf map of named lists. Encoding here is deterministic (features sorted by name), so the same
 windows give byte-identical files. The tests read these files back with TensorFlow's own reader.
+
+:func:`read_windows` and :func:`iter_windows` are the public reader of the participant level's windows, for
+users of NumPy or PyTorch who should not need TensorFlow for the derivatives (see the README).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import math
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import google_crc32c
@@ -168,26 +174,178 @@ def _iter_fields(buf: bytes) -> Iterator[tuple[int, bytes]]:
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         if key & 7 != 2:
-            raise DataError("unexpected protobuf wire type in tf.train.Example")
+            raise DataError("unexpected protobuf wire type")
         length, pos = _read_varint(buf, pos)
+        if pos + length > len(buf):
+            raise DataError("truncated protobuf field")
         yield key >> 3, buf[pos:pos + length]
         pos += length
 
 
+# Why decoding failed, by the Python error it raised (UnicodeDecodeError before its base ValueError).
+_MALFORMED = {IndexError: "truncated varint", KeyError: "a feature entry without its name or value",
+              UnicodeDecodeError: "a feature name that is not UTF-8", ValueError: "a feature without exactly one value"}
+
+
 def decode_example(data: bytes) -> dict[str, bytes | int | float]:
-    """Inverse of :func:`encode_example` for single-valued features (for tests and tools without TF)."""
+    """Inverse of :func:`encode_example` for single-valued features (for tests and tools without TF).
+
+    Bytes that are not such an Example raise :class:`DataError` (a record can pass its CRC and still be
+    something else). Slices are memoryviews until the end, so a large ``eeg`` value is copied once.
+    """
+    try:
+        return _decode_example(memoryview(data))
+    except DataError as exc:
+        reason = str(exc)
+    except tuple(_MALFORMED) as exc:
+        reason = next(text for kind, text in _MALFORMED.items() if isinstance(exc, kind))
+    raise DataError(f"not a tf.train.Example of single-valued features: {reason}")
+
+
+def _decode_example(data: memoryview) -> dict[str, bytes | int | float]:
     out: dict[str, bytes | int | float] = {}
     for _, features in _iter_fields(data):
         for _, entry in _iter_fields(features):
             parts = dict(_iter_fields(entry))
-            name = parts[1].decode()
+            name = bytes(parts[1]).decode()
             (kind, payload), = _iter_fields(parts[2])
             (_, values), = _iter_fields(payload)
             if kind == 1:
-                out[name] = values
+                out[name] = bytes(values)
             elif kind == 2:
+                if len(values) != 4:  # packed floats, 4 bytes each: not one value
+                    raise ValueError(name)
                 out[name] = struct.unpack("<f", values)[0]
-            else:
-                value, _ = _read_varint(values, 0)
+            elif kind == 3:
+                value, end = _read_varint(values, 0)
+                if end != len(values):  # packed varints: more than one value
+                    raise ValueError(name)
                 out[name] = value - (1 << 64) if value >= 1 << 63 else value
+            else:
+                raise DataError(f"unknown feature kind {kind}")
     return out
+
+
+# ---------------------------------------------------------------------- participant-level windows
+# The feature types of a windows sidecar's ``TFRecord.Schema``, as decode_example returns their values.
+_FEATURE_TYPES = {"bytes": bytes, "int64": int, "float32": float}
+_COLUMN_DTYPES = {"int64": np.int64, "float32": np.float32}  # read_windows' arrays of scalar features (as TF)
+
+
+@dataclass(frozen=True)
+class _WindowsFile:
+    """A ``*_desc-preproc_windows`` TFRecord with what its sidecar says about it."""
+
+    tfrecord: Path
+    count: int
+    types: dict[str, str]  # feature name -> schema type
+    arrays: dict[str, tuple[np.dtype, tuple[int, ...]]]  # bytes features holding an array (eeg)
+
+
+def _open_windows(path: str | Path) -> _WindowsFile:
+    """Find the TFRecord and sidecar of ``path`` (either one) and check the sidecar against the file."""
+    path = Path(path)
+    sidecar = path if path.suffix == ".json" else path.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{sidecar}: cannot read the windows sidecar (it gives the eeg dtype and shape): "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        tfrecord = path if path != sidecar else sidecar.with_name(meta["TFRecord"]["File"])
+        expected, count, schema = int(meta["TFRecord"]["Bytes"]), int(meta["WindowCount"]), meta["TFRecord"]["Schema"]
+        types = {name: feature["type"] for name, feature in schema.items()}
+        arrays = {name: (np.dtype(feature["dtype"]), tuple(int(n) for n in feature["shape"]))
+                  for name, feature in schema.items() if "dtype" in feature}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{sidecar}: not a windows sidecar (bad TFRecord schema: {type(exc).__name__} {exc})") from None
+    bad = [f"{name} ({kind})" for name, kind in types.items()
+           if kind not in _FEATURE_TYPES or (name in arrays and kind != "bytes")]
+    if bad:
+        raise DataError(f"{sidecar}: unsupported feature types in the TFRecord schema: {', '.join(bad)}")
+    try:
+        size = tfrecord.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{tfrecord}: cannot read the windows: {exc.strerror}") from None
+    if size != expected:
+        raise DataError(f"{tfrecord} has {size} bytes but its sidecar records {expected}: incomplete or "
+                        "replaced file; rerun the participant level")
+    return _WindowsFile(tfrecord, count, types, arrays)
+
+
+def _window(data: bytes, spec: _WindowsFile, index: int) -> dict:
+    """One record as ``{feature: value}``, checked against the schema (arrays read-only, bytes as str)."""
+    def fail(problem: str) -> DataError:
+        return DataError(f"{spec.tfrecord}: {problem} at record {index}")
+
+    try:
+        example = decode_example(data)
+    except DataError as exc:
+        raise fail(str(exc)) from None
+    window: dict = {}
+    for name, kind in spec.types.items():
+        if name not in example:
+            raise fail(f"missing feature {name!r}")
+        value = example[name]
+        if type(value) is not _FEATURE_TYPES[kind]:
+            raise fail(f"feature {name!r} is not {kind}")
+        if name in spec.arrays:
+            dtype, shape = spec.arrays[name]
+            if len(value) != dtype.itemsize * math.prod(shape):
+                raise fail(f"{name} holds {len(value)} bytes, not {dtype.itemsize * math.prod(shape)} "
+                           f"({dtype.str} x {list(shape)})")
+            value = np.frombuffer(value, dtype).reshape(shape)
+        elif kind == "bytes":
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                raise fail(f"feature {name!r} is not UTF-8 text") from None
+        window[name] = value
+    return window
+
+
+def _windows(spec: _WindowsFile) -> Iterator[dict]:
+    count = 0
+    for index, data in enumerate(iter_records(spec.tfrecord)):
+        if index == spec.count:
+            raise DataError(f"{spec.tfrecord}: more records than the sidecar's WindowCount ({spec.count})")
+        yield _window(data, spec, index)
+        count += 1
+    if count != spec.count:
+        raise DataError(f"{spec.tfrecord}: {count} records, the sidecar's WindowCount is {spec.count}")
+
+
+def iter_windows(path: str | Path) -> Iterator[dict]:
+    """The windows of a participant-level ``*_desc-preproc_windows.tfrecord``, one at a time, without TensorFlow.
+
+    ``path`` is the TFRecord or its JSON sidecar (which gives the schema). Each window is a dict with every
+    feature of the sidecar's ``TFRecord.Schema``: ``eeg`` as a read-only array (WindowSamples, channels) of the
+    sidecar's dtype, ``label``/``window_index`` int, ``onset``/``seizure_fraction`` float, the entity labels
+    as str. Only one record is in memory at a time, so this suits files larger than memory and streaming
+    loaders (PyTorch's ``IterableDataset``: examples/pytorch_windows.py). The file is checked against its
+    sidecar when this is called; a corrupt record, a missing feature or a wrong size raises
+    :class:`DataError` when it is reached.
+    """
+    return _windows(_open_windows(path))
+
+
+def read_windows(path: str | Path) -> dict[str, np.ndarray]:
+    """All windows of a ``*_desc-preproc_windows.tfrecord`` as NumPy arrays, one per schema feature.
+
+    ``eeg`` is (WindowCount, WindowSamples, channels) of the sidecar's dtype (``<f4``, or ``<f2`` with
+    ``output.dtype = "float16"``); ``label`` and ``window_index`` int64, ``onset`` and ``seizure_fraction``
+    float32 (as ``tf.io.parse_single_example`` gives them); ``subject``, ``session``, ``task``, ``run`` str.
+    Checked as :func:`iter_windows` checks; the eeg array is allocated once from the sidecar's WindowCount.
+    """
+    spec = _open_windows(path)
+    columns: dict[str, list] = {name: [] for name in spec.types if name not in spec.arrays}
+    arrays = {name: np.empty((spec.count, *shape), dtype) for name, (dtype, shape) in spec.arrays.items()}
+    for index, window in enumerate(_windows(spec)):
+        for name, value in window.items():
+            if name in arrays:
+                arrays[name][index] = value
+            else:
+                columns[name].append(value)
+    for name, values in columns.items():
+        arrays[name] = np.array(values, dtype=_COLUMN_DTYPES.get(spec.types[name], str))
+    return {name: arrays[name] for name in spec.types}

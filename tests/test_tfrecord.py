@@ -59,3 +59,19 @@ def test_corruption_is_detected(tmp_path, damage):
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match="truncated|corrupt"):
         list(iter_records(path))
+
+
+@pytest.mark.parametrize("hex_data, reason", [  # each a hand-made protobuf that is no Example we write
+    ("0a05abcd", "truncated protobuf field"),
+    ("0a", "truncated varint"),
+    ("0801", "unexpected protobuf wire type"),
+    ("0a040a020a00", "a feature entry without its name or value"),
+    ("0a0c0a0a0a01ff12051a030a0103", "a feature name that is not UTF-8"),
+    ("0a0c0a0a0a0161120522030a0103", "unknown feature kind 4"),
+    ("0a090a070a016112020a00", "a feature without exactly one value"),  # empty bytes_list
+    ("0a0d0a0b0a016112061a040a020304", "a feature without exactly one value"),  # int64_list [3, 4]
+    ("0a130a110a0161120c120a0a08000000000000c03f", "a feature without exactly one value"),  # float_list [0, 1.5]
+])
+def test_malformed_examples_raise_data_error(hex_data, reason):
+    with pytest.raises(DataError, match=f"^not a tf.train.Example of single-valued features: {reason}$"):
+        decode_example(bytes.fromhex(hex_data))
