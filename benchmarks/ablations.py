@@ -40,6 +40,8 @@ VARIANTS = {
     "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
     "features-edge-ties": ("classic features + gradient boosting, ties to the edge",
                            '[model]\npreset = "features"\n[postprocessing]\nties = "conservative"\n'),
+    "channel-features": ("default + per-channel feature branch (classic features of each channel, shared Dense "
+                         "layers, mean and max over channels)", "[model]\nchannel_features = 32\n"),
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }

@@ -158,6 +158,12 @@ class ModelConfig:
             "theta, alpha, beta), relative band powers, log variance and log line length, computed inside the "
             "model, summarised by their mean and maximum over channels → BatchNorm → Dense + ReLU, joined to the "
             "LSTM's output before the dense layer.", minimum=0)
+    channel_features: int = option(
+        0, "Units of the per-channel feature branch (0 = none): the classic features of each channel (log band "
+           "powers in eight bands and their shares, variance, line length, Hjorth mobility and complexity, crest "
+           "factor, skewness, kurtosis, zero crossings), computed inside the model, read by two Dense + ReLU "
+           "layers shared by all channels, then their mean and maximum over channels, joined to the LSTM's "
+           "output before the dense layer.", minimum=0)
     dense_units: int = option(64, "Units of the fully connected layer before the output.", minimum=1)
     dropout: float = option(0.3, "Dropout rate after each block and before the output.", minimum=0.0,
                             maximum=0.9)

@@ -93,6 +93,8 @@ def _build_neurocare(n_chans: int, n_outputs: int, n_times: int, sfreq: float,
             x = lstm(x)
     else:  # ablation: the same convolutional features, averaged over time instead of read by an LSTM
         x = layers.GlobalAveragePooling1D(name="time_average")(x)
+    if cfg.channel_features:
+        x = layers.Concatenate(name="join_channels")([x, _channel_feature_branch(inputs, sfreq, cfg, l2)])
     if cfg.spectral_units:
         s = SpectralFeatures(sfreq, name="spectral_features")(inputs)
         s = layers.BatchNormalization(name="spectral_bn")(s)
@@ -152,6 +154,107 @@ class SpectralFeatures(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "sfreq": self.sfreq, "bands": [list(b) for b in self.bands]}
+
+
+# Finer bands for the per-channel feature branch: ictal rhythms (2-8 Hz), alpha, spindles and the
+# low-voltage fast activity of many seizure onsets (13-30 Hz) each get their own.
+CHANNEL_BANDS: tuple[tuple[float, float], ...] = (
+    (0.5, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0), (10.0, 13.0), (13.0, 20.0), (20.0, 30.0),
+)
+CHANNEL_EPS = 1e-6  # floor inside the per-channel features' logarithms (a zero-filled channel has no power)
+
+
+def channel_feature_names(bands=CHANNEL_BANDS) -> list[str]:
+    """What each column of :class:`ChannelFeatures` is, in order."""
+    names = [f"log_power_{lo:g}_{hi:g}hz" for lo, hi in bands]
+    names += [f"rel_power_{lo:g}_{hi:g}hz" for lo, hi in bands]
+    return names + ["log_variance", "log_line_length", "log_mobility", "log_complexity", "log_crest",
+                    "skewness", "log_kurtosis", "zero_crossings"]
+
+
+@keras.saving.register_keras_serializable(package="neurocare")
+class ChannelFeatures(layers.Layer):
+    """The classic seizure features of each channel of a window, ``(batch, n_times, n_chans)`` →
+    ``(batch, n_chans, n_features)`` (:func:`channel_feature_names`): log band powers and their shares
+    (Hann-windowed periodogram), log variance, line length, Hjorth mobility and complexity, crest factor,
+    skewness, kurtosis and zero crossings.
+
+    What the feature baseline reads, made a first-class input of the network: the features stay per
+    channel, so a seizure on one electrode is not averaged away before anything is learned (the spectral
+    branch summarises over channels first). No weights. The periodogram is a product with fixed cosine and
+    sine matrices rather than an FFT, so the layer exports to ONNX as plain matrix products.
+    """
+
+    def __init__(self, sfreq: float, bands=CHANNEL_BANDS, **kwargs):
+        super().__init__(**kwargs)
+        self.sfreq = float(sfreq)
+        self.bands = tuple((float(lo), float(hi)) for lo, hi in bands)
+
+    def build(self, input_shape):
+        import numpy as np
+
+        n_times = int(input_shape[1])
+        freqs = np.fft.rfftfreq(n_times, 1.0 / self.sfreq)
+        keep = np.flatnonzero((freqs >= self.bands[0][0]) & (freqs < self.bands[-1][1]))
+        if keep.size == 0:  # windows too short or a rate too low for any band: constant features
+            keep = np.array([0])
+        window = np.hanning(n_times)
+        window /= np.sqrt((window ** 2).sum())
+        t = np.arange(n_times)[:, None]
+        angle = 2 * np.pi * t * keep[None, :] / n_times
+        basis = np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window[:, None]
+        masks = np.stack([(freqs[keep] >= lo) & (freqs[keep] < hi) for lo, hi in self.bands], axis=1)
+        self._basis = keras.ops.convert_to_tensor(basis.astype("float32"))  # (time, 2 * bins)
+        self._masks = keras.ops.convert_to_tensor(np.concatenate([masks, masks]).astype("float32"))
+
+    def call(self, x):
+        ops = keras.ops
+        eps = CHANNEL_EPS
+        x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1))  # (batch, channels, time)
+        x = x - ops.mean(x, axis=-1, keepdims=True)
+        projected = ops.matmul(x, self._basis)
+        band = ops.matmul(projected * projected, self._masks)  # (batch, channels, bands)
+        log_band = ops.log(band + eps)
+        relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
+        var = ops.mean(x * x, axis=-1, keepdims=True)
+        dx = x[..., 1:] - x[..., :-1]
+        ddx = dx[..., 1:] - dx[..., :-1]
+        var_dx = ops.var(dx, axis=-1, keepdims=True)
+        var_ddx = ops.var(ddx, axis=-1, keepdims=True)
+        log_mobility = 0.5 * (ops.log(var_dx + eps) - ops.log(var + eps))
+        log_complexity = 0.5 * (ops.log(var_ddx + eps) - ops.log(var_dx + eps)) - log_mobility
+        crest = ops.log(ops.max(ops.abs(x), axis=-1, keepdims=True) + eps) - 0.5 * ops.log(var + eps)
+        skewness = ops.mean(x * x * x, axis=-1, keepdims=True) / (var + eps) ** 1.5
+        kurtosis = ops.log(ops.mean(x ** 4, axis=-1, keepdims=True) + eps) - 2 * ops.log(var + eps)
+        crossings = ops.mean(ops.cast(x[..., 1:] * x[..., :-1] < 0, "float32"), axis=-1, keepdims=True)
+        return ops.concatenate([log_band, relative, ops.log(var + eps),
+                                ops.log(ops.mean(ops.abs(dx), axis=-1, keepdims=True) + eps),
+                                log_mobility, log_complexity, crest, ops.clip(skewness, -10.0, 10.0), kurtosis,
+                                crossings], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2], 2 * len(self.bands) + 8)
+
+    def get_config(self):
+        return {**super().get_config(), "sfreq": self.sfreq, "bands": [list(b) for b in self.bands]}
+
+
+def _channel_feature_branch(inputs, sfreq: float, cfg: ModelConfig, l2):
+    """Per-channel features → one small network shared by every channel → mean and max over channels.
+
+    The shared network scores how seizure-like each channel looks whatever its place on the head, and the
+    maximum over channels keeps a focal seizure on one or two electrodes visible; like the per-channel
+    encoder, the result does not change when the channels are reordered.
+    """
+    units = cfg.channel_features
+    f = ChannelFeatures(sfreq, name="channel_features")(inputs)
+    f = layers.BatchNormalization(name="channel_features_bn")(f)  # per feature, over windows and channels
+    for i in (1, 2):
+        f = layers.Dense(units, activation="relu", kernel_initializer="he_uniform", kernel_regularizer=l2,
+                         name=f"channel_dense{i}")(f)
+    mean = layers.GlobalAveragePooling1D(name="channel_features_mean")(f)
+    peak = layers.GlobalMaxPooling1D(name="channel_features_max")(f)
+    return layers.Concatenate(name="channel_features_summary")([mean, peak])
 
 
 def _multichannel_encoder(x, sfreq: float, cfg: ModelConfig, l2):

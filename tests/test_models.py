@@ -301,3 +301,67 @@ def test_spectral_branch_joins_the_lstm_and_survives_save_and_load(tmp_path):
     # a rate whose Nyquist frequency is below some bands (8 Hz: alpha and beta have no bin) still works
     low = build_model(19, 2, 64, 8.0, ModelConfig(spectral_units=4, conv_filters=[4], conv_kernel_size=3))
     assert np.isfinite(low.predict(windows(2, 64), verbose=0)).all()
+
+
+def test_channel_features_equal_the_feature_baselines_per_channel():
+    """The per-channel branch computes, inside the model, what the feature baseline computes in NumPy:
+    checked against ``baseline._channel_features`` (Hjorth, line length, variance, shape statistics) and a
+    periodogram (band powers, finer bands than the baseline's Welch estimate)."""
+    from neurocare_bids import baseline
+    from neurocare_bids.models import CHANNEL_BANDS, ChannelFeatures, channel_feature_names
+
+    n_times, sfreq = 512, SFREQ
+    t = np.arange(n_times) / sfreq
+    rng = np.random.default_rng(5)
+    tones = [1.0, 3.0, 5.0, 7.0, 9.0, 11.5, 16.0, 25.0]  # one per band
+    x = np.stack([(1 + k) * np.sin(2 * np.pi * tones[k % 8] * t + rng.uniform(0, 6)) for k in range(10)], axis=1)
+    x = x + 0.05 * rng.standard_normal(x.shape)
+    x[:, 9] = 0.0  # a missing, zero-filled channel
+    x = x[None].astype("float32")
+    out = np.asarray(keras.ops.convert_to_numpy(ChannelFeatures(sfreq)(x)))[0]
+    names = channel_feature_names()
+    assert out.shape == (10, len(names)) and np.isfinite(out).all()
+
+    xc = x[0].T.astype(np.float64)
+    xc = xc - xc.mean(axis=1, keepdims=True)
+    window = np.hanning(n_times)
+    power = np.abs(np.fft.rfft(xc * window / np.sqrt((window ** 2).sum()), axis=1)) ** 2
+    f = np.fft.rfftfreq(n_times, 1 / sfreq)
+    band = np.stack([power[:, (f >= lo) & (f < hi)].sum(1) for lo, hi in CHANNEL_BANDS], axis=1)
+    nb = len(CHANNEL_BANDS)
+    np.testing.assert_allclose(out[:9, :nb], np.log(band[:9] + 1e-6), atol=2e-3)
+    assert [int(np.argmax(row)) for row in band[:9]] == [k % 8 for k in range(9)]
+    assert [int(np.argmax(row)) for row in out[:9, nb:2 * nb]] == [k % 8 for k in range(9)]  # shares
+
+    ref = baseline._channel_features(x[0].T[None, :9].astype(np.float64), sfreq)[0]
+    col = {name: i for i, name in enumerate(baseline.PER_CHANNEL)}
+    mine = {name: i for i, name in enumerate(names)}
+    np.testing.assert_allclose(out[:9, mine["log_line_length"]], np.log(ref[:, col["line_length"]]), atol=1e-4)
+    np.testing.assert_allclose(out[:9, mine["log_variance"]], ref[:, col["log_variance"]], atol=1e-4)
+    np.testing.assert_allclose(out[:9, mine["log_mobility"]], np.log(ref[:, col["hjorth_mobility"]]), atol=1e-3)
+    np.testing.assert_allclose(out[:9, mine["log_complexity"]], np.log(ref[:, col["hjorth_complexity"]]),
+                               atol=2e-3)
+    np.testing.assert_allclose(out[:9, mine["skewness"]], ref[:, col["skewness"]], atol=1e-3)
+    np.testing.assert_allclose(out[:9, mine["log_kurtosis"]], np.log(ref[:, col["kurtosis"]] + 3), atol=1e-3)
+    np.testing.assert_allclose(out[:9, mine["zero_crossings"]], ref[:, col["zero_crossing_rate"]], atol=1e-6)
+    crest = np.log(np.abs(xc[:9]).max(1)) - 0.5 * np.log((xc[:9] ** 2).mean(1))
+    np.testing.assert_allclose(out[:9, mine["log_crest"]], crest, atol=1e-3)
+
+
+def test_channel_feature_branch_ignores_channel_order_and_survives_save_and_load(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(channel_features=8))
+    branch = keras.Model(model.input, model.get_layer("channel_features_summary").output)
+    assert branch.output.shape[-1] == 2 * 8  # mean and max of the shared layers' 8 units
+    assert model.get_layer("join_channels").output.shape[-1] == 2 * 64 + 2 * 8
+    x = windows(3, 512)
+    permuted = x[:, :, np.random.default_rng(1).permutation(19)]
+    np.testing.assert_allclose(branch.predict(permuted, verbose=0), branch.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # low rates and short windows: bands above Nyquist are constant, not an error
+    low = build_model(19, 2, 64, 16.0, ModelConfig(channel_features=4, conv_filters=[4], conv_kernel_size=3))
+    assert np.isfinite(low.predict(windows(2, 64), verbose=0)).all()

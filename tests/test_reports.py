@@ -239,6 +239,28 @@ def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
     assert "mean ± standard deviation over seeds 42 1 2" in (copy / "group.html").read_text()
 
 
+
+def test_per_subject_diagnosis_recomputes_each_test_subjects_ranking(reported, tmp_path):
+    """benchmarks/per_subject.py: one row per subject of the run, each AUC that subject's own windows'."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    _, _, out = reported
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "per_subject.py"), str(out), "--json",
+                             str(tmp_path / "d.json")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "d.json").read_text())[str(out)]
+    predictions = pd.read_csv(out / "group" / "predictions.tsv", sep="\t")
+    assert [r["subject"] for r in rows] == sorted(predictions["participant_id"].unique())
+    for row in rows:
+        mine = predictions[predictions["participant_id"] == row["subject"]]
+        assert row["seizure_windows"] == int(mine["label"].sum()) and row["windows"] == len(mine)
+        if 0 < mine["label"].sum() < len(mine):
+            assert row["roc_raw"] == pytest.approx(roc_auc_score(mine["label"], mine["probability"]))
+            assert row["roc_smoothed"] == pytest.approx(roc_auc_score(mine["label"], mine["smoothed_probability"]))
+        assert row["median_background"] == pytest.approx(mine.loc[mine["label"] == 0, "probability"].median())
+    assert f"| {rows[0]['subject']} |" in result.stdout
+
 def test_citation_states_the_runs_values_versions_and_references(reported):
     from neurocare_bids.reports.citation import parse_bib
 
