@@ -128,15 +128,20 @@ def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> l
             return model.predict_proba_features(window_features(eeg, geometry.sfreq))
     else:
         def score(eeg):
-            return np.asarray(model(eeg, training=False))[:, 1]
+            # Keras's compiled predict step, 3-4x faster than an eager call on CPUs; a short last batch is
+            # padded to the full size so that the step is traced once (windows are scored independently).
+            n = len(eeg)
+            if n < PREDICTION_BATCH:
+                eeg = np.concatenate([eeg, np.zeros((PREDICTION_BATCH - n, *eeg.shape[1:]), eeg.dtype)])
+            return np.asarray(model.predict_on_batch(eeg))[:n, 1]
 
     out = []
     for f in files:
         probs, labels, onsets = [], [], []
         for batch in read_windows([f], geometry, PREDICTION_BATCH):
-            probs.append(score(batch["eeg"].numpy()))
-            labels.append(batch["label"].numpy())
-            onsets.append(batch["onset"].numpy())
+            probs.append(score(batch["eeg"]))
+            labels.append(batch["label"])
+            onsets.append(batch["onset"])
         out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
     return out
 
@@ -282,8 +287,8 @@ def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.nda
 
     feats, labels = [], []
     for batch in read_windows(files, geometry, PREDICTION_BATCH):
-        feats.append(window_features(batch["eeg"].numpy(), geometry.sfreq))
-        labels.append(batch["label"].numpy())
+        feats.append(window_features(batch["eeg"], geometry.sfreq))
+        labels.append(batch["label"])
     return np.concatenate(feats), np.concatenate(labels)
 
 

@@ -18,6 +18,7 @@ This is the only module that uses TensorFlow directly; models and losses use Ker
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from .config import AugmentationConfig
 from .errors import DataError
+from .tfrecord import iter_windows
 
 PARSE_BATCH = 256
 
@@ -111,12 +113,30 @@ def _parse_batch(records, geometry: WindowGeometry):
             "window_index": parsed["window_index"], "seizure_fraction": parsed["seizure_fraction"]}
 
 
-def read_windows(files: list[WindowFile], geometry: WindowGeometry, batch_size: int):
-    """Every window of ``files`` in order, batched, unaugmented (validation, test, prediction)."""
-    tf = _tf()
-    ds = tf.data.TFRecordDataset([str(f.tfrecord) for f in files], num_parallel_reads=None)
-    ds = ds.batch(batch_size).map(lambda r: _parse_batch(r, geometry), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+def read_windows(files: list[WindowFile], geometry: WindowGeometry, batch_size: int) -> Iterator[dict]:
+    """Every window of ``files`` in order, in batches of NumPy arrays (``eeg`` float32 ``(n, n_times, n_chans)``,
+    ``label``, ``onset``), unaugmented: validation, test and prediction.
+
+    Read with the NumPy TFRecord reader rather than ``tf.data``: in order and unshuffled there is nothing for
+    ``tf.data`` to overlap, and its per-batch parsing ran at about 900 windows/s on two cores, slower than the
+    model's own prediction; the NumPy reader decodes over ten times faster.
+    """
+    for f in files:
+        eeg, labels, onsets = [], [], []
+        for window in iter_windows(f.tfrecord):
+            eeg.append(window["eeg"])
+            labels.append(window["label"])
+            onsets.append(window["onset"])
+            if len(eeg) == batch_size:
+                yield _batch(eeg, labels, onsets, geometry)
+                eeg, labels, onsets = [], [], []
+        if eeg:
+            yield _batch(eeg, labels, onsets, geometry)
+
+
+def _batch(eeg: list, labels: list, onsets: list, geometry: WindowGeometry) -> dict:
+    windows = np.stack(eeg).astype(np.float32, copy=False).reshape(-1, geometry.n_times, geometry.n_chans)
+    return {"eeg": windows, "label": np.asarray(labels, dtype=np.int32), "onset": np.asarray(onsets, np.float32)}
 
 
 def _intervals_table(files: list[WindowFile]) -> np.ndarray:
