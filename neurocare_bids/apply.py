@@ -244,6 +244,9 @@ def _load_weights(spec: TrainedModel, engine: str) -> None:
             spec.engine = "numpy"
             spec._predict = lambda x, threads: net.predict(x, threads)[:, 1]
             return
+    from .console import import_tensorflow
+
+    import_tensorflow()  # quietly below -vv (console.py)
     import keras
 
     from . import models  # noqa: F401 - registers the layers of ours a saved model may use (SpectralFeatures)

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import platform
+import time
 from pathlib import Path
 
 import keras
@@ -29,6 +30,7 @@ import numpy as np
 from . import __version__
 from .bids_input import source_stem
 from .config import Config, PostprocessingConfig
+from .console import PROGRESS, duration, epoch_line_due
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .derivatives import CARD_FORMAT
 from .errors import DataError, NoInputError, NothingSelectedError, UsageError
@@ -42,6 +44,7 @@ from .distribute import fit_multi_worker, placement, worker_share
 from .tracking import Tracker, check_tracking, start_tracking
 
 log = logging.getLogger("neurocare")
+progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown
 
 GROUP = "group"
 PREDICTION_BATCH = 512
@@ -251,23 +254,34 @@ class _ValidationPRAUC(keras.callbacks.Callback):
 
 
 class _EpochLog(keras.callbacks.Callback):
-    """A progress bar over the epochs of one training (on a terminal) and one log line per epoch (-v)."""
+    """Progress over the epochs of one training: a bar on a terminal, and a progress record per epoch with the
+    time left if every epoch runs (early stopping may end sooner). All go to the log file and, from -v, to the
+    console; where no bar is drawn, the console shows those :func:`epoch_line_due` picks at any verbosity."""
 
     def __init__(self, label: str, epochs: int, tracker: Tracker):
         super().__init__()
         self.label, self.epochs, self.tracker, self.bar = label, epochs, tracker, None
+        self.started = self.last_line = 0.0
 
     def on_train_begin(self, logs=None):
         from tqdm import tqdm
 
         self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", leave=False, disable=None)
+        self.started = self.last_line = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         loss, pr_auc = logs.get("loss", math.nan), logs.get("val_pr_auc", math.nan)
         self.bar.set_postfix(loss=f"{loss:.4f}", val_pr_auc=f"{pr_auc:.3f}")
         self.bar.update()
-        log.info("%s epoch %d: loss %.4f, validation PR-AUC %.3f", self.label, epoch + 1, loss, pr_auc)
+        now, stopping = time.monotonic(), bool(self.model.stop_training)  # early stopping has decided by now
+        milestone = epoch_line_due(epoch, self.epochs, stopping, now - self.last_line)
+        if milestone:
+            self.last_line = now
+        left = 0 if stopping else self.epochs - epoch - 1
+        eta = f"; ETA {duration((now - self.started) / (epoch + 1) * left)}" if left else ""
+        progress.info("%s epoch %d/%d: loss %.4f, validation PR-AUC %.3f%s", self.label, epoch + 1, self.epochs,
+                      loss, pr_auc, eta, extra={"milestone": milestone})
         self.tracker.epoch_end(epoch, {**logs, "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))})
 
     def on_train_end(self, logs=None):
@@ -354,9 +368,13 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
                "version": __version__}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
-    log.info("fold %d done: threshold %.2f, min duration %g s", fold.index, params["threshold"],
-             params["min_duration"])
     return summary
+
+
+def _outcome(epochs: int, params: dict) -> str:
+    """What a training ended with, for its progress line (the feature baseline has no epochs)."""
+    ran = f"{epochs} epoch{'' if epochs == 1 else 's'}, " if epochs else ""
+    return f"{ran}threshold {params['threshold']:.2f}, min duration {params['min_duration']:g} s"
 
 
 def _tracked(params: dict) -> dict:
@@ -365,6 +383,10 @@ def _tracked(params: dict) -> dict:
 
 def _group_config(cfg: Config) -> dict:
     return cfg.group_settings()
+
+
+def _to_train(cfg: Config, group_dir: Path, fold: Fold) -> bool:
+    return cfg.execution.overwrite or not fold_is_done(cfg, group_dir / f"fold-{fold.index}", fold)
 
 
 def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:
@@ -556,6 +578,9 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     val_files = [f for f in files if f.subject in validation]
     folder = group_dir / "model"
     folder.mkdir(parents=True, exist_ok=True)
+    progress.info("final model: training on %d subject(s), validation on %d", len(subjects) - len(validation),
+                  len(validation))
+    started = time.monotonic()
     tracker = start_tracking(cfg, group_dir, "final", "final", {"validation": sorted(validation)})
     try:
         model, history, _, params = fit_and_tune(cfg, train_files, val_files, geometry, cfg.execution.seed * 1000,
@@ -583,6 +608,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "Software": _versions(),
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
+    progress.info("final model done in %s (%s)", duration(time.monotonic() - started),
+                  _outcome(len(history.get("loss", [])), params))
     return folder
 
 
@@ -651,13 +678,21 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     if fold_index is not None and not 1 <= fold_index <= len(folds):
         raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
     todo = [f for f in folds if fold_index in (None, f.index)]
-    for fold in todo:
-        folder = group_dir / f"fold-{fold.index}"
-        if not cfg.execution.overwrite and fold_is_done(cfg, folder, fold):
+    started, trained = time.monotonic(), 0
+    for position, fold in enumerate(todo):
+        if not _to_train(cfg, group_dir, fold):
             log.info("fold %d already done", fold.index)
             continue
-        log.info("fold %d of %d: test %s", fold.index, len(folds), ", ".join(f"sub-{s}" for s in fold.test))
-        run_fold(cfg, fold, files, geometry, group_dir)
+        progress.info("fold %d/%d: test %s; training on %d subject(s), validation on %d", fold.index, len(folds),
+                      ", ".join(f"sub-{s}" for s in fold.test), len(fold.train), len(fold.validation))
+        fold_started = time.monotonic()
+        summary = run_fold(cfg, fold, files, geometry, group_dir)
+        trained += 1
+        left = sum(_to_train(cfg, group_dir, f) for f in todo[position + 1:])
+        eta = (f"; {left} fold(s) left, ETA {duration((time.monotonic() - started) / trained * left)}"
+               if left else "")
+        progress.info("fold %d/%d done in %s (%s)%s", fold.index, len(folds), duration(time.monotonic() - fold_started),
+                      _outcome(summary["epochs"], summary["postprocessing"]), eta)
     if fold_index is not None:
         return None
     metrics = aggregate(cfg, folds, files, geometry, bids_dir, out_dir)
@@ -679,13 +714,15 @@ def _run_as_worker(cfg: Config, files: list[WindowFile], geometry: WindowGeometr
     if cfg.execution.work_dir:
         Path(cfg.execution.work_dir).mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="neurocare-worker-", dir=cfg.execution.work_dir or None))
+    progress_level = progress.level
+    progress.setLevel(logging.WARNING)  # the chief reports progress; a Slurm log merges every task's output
     try:
         for fold in plan_folds(quiet, files, scratch):
-            if fold_index in (None, fold.index) and (
-                    cfg.execution.overwrite or not fold_is_done(quiet, group_dir / f"fold-{fold.index}", fold)):
+            if fold_index in (None, fold.index) and _to_train(quiet, group_dir, fold):
                 run_fold(quiet, fold, files, geometry, scratch)
         if fold_index is None and cfg.cv.final_model:
             train_final_model(quiet, files, geometry, scratch, {"window": {}, "event": {}})
     finally:
+        progress.setLevel(progress_level)
         shutil.rmtree(scratch, ignore_errors=True)
     return None

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,12 @@ def add_recording(root: Path, subject: str = "01", *, session: str | None = "01"
     if events is not None:
         (folder / f"{stem}_events.tsv").write_text(events)
     return path
+
+
+# What TensorFlow, XLA, absl, CUDA and gRPC print natively: absl/glog lines (I0000 00:00:17… or a date first) and
+# known messages. The CLI shows none of them below -vv (neurocare_bids/console.py).
+NATIVE_LOG = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d|\d{4}-\d\d-\d\d[ T]\d\d:\d\d)|cuInit|oneDNN|"
+                        r"This TensorFlow binary is optimized|absl::InitializeLog|^WARNING:(?:tensorflow|absl):", re.M)
 
 
 def run_cli(*args, timeout: float = 300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from conftest import run_cli
+from conftest import NATIVE_LOG, run_cli
 
 
 def _labels(path) -> np.ndarray:
@@ -102,6 +102,9 @@ def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
         assert proc.returncode == 0, err[-3000:]
     assert "multi-worker, 2 replica(s), worker 1 of 2" in outputs[0][1]
     assert "multi-worker, 2 replica(s), worker 2 of 2" in outputs[1][1]
+    # progress from the chief only (a Slurm log merges every task's output); no native TensorFlow or gRPC line
+    assert "] fold 1 epoch 1/1: " in outputs[0][1] and "] fold 1 epoch" not in outputs[1][1]
+    assert not NATIVE_LOG.search(outputs[0][1] + outputs[1][1])
     assert not list((tmp_path / "work1").glob("neurocare-worker-*"))  # the worker's scratch is gone
     fold = target / "group" / "fold-1"
     assert sorted(p.name for p in fold.iterdir()) == ["fold.json", "history.tsv", "model.keras", "predictions.tsv"]

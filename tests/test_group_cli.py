@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import NATIVE_LOG, run_cli
 from szcore_reference import evaluate_dataset
 
 def _copy(prepared, tmp_path, name):
@@ -123,6 +124,37 @@ def test_metrics_predictions_events_and_model(sequential):
     assert list((out / "group" / "tensorboard").iterdir())
 
 
+ELAPSED = r"\[(\d+):(\d\d):(\d\d)\] "
+
+
+def test_group_log_without_a_terminal_is_readable(sequential):
+    """The shared run's captured output (no terminal, default verbosity, what a Slurm output file holds): no native
+    TensorFlow line, and plain progress lines on stderr (README: Logs and progress): each fold's start and end,
+    its epochs, the final model's; the results table alone on stdout."""
+    _, _, result = sequential
+    for stream in (result.stdout, result.stderr):
+        assert not NATIVE_LOG.search(stream), NATIVE_LOG.search(stream).group(0)
+    assert not re.search(ELAPSED, result.stdout)
+    prefixes = [re.match(ELAPSED, line) for line in result.stderr.splitlines()]
+    assert prefixes and all(prefixes), result.stderr  # nothing else at all
+    elapsed = [[int(n) for n in p.groups()] for p in prefixes]
+    assert elapsed == sorted(elapsed)  # since the run started
+    text = [p.string[p.end():] for p in prefixes]
+    trained = r"\(1 epoch, threshold [01]\.\d\d, min duration [\d.]+ s\)"
+    expected = []
+    for fold in (1, 2, 3, 4):
+        left = rf"; {4 - fold} fold\(s\) left, ETA \d+:\d\d:\d\d" if fold < 4 else ""
+        expected += [rf"fold {fold}/4: test sub-0\d; training on 2 subject\(s\), validation on 1",
+                     rf"fold {fold} epoch 1/1: loss \d+\.\d{{4}}, validation PR-AUC \d\.\d{{3}}",
+                     rf"fold {fold}/4 done in \d+:\d\d:\d\d {trained}{left}"]
+    expected += [r"final model: training on 3 subject\(s\), validation on 1",
+                 r"final model epoch 1/1: loss \d+\.\d{4}, validation PR-AUC \d\.\d{3}",
+                 r"final model done in \d+:\d\d:\d\d " + trained]
+    assert len(text) == len(expected), result.stderr
+    for line, pattern in zip(text, expected):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+
 def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
     bids, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())
@@ -190,6 +222,7 @@ def test_group_level_errors(prepared, tmp_path):
     assert result.returncode == 64 and "--fold 9 does not exist" in result.stderr
     result = run_cli(bids, copy, "group", "--config", config, "--participant-label", "01", "02")
     assert result.returncode == 65 and "at least 3 subjects" in result.stderr
+    assert len(result.stderr.splitlines()) == 1  # TensorFlow was loaded: its start-up lines were held back
     result = run_cli(bids, copy, "participant", "--fold", "1", "--skip-bids-validation")
     assert result.returncode == 64 and "group level only" in result.stderr
     assert all("Traceback" not in r for r in (result.stderr,))

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--print-config", action="store_true",
                      help="print the effective configuration as TOML and exit")
     run.add_argument("-v", "--verbose", action="count", default=0,
-                     help="more messages (-v: progress, -vv: debug and tracebacks)")
+                     help="more messages (-v: progress, -vv: debug, tracebacks and TensorFlow's own messages)")
     run.add_argument("--version", action="version", version=f"NeuroCare-BIDS {__version__}")
     return parser
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import Config
+from ..console import ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
                       Terminated, UnknownLevelError, UsageError, ValidationFailed)
 from .parser import LEVELS, build_demo_parser, build_parser, build_stream_parser
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbosity = _count_verbosity(argv)
     _setup_console_logging(verbosity)
-    if verbosity < 2:  # TensorFlow's C++ info and warning messages only with -vv (a few start-up lines remain)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if verbosity < 2:  # TensorFlow's native (C++) messages only with -vv; there its own settings apply
+        hide_native_logs()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -87,8 +87,8 @@ def _setup_console_logging(verbosity: int) -> None:
     for handler in list(log.handlers):
         log.removeHandler(handler)
     console = logging.StreamHandler(sys.stderr)
-    console.setLevel(level)
-    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    console.addFilter(ConsoleFilter(level, terminal=sys.stderr.isatty()))  # as tqdm decides to draw its bars
+    console.setFormatter(ConsoleFormatter())
     log.addHandler(console)
 
 
@@ -256,6 +256,7 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
     prepare_output(bids_dir, out_dir)
     log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
     try:
+        import_tensorflow()  # its start-up lines held back into the run's log
         from ..group import run_group_level
 
         metrics = run_group_level(cfg, bids_dir, out_dir, fold)
