@@ -42,6 +42,10 @@ VARIANTS = {
                            '[model]\npreset = "features"\n[postprocessing]\nties = "conservative"\n'),
     "channel-features": ("default + per-channel feature branch (classic features of each channel, shared Dense "
                          "layers, mean and max over channels)", "[model]\nchannel_features = 32\n"),
+    "mirror": ("default + left-right mirrored training windows (`augmentation.mirror = 0.5`)",
+               "[augmentation]\nmirror = 0.5\n"),
+    "channel-features-mirror": ("default + per-channel feature branch + left-right mirrored training windows",
+                                "[model]\nchannel_features = 32\n[augmentation]\nmirror = 0.5\n"),
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }

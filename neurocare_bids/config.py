@@ -218,6 +218,11 @@ class AugmentationConfig:
                                     maximum=0.9)
     time_mask: float = option(0.1, "Longest zeroed stretch, as a fraction of the window (0 = off).",
                               minimum=0.0, maximum=0.5)
+    mirror: float = option(
+        0.0, "Probability of flipping a training window left-right (each channel takes its mirror image's "
+             "signal: F3 ↔ F4, Fp1-F7 ↔ Fp2-F8; midline channels stay), so that seizures the training subjects had "
+             "on one side are also seen on the other (0 = off; ignored when a channel has no mirror).",
+        minimum=0.0, maximum=1.0)
     mixup_alpha: float = option(0.2, "Beta(alpha, alpha) mixup between seizure windows (0 = off).",
                                 minimum=0.0)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .config import AugmentationConfig
 from .errors import DataError
+from .montage import mirror_permutation
 from .tfrecord import iter_windows
 
 PARSE_BATCH = 256
@@ -234,7 +235,8 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
     stream = stream.batch(batch_size, drop_remainder=True)
     if augment:
         stream = tf.data.Dataset.zip((stream, tf.data.Dataset.random(seed=seed + 3).batch(2)))
-        stream = stream.map(lambda xy, s: (_augment_batch(xy[0], xy[1], tf.cast(s, tf.int64), aug), xy[1]),
+        mirror = mirror_permutation(geometry.channels) if aug.mirror > 0 else None
+        stream = stream.map(lambda xy, s: (_augment_batch(xy[0], xy[1], tf.cast(s, tf.int64), aug, mirror), xy[1]),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
@@ -256,12 +258,17 @@ def _seizure_segments(files: list[WindowFile], geometry: WindowGeometry) -> np.n
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
-def _augment_batch(x, y, seed, aug: AugmentationConfig):
-    """Gain, noise, channel dropout, a time mask and seizure mixup for a (batch, n_times, n_chans) batch."""
+def _augment_batch(x, y, seed, aug: AugmentationConfig, mirror: list[int] | None = None):
+    """Gain, noise, channel dropout, a time mask, seizure mixup and (with ``mirror``, the channels' mirror
+    permutation) left-right flips for a (batch, n_times, n_chans) batch."""
     tf = _tf()
     _, n_times, n_chans = x.shape
     batch = tf.shape(x)[0]
     seeds = tf.random.experimental.stateless_split(seed, 6)
+    if mirror is not None:  # its own stream of random numbers: the other augmentations draw as before
+        flip = tf.random.stateless_uniform([batch, 1, 1], tf.random.experimental.stateless_fold_in(seed, 7)) \
+            < aug.mirror
+        x = tf.where(flip, tf.gather(x, mirror, axis=2), x)
     if aug.amplitude_scale > 0:
         x = x * tf.random.stateless_uniform([batch, 1, n_chans], seeds[0], 1 - aug.amplitude_scale,
                                             1 + aug.amplitude_scale)

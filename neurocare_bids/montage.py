@@ -83,6 +83,40 @@ class Montage:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+def mirror_electrode(electrode: str) -> str:
+    """The electrode at the mirror position across the midline: odd numbers are left, even right
+    (``F3`` ↔ ``F4``, ``T3`` ↔ ``T4``, ``Fp1`` ↔ ``Fp2``); midline (``z``) electrodes are their own mirror."""
+    if electrode.endswith("z"):
+        return electrode
+    head = electrode.rstrip("0123456789")
+    number = int(electrode[len(head):])
+    return f"{head}{number + 1 if number % 2 else number - 1}"
+
+
+def mirror_permutation(channels: list[str] | tuple[str, ...]) -> list[int] | None:
+    """For each channel, the index of its left-right mirror image among ``channels`` (``F3-Avg`` → ``F4-Avg``,
+    ``Fp1-F7`` → ``Fp2-F8``); None when some channel's mirror is not there (then no mirroring is possible).
+
+    Data flipped this way is the same recording of a person whose hemispheres are swapped: a seizure from the
+    left temporal lobe becomes one from the right (the channel symmetry augmentation of braindecode's
+    ``ChannelsSymmetry``, Deiss et al. 2018).
+    """
+    keys = []
+    for name in channels:
+        parsed = parse_label(name)
+        if parsed is None:
+            return None
+        keys.append(parsed)
+    index = {key: i for i, key in enumerate(keys)}
+    perm = []
+    for a, b in keys:
+        mirrored = (mirror_electrode(a), None if b is None else mirror_electrode(b))
+        if mirrored not in index:
+            return None
+        perm.append(index[mirrored])
+    return perm
+
+
 def build_montage(ch_names: list[str], cfg: MontageConfig) -> Montage:
     """Resolve the configured montage against a recording's channel labels.
 

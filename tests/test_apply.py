@@ -377,6 +377,33 @@ def test_numpy_engine_refuses_graphs_it_does_not_know(tmp_path):
         NumpyModel.load(tmp_path / "late.keras")
 
 
+
+def test_a_model_with_the_channel_feature_branch_is_applied_with_keras(model_folder, tmp_path):
+    """The NumPy engine does not know the per-channel feature branch: apply mode runs such a model on Keras,
+    with Keras's own numbers (the branch is registered by importing neurocare_bids.models)."""
+    import keras
+
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.config import ModelConfig
+    from neurocare_bids.inference import NumpyModel, UnsupportedModel
+    from neurocare_bids.models import build_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_folder, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    n_times, n_chans = int(card["Input"]["WindowSamples"]), len(card["Input"]["Channels"])
+    keras.utils.set_random_seed(4)
+    net = build_model(n_chans, 2, n_times, float(card["Input"]["SamplingFrequency"]),
+                      ModelConfig(conv_filters=[4, 4], lstm_units=[4], channel_features=6))
+    net.save(folder / card["ModelFile"])
+    with pytest.raises(UnsupportedModel):
+        NumpyModel.load(folder / card["ModelFile"])
+    trained = load_model(folder)
+    assert trained.engine == "keras"
+    windows = np.random.default_rng(2).standard_normal((5, n_times, n_chans)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(net(windows, training=False))[:, 1]
+    np.testing.assert_allclose(trained._predict(windows, 1), expected, atol=1e-6)
+
 def test_applies_the_feature_baseline(model_folder, tmp_path):
     """A ``features`` preset folder (gradient boosting on window features) is applied the same way."""
     from neurocare_bids.apply import load_model

@@ -310,6 +310,11 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     text = " ".join(render_citation(out, cfg, "group")["markdown"].split())
     assert "spectral branch" not in text
     assert "the highest threshold, then the longest minimum duration" in text and "moving average of the weights" not in text
+    assert "per-channel feature branch" not in text and "mirroring" not in text
+    cfg.model.channel_features, cfg.augmentation.mirror = 24, 0.5
+    text = " ".join(render_citation(out, cfg, "group")["markdown"].split())
+    assert "joined by a per-channel feature branch" in text and "two dense layers of 24 units shared" in text
+    assert "left-right mirroring of the montage (probability 0.5" in text
 
 
 # ---------------------------------------------------------------------- channel quality, other settings, failures

@@ -209,6 +209,9 @@ def augmentation_facts(aug) -> list[str]:
         items.append(f"channel dropout (probability {_g(aug.channel_dropout)})")
     if aug.time_mask:
         items.append(f"time masking of up to {_g(100 * aug.time_mask)} % of the window")
+    if aug.mirror:
+        items.append(f"left-right mirroring of the montage (probability {_g(aug.mirror)}; channel symmetry as in "
+                     "braindecode)")
     if aug.mixup_alpha:
         items.append(f"mixup between seizure windows (Beta({_g(aug.mixup_alpha)}, {_g(aug.mixup_alpha)}))")
     return items
