@@ -4,8 +4,9 @@
 model's training windows were (the model card records montage, filters, rate, window and sample type),
 in the same two passes as the participant level, minus the TFRecords:
 
-1. read blocks → resample → band-pass + notch → montage (``preprocess.process_block``, blocks in
-   threads), accumulating the per-channel statistics and spooling float32 samples to the work folder;
+1. read blocks → resample → band-pass + notch (zero phase, or causal when the card says so) → montage
+   (``preprocess.process_block``, blocks in threads), accumulating the per-channel statistics and
+   spooling float32 samples to the work folder;
 2. z-score with the whole-recording statistics, cut the windows as strided views of the spool (no
    copies, no per-window Python), and predict them in batches on every CPU.
 
@@ -45,7 +46,7 @@ from .montage import Montage, build_montage
 from .participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result, mains_frequency,
                           ordered_map, output_clashes)
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
-from .preprocess import RunningStats, SignalPlan, block_bounds, design_plan, process_block
+from .preprocess import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
 from .quality import RawChannelStats, channel_warnings
 from .signal_reader import EDFSource, SignalSource
 from .szcore import export_tree, write_events_tsv
@@ -326,6 +327,8 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
             raise DataError(f"non-finite samples between {start} and {stop}")
         return data
 
+    state = causal_filter(plan)  # a causal model's filters: blocks in order, the state carried
+
     def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats, RawChannelStats]:
         raw = RawChannelStats(len(montage.picks))
 
@@ -334,7 +337,7 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
             raw.update(data)
             return data
 
-        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)
+        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds, state)
         stats = RunningStats(len(y))
         stats.update(y)
         return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), stats, raw

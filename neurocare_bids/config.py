@@ -37,10 +37,14 @@ SZCORE_ELECTRODES = [
 
 
 def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
-           maximum: float | None = None, exclusive_minimum: bool = False) -> Any:
-    """A config field with its documentation and constraints attached (read by validation and docs)."""
+           maximum: float | None = None, exclusive_minimum: bool = False, hashed_if_set: bool = False) -> Any:
+    """A config field with its documentation and constraints attached (read by validation and docs).
+
+    ``hashed_if_set``: an option added after outputs existed, whose default reproduces them; at its default it
+    is left out of :meth:`Config.output_hash`, so that those outputs stay up to date.
+    """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum}
+            "exclusive_minimum": exclusive_minimum, "hashed_if_set": hashed_if_set}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -89,14 +93,22 @@ class PreprocessingConfig:
     l_freq: float = option(0.5, "Band-pass low edge in Hz (0 = no high-pass).", minimum=0.0)
     h_freq: float = option(30.0, "Band-pass high edge in Hz (0 = no low-pass).", minimum=0.0)
     filter_order: int = option(4, "Butterworth order of each band edge, applied forward and backward "
-                                  "(zero phase, so the effective order doubles).", minimum=1, maximum=10)
-    notch: bool = option(True, "Remove power-line noise with zero-phase IIR notches.")
+                                  "(zero phase, so the effective order doubles; forward only with `causal`).",
+                               minimum=1, maximum=10)
+    notch: bool = option(True, "Remove power-line noise with zero-phase IIR notches (forward only with "
+                               "`causal`).")
     line_freq: float = option(
         50.0, "Mains frequency in Hz used when the recording's sidecar has no PowerLineFrequency.",
         minimum=0.0, exclusive_minimum=True)
     notch_harmonics: bool = option(True, "Also notch the harmonics of the mains frequency below Nyquist.")
     notch_quality: float = option(30.0, "Quality factor Q of each notch (bandwidth = frequency / Q).",
                                   minimum=1.0)
+    causal: bool = option(
+        False, "Run the band-pass and notches forward only (`sosfilt`, the filter state carried from block to "
+               "block) instead of forward and backward: no sample needs later signal, so a model trained on such "
+               "windows streams with no filter look-ahead (alarms about 18 s sooner), at the price of the filters' "
+               "phase delay (the effective order is then the order given). The model card records it; apply mode "
+               "and streaming use the card's setting.", hashed_if_set=True)
     sfreq: float = option(
         128.0,
         "Output sampling rate in Hz. 128 Hz keeps everything below 64 Hz, twice the 30 Hz band edge, and "
@@ -420,8 +432,13 @@ class Config:
         return {name: dataclasses.asdict(getattr(self, name)) for name in GROUP_SECTIONS}
 
     def output_hash(self) -> str:
-        """Hash of everything that shapes a participant-level output, software version included."""
-        payload = {name: dataclasses.asdict(getattr(self, name)) for name in OUTPUT_SECTIONS}
+        """Hash of everything that shapes a participant-level output, software version included (options
+        marked ``hashed_if_set`` only when they differ from their default)."""
+        payload = {}
+        for name in OUTPUT_SECTIONS:
+            section = getattr(self, name)
+            payload[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)
+                             if not (f.metadata["hashed_if_set"] and getattr(section, f.name) == f.default)}
         payload["version"] = __version__
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]

@@ -37,8 +37,9 @@ from .errors import DataError, NoInputError, NothingSelectedError, UsageError
 from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
-from .metrics import ranking_metrics, szcore_summary, window_metrics
-from .postprocess import centre_probabilities, probabilities_to_events, smooth, tune
+from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
+from .postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune
+from .preprocess import plan_from_sidecar
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from .distribute import fit_multi_worker, placement, worker_share
 from .tracking import Tracker, check_tracking, start_tracking
@@ -444,7 +445,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     by_source = {f.source: f for f in files}
     fold_rows, per_recording, exports = [], [], []
     pooled = {"labels": [], "scores": [], "detection": [], "thresholds": []}
-    out_of_fold = []
+    out_of_fold, latencies = [], []
     for fold in folds:
         summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
         params = summary["postprocessing"]
@@ -460,6 +461,9 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
                                              min_duration=params["min_duration"], merge_gap=params["merge_gap"],
                                              smoothing=params["smoothing"])
             record = _scored_record(bids_dir, f, events)
+            record["latencies"] = _latencies(f, record, events, np.array(p["onsets"]), detection, geometry, params)
+            latencies += [{"participant_id": f"sub-{f.subject}", "recording": source, "onset": on, "latency_s": t}
+                          for (on, _), t in zip(record["ref"], record["latencies"]) if t is not None]
             per_recording.append(record)
             fold_records.append(record)
             fold_labels.append(labels)
@@ -480,11 +484,11 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     # Each fold has its own tuned threshold: pooled window metrics count each window at its fold's one.
     window = _window_metrics(y, scores, detection, np.concatenate(pooled["thresholds"]))
     window["threshold"] = "per fold (tuned on inner validation)"
-    events = szcore_summary(per_recording)
+    events = with_latencies(szcore_summary(per_recording), per_recording)
     export_tree(out_dir / "szcore", exports, bids_dir=bids_dir)
     metrics = {"window": window, "event": events["event"], "sample": events["sample"], "folds": fold_rows,
-               "subjects": events["subjects"], "model": cfg.model.preset, "n_windows": int(len(y)),
-               "n_seizure_windows": int(y.sum())}
+               "subjects": events["subjects"], "latencies": latencies, "model": cfg.model.preset,
+               "n_windows": int(len(y)), "n_seizure_windows": int(y.sum())}
     metrics = _json_safe(metrics)
     atomic_write(group_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     atomic_write(group_dir / "metrics_folds.tsv", _table(
@@ -493,9 +497,11 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
           r["event"].get("sensitivity"), r["event"].get("precision"), r["event"].get("f1"),
           r["event"].get("fp_per_24h")] for r in metrics["folds"]]))
     atomic_write(group_dir / "metrics_subjects.tsv", _table(
-        ["participant_id", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h"],
+        ["participant_id", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h", "latency_median_s",
+         "latency_mean_s"],
         [[s["participant_id"], s["event"].get("sensitivity"), s["event"].get("precision"), s["event"].get("f1"),
-          s["event"].get("fp_per_24h")] for s in metrics["subjects"]]))
+          s["event"].get("fp_per_24h"), s["event"].get("latency_median_s"), s["event"].get("latency_mean_s")]
+         for s in metrics["subjects"]]))
     out_of_fold.sort(key=lambda item: item[1]["source"])
     atomic_write(group_dir / "predictions.tsv", _predictions_tsv(out_of_fold))
     return metrics
@@ -505,6 +511,16 @@ def _window_metrics(labels, scores, detection, threshold) -> dict:
     """Window metrics of the smoothed scores the threshold applies to, and (``unsmoothed``) the AUCs of the
     probabilities before smoothing: how well the model ranks single windows without its neighbours."""
     return {**window_metrics(labels, scores, threshold), "unsmoothed": ranking_metrics(labels, detection)}
+
+
+def _latencies(f: WindowFile, record: dict, events, onsets, detection, geometry: WindowGeometry,
+               params: dict) -> list[float | None]:
+    """Detection latency of each reference seizure of the record (None: missed), as the streaming detector
+    would raise its alarms with the recording's filters (their look-ahead: zero-phase or causal)."""
+    plan = plan_from_sidecar(json.loads(f.sidecar.read_text(encoding="utf-8")))
+    alarms = alarm_times(onsets, detection, geometry.duration, f.recording_duration, **event_settings(params),
+                         lookahead=plan.lookahead_seconds())
+    return seizure_latencies(record["ref"], events, alarms)
 
 
 def _scored_record(bids_dir: Path, f: WindowFile, events) -> dict:
@@ -621,11 +637,11 @@ def _preprocessing_card(cfg: Config, files: list[WindowFile], geometry: WindowGe
     configuration.
     """
     meta = json.loads(files[0].sidecar.read_text(encoding="utf-8"))
-    done = meta["Preprocessing"]
-    filters = ("l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore")
+    done = {"causal": False, **meta["Preprocessing"]}  # sidecars of zero-phase outputs may not say so
+    filters = ("l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore", "causal")
     for f in files[1:]:
         other = json.loads(f.sidecar.read_text(encoding="utf-8"))
-        if (any(other["Preprocessing"].get(k) != done.get(k) for k in filters)
+        if (any({"causal": False, **other["Preprocessing"]}.get(k) != done.get(k) for k in filters)
                 or other.get("Montage") != meta.get("Montage")):
             log.warning("%s was filtered differently from %s; the model card records the latter's settings",
                         f.sidecar.name, files[0].sidecar.name)

@@ -195,6 +195,48 @@ def szcore_summary(per_recording: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------- detection latency
+def seizure_latencies(seizures: Iterable, events: Iterable, alarms: Sequence[float]) -> list[float | None]:
+    """Detection latency of each annotated seizure, in seconds; None for a seizure that was not detected.
+
+    ``seizures`` and ``events`` are ``(onset, offset)`` pairs or Events; ``alarms[i]`` is when event ``i`` could
+    first be reported (:func:`neurocare_bids.postprocess.alarm_times`). A seizure is detected, as SzCORE's
+    event scoring counts it, when an event overlaps it extended by ``TOLERANCE_START`` seconds before and
+    ``TOLERANCE_END`` after; its latency is the earliest alarm of those events minus the annotated onset.
+    Negative when that event was already under way at the onset (it began less than ``TOLERANCE_START``
+    seconds before, or covers an earlier seizure too): the alarm came first.
+    """
+    hyp = as_intervals(events)
+    if len(hyp) != len(alarms):
+        raise ValueError(f"{len(hyp)} events but {len(alarms)} alarm times")
+    out: list[float | None] = []
+    for on, off in as_intervals(seizures):
+        hits = [t for (a, b), t in zip(hyp, alarms) if a < off + TOLERANCE_END and b > on - TOLERANCE_START]
+        out.append(min(hits) - on if hits else None)
+    return out
+
+
+def latency_summary(latencies: Iterable[float | None]) -> dict[str, Any]:
+    """Median and mean latency over the detected seizures (None where none was detected), and their count."""
+    values = np.array([x for x in latencies if x is not None], dtype=float)
+    return {"latency_median_s": _json(np.median(values)) if values.size else None,
+            "latency_mean_s": _json(np.mean(values)) if values.size else None,
+            "latency_n_seizures": int(values.size)}
+
+
+def with_latencies(summary: dict[str, Any], per_recording: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`szcore_summary`'s ``summary`` with :func:`latency_summary` added to its event level, over all
+    seizures and per subject; each record's ``"latencies"`` (from :func:`seizure_latencies`) pair with its
+    ``"ref"`` seizures."""
+    by_subject: dict[str, list] = {}
+    for rec in per_recording:
+        by_subject.setdefault(_participant_id(rec["subject"]), []).extend(rec["latencies"])
+    summary["event"].update(latency_summary(x for values in by_subject.values() for x in values))
+    for sub in summary["subjects"]:
+        sub["event"].update(latency_summary(by_subject.get(sub["participant_id"], [])))
+    return summary
+
+
 def nan_mean_std(values) -> tuple[float | None, float | None]:
     """np.nanmean and np.nanstd (population, as szcore-evaluation) without the all-NaN warning."""
     values = np.asarray(values, dtype=float)

@@ -37,7 +37,7 @@ from .events import read_seizures, seizure_fraction, window_labels
 from .fsutils import (atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within,
                       remove_stale_temporaries)
 from .montage import build_montage
-from .preprocess import RunningStats, block_bounds, design_plan, process_block
+from .preprocess import RunningStats, block_bounds, causal_filter, design_plan, process_block
 from .quality import RawChannelStats, channel_warnings
 from .signal_reader import EDFSource
 from .tfrecord import ExampleEncoder
@@ -156,6 +156,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     line_freq = mains_frequency(recording.metadata, warnings)
     plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
+    state = causal_filter(plan)  # causal filters: the blocks are filtered in order, carrying the state
     warnings += list(plan.notes)
     seizures = read_seizures(recording.events, duration, cfg.input)
     warnings += seizures.warnings
@@ -179,7 +180,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
 
         # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
         # (usually lower) output rate.
-        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds)
+        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds, state)
         derived = RunningStats(len(y))
         derived.update(y)
         return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), derived, raw
@@ -275,7 +276,10 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         "Preprocessing": {
             **{key: getattr(cfg.preprocessing, key) for key in (
                 "l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore")},
-            "FilterType": "Butterworth band-pass, zero-phase (forward-backward)",
+            # absent = zero phase, as in the sidecars written before the option existed (which stay up to date)
+            **({"causal": True} if plan.causal else {}),
+            "FilterType": ("Butterworth band-pass, causal (forward only)" if plan.causal
+                           else "Butterworth band-pass, zero-phase (forward-backward)"),
             "LineFrequency": line_freq or cfg.preprocessing.line_freq,
             **plan.describe(),
             "ChannelMean": [round(v, 6) for v in stats.mean.tolist()],

@@ -79,23 +79,30 @@ def smooth(probs, k: int) -> np.ndarray:
     return sums / counts
 
 
-def _intervals(onsets: np.ndarray, smoothed: np.ndarray, raw: np.ndarray, window_duration: float,
-               recording_duration: float, threshold: float, merge_gap: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Start, end and confidence of the merged events (before the minimum-duration filter)."""
+def _groups(onsets: np.ndarray, smoothed: np.ndarray, window_duration: float, recording_duration: float,
+            threshold: float, merge_gap: float) -> tuple[np.ndarray, ...]:
+    """Start, end, first and last window of the merged events (before the minimum-duration filter)."""
     pos = smoothed >= threshold
     edges = np.diff(np.concatenate(([0], pos.astype(np.int8), [0])))
     first = np.flatnonzero(edges == 1)
     last = np.flatnonzero(edges == -1) - 1
     if first.size == 0:
-        return np.empty(0), np.empty(0), np.empty(0)
+        return np.empty(0), np.empty(0), first, last
     start = np.clip(onsets[first], 0.0, recording_duration)
     end = np.clip(onsets[last] + window_duration, 0.0, recording_duration)
     # Runs separated by a negative window still overlap in time when stride < duration: gap <= 0 merges.
     gap = start[1:] - np.maximum.accumulate(end)[:-1]
     group = np.flatnonzero(np.concatenate(([True], (gap > 0) & (gap >= merge_gap))))
-    start, first = start[group], first[group]
-    end, last = np.maximum.reduceat(end, group), np.maximum.reduceat(last, group)
+    return (start[group], np.maximum.reduceat(end, group), first[group], np.maximum.reduceat(last, group))
+
+
+def _intervals(onsets: np.ndarray, smoothed: np.ndarray, raw: np.ndarray, window_duration: float,
+               recording_duration: float, threshold: float, merge_gap: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Start, end and confidence of the merged events (before the minimum-duration filter)."""
+    start, end, first, last = _groups(onsets, smoothed, window_duration, recording_duration, threshold, merge_gap)
+    if first.size == 0:
+        return start, end, np.empty(0)
     # sum of raw[first:last + 1] per event (raw ends with a 0 so that last + 1 is a valid index)
     conf = np.add.reduceat(raw, np.column_stack((first, last + 1)).ravel())[::2] / (last + 1 - first)
     keep = end > start
@@ -129,6 +136,35 @@ def probabilities_to_events(onsets, probs, window_duration: float, recording_dur
                                   float(recording_duration), threshold, merge_gap)
     keep = end - start >= min_duration
     return [Event(float(a), float(b - a), float(c)) for a, b, c in zip(start[keep], end[keep], conf[keep])]
+
+
+def alarm_times(onsets, probs, window_duration: float, recording_duration: float, *, threshold: float,
+                min_duration: float, merge_gap: float, smoothing: int, lookahead: float = 0.0) -> list[float]:
+    """When each event of :func:`probabilities_to_events` (same arguments, same order) could first be reported,
+    in seconds of signal from the recording start: when the streaming detector raises its alarm.
+
+    An event exists once it has lasted ``min_duration``: at its first positive window ``j`` (smoothed score at
+    or above ``threshold``, merged gaps included) with ``onset[j] + window_duration - event onset >=
+    min_duration``. Window ``j``'s smoothed score needs the ``smoothing // 2`` windows after it, so the alarm
+    time is the end of window ``j + smoothing // 2`` (the last window, at most), plus ``lookahead``: the seconds
+    of signal the filters need after a sample (``SignalPlan.lookahead_seconds``: 17.8 s of zero-phase filter
+    margin by default, none with causal filters beyond the resampling filter's reach); never after the end of
+    the recording. Signal needed, not computing time.
+    """
+    onsets, smoothed, _ = _prepare(onsets, probs, smoothing)
+    start, end, first, last = _groups(onsets, smoothed, float(window_duration), float(recording_duration),
+                                      threshold, merge_gap)
+    positive = smoothed >= threshold
+    ends = np.minimum(onsets + window_duration, recording_duration)
+    alarms = []
+    for a, b, i, k in zip(start, end, first, last):
+        if b <= a or b - a < min_duration:
+            continue  # no event: probabilities_to_events drops it
+        long_enough = positive[i:k + 1] & (ends[i:k + 1] - a >= min_duration)
+        j = i + int(np.argmax(long_enough))
+        known = ends[min(j + int(smoothing) // 2, len(onsets) - 1)]
+        alarms.append(float(min(known + lookahead, recording_duration)))
+    return alarms
 
 
 TIE_RULES = ("centre", "conservative")

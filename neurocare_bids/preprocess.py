@@ -1,4 +1,4 @@
-"""Resampling and zero-phase filtering in bounded memory.
+"""Resampling and zero-phase (or causal) filtering in bounded memory.
 
 A Siena recording can last a day, so nothing here ever holds a whole recording. Each output block
 ``[a, b)`` is computed from the input samples it depends on plus a margin on both sides:
@@ -13,11 +13,19 @@ A Siena recording can last a day, so nothing here ever holds a whole recording. 
 The recording's true start and end are handled exactly as whole-signal processing handles them, so the
 blocked result equals ``process_block(0, n_out)`` on the whole recording within float tolerance
 (tests/test_preprocess.py checks it).
+
+With ``preprocessing.causal`` the band-pass and notches run forward only (``sosfilt``), so that no output
+sample depends on later input: what a live stream needs to filter without waiting. The filter state is
+carried from one block to the next (:class:`CausalFilter`), so the blocked result is the one-shot
+``sosfilt`` of the whole recording. Only the resampling FIR, when the input rate differs from the output
+rate, still reaches ``fir_margin_in`` input samples (a few tens of milliseconds) ahead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,9 +55,22 @@ class SignalPlan:
     notches: tuple[float, ...]
     margin: int  # output samples computed on each side of a block and discarded
     notes: tuple[str, ...]
+    causal: bool = False  # band-pass and notches forward only (sosfilt), not forward and backward
 
     def n_out(self, n_in: int) -> int:
         return -(-n_in * self.up // self.down)
+
+    @property
+    def lookahead(self) -> int:
+        """Output samples after an output sample that the band-pass and notches need: the block margin for
+        zero-phase filters (their response reaches back in time), none for causal ones."""
+        return 0 if self.causal else self.margin
+
+    def lookahead_seconds(self) -> float:
+        """Seconds of signal after a sample that its filtered value needs: :attr:`lookahead` plus the
+        resampling FIR's reach (within a sample of what the streaming detector waits for)."""
+        fir = 0.0 if self.fir is None else self.fir_margin_in / self.sfreq_in
+        return self.lookahead / self.sfreq_out + fir
 
     @property
     def fir_margin_in(self) -> int:
@@ -106,7 +127,20 @@ def design_plan(sfreq_in: float, cfg: PreprocessingConfig, line_freq: float | No
             sections.append(signal.tf2sos(b, a))
             notches.append(freq)
     sos = np.concatenate(sections) if sections else None
-    return SignalPlan(sfreq_in, cfg.sfreq, up, down, fir, sos, tuple(notches), _iir_margin(sos), tuple(notes))
+    return SignalPlan(sfreq_in, cfg.sfreq, up, down, fir, sos, tuple(notches), _iir_margin(sos), tuple(notes),
+                      cfg.causal)
+
+
+def plan_from_sidecar(meta: dict, sfreq_in: float | None = None) -> SignalPlan:
+    """The filters a participant-level sidecar describes (its ``Preprocessing`` settings, output rate and mains
+    frequency), for a recording at ``sfreq_in`` (default: the sidecar's input rate)."""
+    pre = meta["Preprocessing"]
+    fields = {f.name for f in dataclasses.fields(PreprocessingConfig)}
+    settings = {k: v for k, v in pre.items() if k in fields}
+    settings["sfreq"] = float(meta["SamplingFrequency"])
+    settings["line_freq"] = float(pre.get("LineFrequency") or 50.0)
+    cfg = PreprocessingConfig(**settings)
+    return design_plan(float(sfreq_in or pre["InputSamplingFrequency"]), cfg, cfg.line_freq)
 
 
 def _antialias_fir(sfreq_in: float, sfreq_out: float, up: int, h_freq: float) -> np.ndarray:
@@ -134,10 +168,88 @@ def _iir_margin(sos: np.ndarray | None) -> int:
     return int(math.ceil(decay)) + 3 * (2 * len(sos) + 1)
 
 
-def process_block(read: Reader, n_in: int, plan: SignalPlan, a: int, b: int) -> np.ndarray:
-    """Output samples ``[a, b)`` (float64, channels × samples) of the resampled, filtered signal."""
+class CausalFilter:
+    """A causal plan's band-pass and notches over the consecutive blocks of one recording, the filter state
+    carried from each block to the next: the blocked result is the one-shot ``sosfilt`` of the recording.
+
+    The filter starts in the steady state of a signal that had always been at the first sample's value (what
+    ``sosfilt_zi`` gives), so a DC offset causes no start-up transient, and no later sample is used. Blocks
+    may be read and resampled in parallel threads: each waits here for its turn, the block that ends where
+    it starts; a block that fails releases the ones waiting behind it (they raise), so none waits forever.
+    """
+
+    def __init__(self, sos: np.ndarray | None):
+        self.sos = sos
+        self.position = 0  # output samples filtered so far
+        self._zi: np.ndarray | None = None
+        self._turn = threading.Condition()
+        self._failed = False
+
+    def __call__(self, y: np.ndarray, start: int) -> np.ndarray:
+        """Filter output samples ``[start, start + len)`` (channels × samples), once those before are done."""
+        with self._turn:
+            self._turn.wait_for(lambda: self.position >= start or self._failed)
+            if self._failed:
+                raise RuntimeError("an earlier block of this recording failed")
+            if start != self.position:
+                raise ValueError(f"causal filtering needs consecutive blocks: got sample {start}, "
+                                 f"expected {self.position}")
+            if self.sos is not None and y.shape[1]:
+                if self._zi is None:
+                    self._zi = signal.sosfilt_zi(self.sos)[:, None, :] * y[None, :, :1]
+                y, self._zi = signal.sosfilt(self.sos, y, axis=1, zi=self._zi)
+            self.position += y.shape[1]
+            self._turn.notify_all()
+        return y
+
+    def fail(self) -> None:
+        """A block will never arrive: wake the blocks waiting for their turn (they raise)."""
+        with self._turn:
+            self._failed = True
+            self._turn.notify_all()
+
+
+def causal_filter(plan: SignalPlan) -> CausalFilter | None:
+    """The filter state one recording's blocks share when ``plan`` is causal (None for zero phase)."""
+    return CausalFilter(plan.sos) if plan.causal else None
+
+
+def process_block(read: Reader, n_in: int, plan: SignalPlan, a: int, b: int,
+                  state: CausalFilter | None = None) -> np.ndarray:
+    """Output samples ``[a, b)`` (float64, channels × samples) of the resampled, filtered signal.
+
+    A causal plan filters forward only: with ``state`` (:func:`causal_filter`, one per recording, given every
+    block in order) exactly as one pass over the whole recording; without it, from ``plan.margin`` samples
+    before ``a`` (the same result within float tolerance, for a block on its own).
+    """
+    if plan.causal:
+        try:
+            return _causal_block(read, n_in, plan, a, b, state)
+        except BaseException:
+            if state is not None:
+                state.fail()
+            raise
     n_out = plan.n_out(n_in)
     ea, eb = max(0, a - plan.margin), min(n_out, b + plan.margin)
+    y = _resampled(read, n_in, plan, ea, eb)
+    if plan.sos is not None and y.shape[1] > 1:
+        padlen = min(3 * (2 * len(plan.sos) + 1), y.shape[1] - 1)
+        y = signal.sosfiltfilt(plan.sos, y, axis=1, padlen=padlen)
+    return y[:, a - ea:b - ea]
+
+
+def _causal_block(read: Reader, n_in: int, plan: SignalPlan, a: int, b: int,
+                  state: CausalFilter | None) -> np.ndarray:
+    ea = a if state is not None else max(0, a - plan.margin)
+    y = _resampled(read, n_in, plan, ea, b)
+    if state is None:
+        state = CausalFilter(plan.sos)
+        state.position = ea
+    return state(y, ea)[:, a - ea:]
+
+
+def _resampled(read: Reader, n_in: int, plan: SignalPlan, ea: int, eb: int) -> np.ndarray:
+    """Output samples ``[ea, eb)`` of the resampled, not yet filtered signal."""
     if plan.fir is None:
         y = read(ea, eb)
     else:
@@ -148,10 +260,7 @@ def process_block(read: Reader, n_in: int, plan: SignalPlan, a: int, b: int) -> 
         y = signal.resample_poly(x, up, down, axis=1, window=plan.fir)
         offset = start * up // down
         y = y[:, ea - offset:eb - offset]
-    if plan.sos is not None and y.shape[1] > 1:
-        padlen = min(3 * (2 * len(plan.sos) + 1), y.shape[1] - 1)
-        y = signal.sosfiltfilt(plan.sos, y, axis=1, padlen=padlen)
-    return y[:, a - ea:b - ea]
+    return y
 
 
 def block_bounds(n_out: int, block: int) -> list[tuple[int, int]]:
@@ -161,8 +270,9 @@ def block_bounds(n_out: int, block: int) -> list[tuple[int, int]]:
 
 def iter_blocks(read: Reader, n_in: int, plan: SignalPlan, block: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, samples)`` blocks of the processed signal covering the whole recording."""
+    state = causal_filter(plan)
     for a, b in block_bounds(plan.n_out(n_in), block):
-        yield a, process_block(read, n_in, plan, a, b)
+        yield a, process_block(read, n_in, plan, a, b, state)
 
 
 class RunningStats:

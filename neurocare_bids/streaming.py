@@ -8,7 +8,9 @@
   1e-9: 17.8 s for the default 0.5 Hz high-pass at 128 Hz) plus the resampling filter's reach. With that
   look-ahead, ``preprocess.process_block`` gives the very samples batch mode computes (float rounding
   aside). A shorter ``lookahead`` lowers the latency and treats the newest samples as the recording's
-  end, which changes the last seconds of each block a little.
+  end, which changes the last seconds of each block a little. A model trained with
+  ``preprocessing.causal`` filters forward only, carrying the filter state from chunk to chunk as batch
+  mode carries it from block to block: no look-ahead (only the resampling filter's reach), the same samples.
 * **Z-score.** Batch mode uses each channel's mean and standard deviation over the whole recording,
   which a live stream does not have. Each window is z-scored with the statistics of everything received
   up to its end (running estimate), after an initial ``calibration`` period (default 60 s) during which
@@ -42,7 +44,7 @@ from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
 from .errors import UsageError
 from .montage import Montage
 from .postprocess import centre_probabilities, event_settings, log_odds
-from .preprocess import RunningStats, SignalPlan, process_block
+from .preprocess import RunningStats, SignalPlan, causal_filter, process_block
 
 DEFAULT_CALIBRATION = 60.0  # seconds of signal collected before the first window is scored (running z-score)
 MIN_STEP_SECONDS = 0.25  # output filtered at least this much at a time (fewer, larger filter calls)
@@ -183,8 +185,9 @@ class StreamingDetector:
         self.montage: Montage = self.model.montage_for(self.ch_names, allow_missing_channels)
         self.plan: SignalPlan = self.model.plan_for(self.sfreq_in, line_freq)
         plan = self.plan
-        self.lookahead = (plan.margin if lookahead is None
-                          else min(plan.margin, max(0, round(lookahead * plan.sfreq_out))))
+        self.lookahead = (plan.lookahead if lookahead is None
+                          else min(plan.lookahead, max(0, round(lookahead * plan.sfreq_out))))
+        self._filter = causal_filter(plan)  # a causal model's filter state, carried from chunk to chunk
         n_ch = len(self.montage.names)
         if (channel_mean is None) != (channel_std is None):
             raise UsageError("give both channel_mean and channel_std, or neither")
@@ -293,7 +296,7 @@ class StreamingDetector:
         stop = plan.n_out(self.n_in) if final else self._available_out()
         step = max(1, int(MIN_STEP_SECONDS * plan.sfreq_out))
         if stop > self.n_out and (final or stop - self.n_out >= step):
-            y = self.montage.matrix @ process_block(self._read, self.n_in, plan, self.n_out, stop)
+            y = self.montage.matrix @ process_block(self._read, self.n_in, plan, self.n_out, stop, self._filter)
             self._out = np.concatenate([self._out, y.T.astype(np.float32)])
             self.n_out = stop
             self._trim_input()
@@ -301,7 +304,7 @@ class StreamingDetector:
 
     def _trim_input(self) -> None:
         plan = self.plan
-        ea = max(0, self.n_out - plan.margin)
+        ea = max(0, self.n_out - (0 if plan.causal else plan.margin))  # causal: the state replaces the margin
         if plan.fir is None:
             first = ea
         else:  # process_block's first input sample for a block starting at n_out
@@ -477,8 +480,9 @@ def stream_file(args) -> int:
     print(f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
           f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); a seizure is "
           f"reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
-          f"{parts['lookahead']:.1f} s + the longer of window {parts['window']:g} s and minimum duration "
-          f"{parts['min_duration']:g} s + smoothing {parts['smoothing']:g} s)"
+          f"{parts['lookahead']:.1f} s{' (causal filters)' if detector.plan.causal else ''} + the longer of "
+          f"window {parts['window']:g} s and minimum duration {parts['min_duration']:g} s + smoothing "
+          f"{parts['smoothing']:g} s)"
           + (f", not before {parts['calibration']:g} s of calibration" if parts["calibration"] else ""), flush=True)
     chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
     everything = list(range(len(source.ch_names)))

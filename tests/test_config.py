@@ -29,6 +29,28 @@ def test_execution_options_do_not_change_the_output_hash():
     assert cfg.output_hash() == Config().output_hash()
 
 
+def test_an_option_added_later_changes_the_output_hash_only_when_set():
+    """``preprocessing.causal`` at its default (false) gives the hash computed before the option existed, so
+    outputs made then stay up to date; set, it changes the hash, so they are recomputed."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from neurocare_bids import __version__
+    from neurocare_bids.config import OUTPUT_SECTIONS
+
+    cfg = Config()
+    payload = {name: dataclasses.asdict(getattr(cfg, name)) for name in OUTPUT_SECTIONS}  # the former formula
+    del payload["preprocessing"]["causal"]
+    payload["version"] = __version__
+    former = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    assert cfg.output_hash() == former
+    cfg.update({"preprocessing": {"causal": True}})
+    assert cfg.output_hash() != former
+    cfg.update({"preprocessing": {"causal": False}})
+    assert cfg.output_hash() == former
+
+
 @pytest.mark.parametrize("data, message", [
     ({"preprocesing": {}}, "did you mean 'preprocessing'"),
     ({"windows": {"duraton": 3}}, "did you mean 'duration'"),

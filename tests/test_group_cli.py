@@ -155,6 +155,68 @@ def test_group_log_without_a_terminal_is_readable(sequential):
         assert re.fullmatch(pattern, line), (line, pattern)
 
 
+def test_latency_of_each_detected_seizure_follows_from_predictions_tsv(sequential):
+    """metrics.json's detection latencies recomputed from the files: each recording's out-of-fold detection
+    probabilities (predictions.tsv) replayed through the streaming detector's event tracker with its fold's
+    post-processing, each window known once its end plus the recording's filter look-ahead had arrived (from its
+    sidecar: the zero-phase filters' block margin and the resampling filter's reach), the alarms matched to the
+    reference seizures with SzCORE's tolerances; overall, per subject (metrics_subjects.tsv) and in group.html."""
+    from neurocare_bids.streaming import EventTracker
+    from neurocare_bids.szcore import read_events_tsv
+
+    bids, out, _ = sequential
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    fold_of = {r["participant_id"]: r["fold"] for r in _tsv(out / "group" / "folds.tsv")}
+    by_recording: dict[str, list] = {}
+    for r in _tsv(out / "group" / "predictions.tsv"):
+        by_recording.setdefault(r["recording"], []).append(r)
+    expected = []
+    for source, rows in sorted(by_recording.items()):
+        rows.sort(key=lambda r: int(r["window_index"]))
+        participant = rows[0]["participant_id"]
+        post = json.loads((out / "group" / f"fold-{fold_of[participant]}" / "fold.json").read_text())["postprocessing"]
+        stem = source[:-len("_eeg.edf")]
+        meta = json.loads((out / f"{stem}_desc-preproc_windows.json").read_text())
+        pre, sfreq, window = meta["Preprocessing"], meta["SamplingFrequency"], meta["WindowDuration"]
+        up = int(pre["ResamplingFactor"].split("/")[0])
+        reach = ((pre["AntiAliasFilterTaps"] // 2) // up + 2) / pre["InputSamplingFrequency"]
+        lookahead = pre["BlockMarginSamples"] / sfreq + reach
+        assert 17 < lookahead < 19  # zero-phase filters at 128 Hz (the demo is recorded at 256 Hz)
+        tracker = EventTracker(window, round(meta["WindowStride"] * sfreq), sfreq,
+                               **{k: post[k] for k in ("threshold", "min_duration", "merge_gap", "smoothing")})
+        duration = meta["RecordingDuration"]
+        reports = []
+        for r in rows:
+            reports += tracker.push(float(r["detection_probability"]),
+                                    min(float(r["onset"]) + window + lookahead, duration))
+        reports += tracker.finish(duration)
+        alarms = [r.detected_at for r in reports if not r.final]
+        written, _ = read_events_tsv(out / f"{stem}_desc-neurocare_events.tsv")
+        assert len(alarms) == len(tracker.events) == len(written)  # the events group wrote, one alarm each
+        assert np.allclose([e.onset for e in tracker.events], [e.onset for e in written], atol=0.006)
+        for seizure in read_events_tsv(bids / f"{stem}_events.tsv")[0]:
+            hits = [t for t, e in zip(alarms, tracker.events)
+                    if e.onset < seizure.onset + seizure.duration + 60 and e.offset > seizure.onset - 30]
+            if hits:
+                expected.append((participant, source, seizure.onset, min(hits) - seizure.onset))
+    got = [(r["participant_id"], r["recording"], r["onset"], r["latency_s"]) for r in metrics["latencies"]]
+    assert [g[:3] for g in sorted(got)] == [e[:3] for e in sorted(expected)] and expected
+    np.testing.assert_allclose([g[3] for g in sorted(got)], [e[3] for e in sorted(expected)], atol=1e-5)
+    values = [e[3] for e in expected]
+    event = metrics["event"]
+    assert event["latency_n_seizures"] == len(values) <= sum(s["event"]["tp"] for s in metrics["subjects"])
+    assert event["latency_median_s"] == pytest.approx(np.median(values), abs=1e-5)
+    assert event["latency_mean_s"] == pytest.approx(np.mean(values), abs=1e-5)
+    table = {r["participant_id"]: r for r in _tsv(out / "group" / "metrics_subjects.tsv")}
+    for participant in table:
+        mine = [e[3] for e in expected if e[0] == participant]
+        cell = table[participant]["latency_median_s"]
+        assert cell == (f"{np.median(mine):.4f}" if mine else "n/a")
+        assert table[participant]["latency_mean_s"] == (f"{np.mean(mine):.4f}" if mine else "n/a")
+    html = (out / "group.html").read_text()
+    assert "<h3>Detection latency</h3>" in html and 'aria-label="latency"' in html
+
+
 def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
     bids, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())

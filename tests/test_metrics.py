@@ -178,3 +178,42 @@ def test_window_metrics_with_one_threshold_per_window():
     assert per_window["f1"] == 1.0 and per_window["confusion_matrix"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2}
     assert per_window["threshold"] == "per window"
     assert window_metrics(y, p, 0.5)["f1"] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------- detection latency
+def test_seizure_latencies_computed_by_hand():
+    from neurocare_bids.metrics import latency_summary, seizure_latencies
+
+    events = [Event(20.0, 24.0, 0.9), Event(60.0, 30.0, 0.9), Event(150.0, 50.0, 0.9)]
+    alarms = [30.0, 75.0, 190.0]
+    seizures = [(22.0, 50.0),  # inside the first event, alarmed 8 s after the onset
+                (125.0, 140.0),  # the third event starts after it ended, within SzCORE's 60 s: detected late
+                (300.0, 320.0),  # nothing within [270, 380]: missed
+                (52.0, 58.0),  # the first two events overlap [22, 118]: the earlier alarm counts, before onset
+                (230.0, 250.0)]  # [200, 310] touches the third event's end only: not an overlap, missed
+    latencies = seizure_latencies(seizures, events, alarms)
+    assert latencies == [8.0, 65.0, None, -22.0, None]
+    assert latency_summary(latencies) == {"latency_median_s": 8.0, "latency_mean_s": pytest.approx(17.0),
+                                          "latency_n_seizures": 3}
+    assert latency_summary([None]) == {"latency_median_s": None, "latency_mean_s": None, "latency_n_seizures": 0}
+    with pytest.raises(ValueError):
+        seizure_latencies(seizures, events, alarms[:2])
+
+
+def test_latencies_are_summarised_over_seizures_and_per_subject():
+    from neurocare_bids.metrics import with_latencies
+
+    per_recording = [
+        {"subject": "01", "ref": [(100, 160)], "hyp": [(110, 150)], "duration": 3600, "latencies": [12.0]},
+        {"subject": "01", "ref": [(500, 530), (900, 920)], "hyp": [(505, 520)], "duration": 3600,
+         "latencies": [20.0, None]},
+        {"subject": "02", "ref": [(100, 160)], "hyp": [(80, 150)], "duration": 1800, "latencies": [-4.0]},
+        {"subject": "03", "ref": [(100, 160)], "hyp": [], "duration": 1800, "latencies": [None]},
+    ]
+    out = with_latencies(szcore_summary(per_recording), per_recording)
+    json.dumps(out, allow_nan=False)
+    assert out["event"]["latency_median_s"] == 12.0 and out["event"]["latency_n_seizures"] == 3
+    assert out["event"]["latency_mean_s"] == pytest.approx(28 / 3)
+    subs = {s["participant_id"]: s["event"] for s in out["subjects"]}
+    assert (subs["sub-01"]["latency_median_s"], subs["sub-01"]["latency_mean_s"]) == (16.0, 16.0)
+    assert subs["sub-02"]["latency_median_s"] == -4.0 and subs["sub-03"]["latency_median_s"] is None

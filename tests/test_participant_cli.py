@@ -440,3 +440,77 @@ def test_flat_electrode_is_reported(tmp_path):
     warnings = json.loads(outputs_of(out)[1].read_text())["Warnings"]
     assert [w for w in warnings if "flat" in w] == [
         "recorded channel O1-Avg is flat (constant 12.5 µV): check the electrode"]
+
+
+def test_causal_preprocessing_windows_need_no_later_signal(tmp_path):
+    """``preprocessing.causal = true``: other, valid windows, recomputed (the output hash changes) and recorded in
+    the sidecar, the same from blocks of 30 s as from one block; two recordings that are the same up to 70 s give
+    the same windows up to 70 s, where zero-phase windows differ (their filters look ahead). ``causal = false`` is
+    the default: outputs made before the option existed stay up to date. The group level's model card records it."""
+    import shutil
+
+    from conftest import synthetic_eeg
+    from neurocare_bids.config import Config
+    from neurocare_bids.group import _preprocessing_card
+    from neurocare_bids.input_pipeline import WindowFile, check_geometry
+    from neurocare_bids.preprocess import plan_from_sidecar
+
+    root, change, sfreq = tmp_path / "bids", 70.0, 256.0
+    t = np.arange(int(120 * sfreq)) / sfreq
+    x = synthetic_eeg(len(SIENA_LABELS), len(t), sfreq, seed=5)
+    y = x.copy()
+    y[:5, t >= change] += 80 * np.sin(2 * np.pi * 4 * t[t >= change])
+    x[:, -1] = y[:, -1] = 1000.0  # the same peak in both files: the same EDF scaling, the same samples before 70 s
+    add_recording(root, "01", data=x, seizures=[])
+    add_recording(root, "02", data=y, seizures=[(change, 49.0, "sz")])
+    configs = {"zero": "[preprocessing]\nzscore = false\nblock_duration = 30\n"}
+    configs.update(causal=configs["zero"] + "causal = true\n", default=configs["zero"] + "causal = false\n",
+                   one_block="[preprocessing]\nzscore = false\ncausal = true\nblock_duration = 600\n")
+    for name, text in configs.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+
+    def run(out, config, *extra):
+        result = run_cli(root, out, "participant", "--skip-bids-validation", "--config", tmp_path / f"{config}.toml",
+                         *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def windows(out, subject):
+        tfrecord = outputs_of(out, subject, STEM.replace("sub-01", f"sub-{subject}"))[0]
+        return np.stack([np.frombuffer(w["eeg"], "<f4").reshape(512, 19) for w in read_windows(tfrecord)])
+
+    def sidecar(out, subject="01"):
+        return json.loads(outputs_of(out, subject, STEM.replace("sub-01", f"sub-{subject}"))[1].read_text())
+
+    zero, causal, one_block = tmp_path / "zero", tmp_path / "causal", tmp_path / "one"
+    run(zero, "zero")
+    shutil.copytree(zero, causal)
+    stdout = run(causal, "causal", "--nprocs", "1")  # blocks read in two threads, filtered in order
+    assert "2 written, 0 up to date" in stdout
+    run(one_block, "one_block")
+    stdout = run(zero, "default")  # causal = false said explicitly: the zero-phase outputs are up to date
+    assert "0 written, 2 up to date" in stdout
+
+    before, after = sidecar(zero)["Preprocessing"], sidecar(causal)["Preprocessing"]
+    assert "causal" not in before and "zero-phase" in before["FilterType"]
+    assert after["causal"] is True and after["FilterType"] == "Butterworth band-pass, causal (forward only)"
+    assert sidecar(zero)["ConfigHash"] != sidecar(causal)["ConfigHash"]
+    # the group level: no filter look-ahead (only the resampling filter's few taps), and the card says causal
+    assert plan_from_sidecar(sidecar(causal)).lookahead_seconds() < 0.05
+    assert plan_from_sidecar(sidecar(zero)).lookahead_seconds() > 17
+    for out, expected in ((zero, False), (causal, True)):
+        files = [WindowFile.from_sidecar(outputs_of(out, s, STEM.replace("sub-01", f"sub-{s}"))[1], s)
+                 for s in ("01", "02")]
+        geometry = check_geometry([(f.sidecar, meta) for f, meta in files])
+        card = _preprocessing_card(Config(), [f for f, _ in files], geometry)
+        assert card["preprocessing"]["causal"] is expected
+
+    for subject in ("01", "02"):
+        w_zero, w_causal = windows(zero, subject), windows(causal, subject)
+        assert w_zero.shape == w_causal.shape == (59, 512, 19) and np.isfinite(w_causal).all()
+        assert np.abs(w_causal - w_zero).max() > 1.0  # other filters, other windows (µV: not z-scored)
+        np.testing.assert_array_equal(windows(one_block, subject), w_causal)
+    # windows 0-32 end by 68 s, before the recordings part: causal ones are equal, zero-phase ones not all
+    np.testing.assert_array_equal(windows(causal, "01")[:33], windows(causal, "02")[:33])
+    assert np.abs(windows(causal, "01")[36] - windows(causal, "02")[36]).max() > 10
+    assert np.abs(windows(zero, "01")[32] - windows(zero, "02")[32]).max() > 1e-3

@@ -272,3 +272,47 @@ def test_centring_moves_the_median_window_to_one_half_and_keeps_the_order():
     assert centre_probabilities([0.5], 0.0)[0][0] == pytest.approx(0.5)
     assert np.isfinite(centre_probabilities([0.0, 1.0, 0.3])[0]).all()
     assert centre_probabilities([])[1] == 0.0
+
+
+# ---------------------------------------------------------------------- alarm times (detection latency)
+def _alarms(probs, *, smoothing=1, min_duration=10.0, merge_gap=0.0, lookahead=0.0, recording=1000.0):
+    """Alarm times of windows 4 s long every 2 s (onsets 0, 2, 4 ...), threshold 0.5."""
+    onsets = 2.0 * np.arange(len(probs))
+    kwargs = {"threshold": 0.5, "min_duration": min_duration, "merge_gap": merge_gap, "smoothing": smoothing}
+    from neurocare_bids.postprocess import alarm_times
+
+    alarms = alarm_times(onsets, probs, 4.0, recording, lookahead=lookahead, **kwargs)
+    return _spans(probabilities_to_events(onsets, probs, 4.0, recording, **kwargs)), alarms
+
+
+def test_alarm_times_computed_by_hand():
+    probs = np.full(60, 0.1)
+    probs[10:21] = 0.9  # windows 10-20: an event from 20 s (window 10's onset) to 44 s (window 20's end)
+    # min_duration 10: the event exists from the first window whose end is 10 s past 20 s: window 13 (26-30 s)
+    assert _alarms(probs) == ([(20.0, 44.0)], [30.0])
+    # smoothing 3: windows 9 and 21 average to 0.37, windows 10-20 to 0.63 or more (the same event), and window
+    # 13's smoothed score needs window 14: known at its end, 32 s; zero-phase filters add their look-ahead
+    assert _alarms(probs, smoothing=3) == ([(20.0, 44.0)], [32.0])
+    assert _alarms(probs, smoothing=3, lookahead=17.8) == ([(20.0, 44.0)], [pytest.approx(49.8)])
+    # no minimum duration: the first window (20-24 s); smoothing 5 looks two windows (4 s) ahead
+    assert _alarms(probs, min_duration=0.0) == ([(20.0, 44.0)], [24.0])
+    assert _alarms(probs, min_duration=0.0, smoothing=5)[1] == [28.0]
+    # never after the recording's end
+    assert _alarms(probs, smoothing=3, lookahead=17.8, recording=45.0)[1] == [45.0]
+
+
+def test_alarm_times_of_merged_runs_and_at_the_recordings_end():
+    probs = np.full(30, 0.1)
+    probs[[10, 11, 12]] = 0.9  # 20-28 s
+    probs[16:] = 0.9  # 32 s to the end (29 * 2 + 4 = 62 s), merged with the first run (gap 4 s < 10 s)
+    # min_duration 12: 32 s is reached at window 14 (28-32 s), but window 14 is negative: the event grows again
+    # only with window 16 (32-36 s), when the alarm goes
+    assert _alarms(probs, min_duration=12.0, merge_gap=10.0) == ([(20.0, 62.0)], [36.0])
+    # without merging, the first run (8 s) is too short: the second is an event of its own, 30 s long
+    assert _alarms(probs, min_duration=12.0) == ([(32.0, 62.0)], [44.0])
+    # the last windows have fewer windows after them to average: window 27 (54 s) averages windows 24-29 to 0.5,
+    # and is known when the last window is (62 s), not three windows later
+    late = np.full(30, 0.1)
+    late[27:] = 0.9
+    assert _alarms(late, min_duration=0.0, smoothing=7) == ([(54.0, 62.0)], [62.0])
+    assert _alarms(np.full(30, 0.1)) == ([], [])

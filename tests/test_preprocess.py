@@ -89,3 +89,90 @@ def test_resampling_leaves_the_band_pass_response_unchanged(sfreq_in):
     for freq in (1.0, 8.0, 20.0, 28.0, 30.0):
         _, response = signal.sosfreqz(plan.sos, worN=[freq], fs=cfg.sfreq)
         assert _gain(freq, sfreq_in) == pytest.approx(abs(response[0]) ** 2, abs=2e-3)
+
+
+# ---------------------------------------------------------------------- causal filtering (preprocessing.causal)
+def _causal(sfreq_in, **cfg):
+    return design_plan(sfreq_in, PreprocessingConfig(causal=True, **cfg), 50.0)
+
+
+@pytest.mark.parametrize("sfreq_in", [128.0, 256.0, 250.0])
+def test_causal_filters_need_no_later_signal(sfreq_in):
+    """An impulse at input sample k changes no output before k (only the resampling FIR, when the rate changes,
+    reaches its few taps ahead); zero-phase filters respond long before k."""
+    n = int(sfreq_in * 120)
+    k = n // 2
+    x = np.zeros((1, n))
+    x[0, k] = 1.0
+    plan = _causal(sfreq_in)
+    assert plan.lookahead == 0 and plan.margin > 0
+    y = _whole(x, plan)[0]
+    first = np.flatnonzero(y)[0]
+    reach = 0 if plan.fir is None else plan.fir_margin_in * plan.up / plan.down
+    assert k * plan.up / plan.down - reach <= first <= k * plan.up / plan.down + 1
+    assert plan.lookahead_seconds() == pytest.approx(reach * plan.down / plan.up / sfreq_in)
+    if plan.fir is None:
+        assert first == k and plan.lookahead_seconds() == 0
+    zero_phase = design_plan(sfreq_in, PreprocessingConfig(), 50.0)
+    before = _whole(x, zero_phase)[0][:int((k - sfreq_in) * plan.up / plan.down)]  # a second before the impulse
+    assert np.abs(before).max() > 1e-6 and zero_phase.lookahead == zero_phase.margin
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_seconds=st.integers(20, 300), block=st.integers(10, 7000), seed=st.integers(0, 1000),
+       sfreq=st.sampled_from([128.0, 200.0, 256.0, 512.0]), offset=st.floats(-500, 500))
+def test_causal_blocks_equal_one_shot_filtering(n_seconds, block, seed, sfreq, offset):
+    """Block after block with the state carried over (in order, or in parallel threads) gives the one pass over
+    the whole recording bit for bit: ``sosfilt`` from the first sample's steady state (no transient from a DC
+    offset). A block on its own (no state: the reports' spectra) agrees within float tolerance."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy import signal
+
+    from neurocare_bids.participant import ordered_map
+    from neurocare_bids.preprocess import block_bounds, causal_filter
+
+    plan = _causal(sfreq)
+    x = _signal(2, int(sfreq * n_seconds), seed) + offset
+    n = x.shape[1]
+    whole = _whole(x, plan)
+    blocked = np.concatenate([b for _, b in iter_blocks(lambda s, e: x[:, s:e], n, plan, block)], axis=1)
+    np.testing.assert_array_equal(blocked, whole)
+    state = causal_filter(plan)
+    with ThreadPoolExecutor(3) as pool:
+        parallel = list(ordered_map(pool, lambda ab: process_block(lambda s, e: x[:, s:e], n, plan, *ab, state),
+                                    block_bounds(plan.n_out(n), block), ahead=3))
+    np.testing.assert_array_equal(np.concatenate(parallel, axis=1), whole)
+    if plan.fir is None:  # no resampling: exactly scipy's forward filter
+        zi = signal.sosfilt_zi(plan.sos)[:, None, :] * x[None, :, :1]
+        np.testing.assert_array_equal(whole, signal.sosfilt(plan.sos, x, axis=1, zi=zi)[0])
+    a = plan.n_out(n) // 2
+    alone = process_block(lambda s, e: x[:, s:e], n, plan, a, a + block)
+    np.testing.assert_allclose(alone, whole[:, a:a + block], rtol=0, atol=1e-7 * np.abs(whole).max())
+
+
+def test_a_failed_causal_block_releases_the_blocks_waiting_for_it():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neurocare_bids.preprocess import causal_filter
+
+    plan = _causal(128.0)
+    x = _signal(2, 128 * 60)
+
+    def read(start, stop):
+        if start == 0:
+            raise OSError("unreadable block")
+        return x[:, start:stop]
+
+    state = causal_filter(plan)
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(process_block, read, x.shape[1], plan, 1280, 2560, state)
+        first = pool.submit(process_block, read, x.shape[1], plan, 0, 1280, state)
+        with pytest.raises(OSError):
+            first.result(timeout=30)
+        with pytest.raises(RuntimeError, match="earlier block"):
+            later.result(timeout=30)
+    state = causal_filter(plan)
+    process_block(lambda s, e: x[:, s:e], x.shape[1], plan, 0, 1280, state)
+    with pytest.raises(ValueError, match="consecutive"):  # a block filtered twice is a bug, not a wait
+        process_block(lambda s, e: x[:, s:e], x.shape[1], plan, 640, 1920, state)

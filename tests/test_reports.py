@@ -181,7 +181,11 @@ def test_group_report_sections_and_numbers_equal_metrics_json(reported):
     assert sorted(subjects) == [s["participant_id"] for s in metrics["subjects"]]
     for s in metrics["subjects"]:
         assert subjects[s["participant_id"]][5:] == [fmt(s["event"][k]) for k in
-                                                     ("sensitivity", "precision", "f1", "fp_per_24h")]
+                                                     ("sensitivity", "precision", "f1", "fp_per_24h",
+                                                      "latency_median_s", "latency_mean_s")]
+    latency = "event (over the detected seizures)"
+    assert overall[(latency, "median detection latency (s)")] == fmt(e["latency_median_s"])
+    assert overall[(latency, "mean detection latency (s)")] == fmt(e["latency_mean_s"])
     events = rows_by_first_cell(parsed.tables["event-metrics"])
     assert events["event"][1:] == [pm(e[k], e[f"{k}_std"]) for k in ("sensitivity", "precision", "f1", "fp_per_24h")]
     cm = w["confusion_matrix"]
@@ -199,7 +203,7 @@ def test_group_report_sections_and_numbers_equal_metrics_json(reported):
     recordings = sorted(p.relative_to(bids).as_posix() for p in bids.rglob("sub-*/**/*_eeg.edf"))
     for recording in recordings:
         assert f"{recording} (fold " in text
-    assert parsed.svgs >= len(recordings) + 3
+    assert parsed.svgs >= len(recordings) + 4  # ... + latency histogram
     assert "fold 1: AUC " + fmt(metrics["folds"][0]["window"]["roc_auc"]) in text
     card = json.loads((out / "group" / "model" / "model_card.json").read_text())
     assert f"{card['Name']} {card['Version']}" in text and "No ablation table" in text

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import add_recording, run_cli
-from neurocare_bids.postprocess import probabilities_to_events
+from neurocare_bids.postprocess import alarm_times, probabilities_to_events
 from neurocare_bids.streaming import EventTracker, StreamingDetector
 from test_apply import apply_api, centred_copy, trained_model_folder
 
@@ -59,6 +59,8 @@ def test_event_tracker_equals_batch_postprocessing(seed):
     for alarm, event in zip(alarms, finals):
         assert alarm.detected_at <= event.detected_at and alarm.duration >= params["min_duration"]
     assert [r.detected_at for r in reports] == sorted(r.detected_at for r in reports)
+    # ... when the group level's latency says an event could first be reported
+    assert [a.detected_at for a in alarms] == alarm_times(onsets, probs, window, duration, **params)
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +128,23 @@ def test_stream_equals_batch_with_the_recordings_statistics(model_folder, record
     model = load_model(centred_copy(model_folder, tmp_path / "centred") if centre else model_folder)
     batch = apply_api(model, recording, tmp_path)
     assert (batch.centring_offset is not None) == centre
-    kwargs = {"channel_mean": batch.channel_mean, "channel_std": batch.channel_std, "line_freq": 50.0,
-              "probability_offset": batch.centring_offset}
-    runs = [_stream(model, recording, chunk, **kwargs) for chunk in (1.9, 13.0)]
-    for detector, reports in runs:
+    _stream_as_batch(model, recording, batch, channel_mean=batch.channel_mean, channel_std=batch.channel_std,
+                     line_freq=50.0, probability_offset=batch.centring_offset)
+    assert batch.events, "the model should find the generated seizures, or this test compares nothing"
+
+
+def _stream_as_batch(model, path, batch, **kwargs) -> list:
+    """Stream the recording in chunks of 1.9 s and of 13 s: both give batch mode's probabilities and events, and
+    report at the same times (they depend on the data, not on how it was chunked). Returns both runs."""
+    runs = [_stream(model, path, chunk, **kwargs) for chunk in (1.9, 13.0)]
+    for detector, _ in runs:
         onsets, probs = detector.probabilities
         np.testing.assert_array_equal(onsets, batch.onsets)
         np.testing.assert_allclose(probs, batch.probabilities, atol=2e-6)
         assert [(e.onset, e.duration) for e in detector.events] == [(e.onset, e.duration) for e in batch.events]
         assert np.allclose([e.confidence for e in detector.events], [e.confidence for e in batch.events], atol=1e-5)
-    # the report times depend on the data, not on how it was chunked
     assert [r.detected_at for r in runs[0][1]] == [r.detected_at for r in runs[1][1]]
-    assert batch.events, "the model should find the generated seizures, or this test compares nothing"
+    return runs
 
 
 def test_stream_centres_on_the_median_of_the_windows_so_far(model_folder, recording, tmp_path):
@@ -193,6 +200,49 @@ def test_latency_is_the_data_the_detection_needs(model_folder, recording):
         assert abs(fast.onset - exact.onset) <= model.window_stride
         sooner = parts["lookahead"] - 2.0 + exact.onset - fast.onset
         assert exact.detected_at - fast.detected_at == pytest.approx(sooner, abs=0.05)
+
+
+def test_a_causal_model_streams_without_filter_lookahead_as_batch_mode_applies_it(model_folder, recording,
+                                                                                   tmp_path):
+    """A card saying ``preprocessing.causal``: apply mode and the stream both filter forward only (the stream
+    carrying the filter state from chunk to chunk), so they give the same probabilities and events, and the
+    alarms wait for no filter look-ahead: they come when :func:`alarm_times` (the group level's latency) says."""
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.postprocess import event_settings
+    from neurocare_bids.streaming import stream_latency
+
+    folder = tmp_path / "causal"
+    shutil.copytree(model_folder, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    card["Preprocessing"]["preprocessing"]["causal"] = True
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+    model = load_model(folder)
+    batch = apply_api(model, recording, tmp_path)
+    zero_phase = apply_api(load_model(model_folder), recording, tmp_path)
+    assert model.preprocessing.causal and len(batch.events) == len(SEIZURES)
+    assert not np.allclose(batch.probabilities, zero_phase.probabilities, atol=1e-3)  # the card's filters ran
+    kwargs = {"channel_mean": batch.channel_mean, "channel_std": batch.channel_std, "line_freq": 50.0}
+    runs = _stream_as_batch(model, recording, batch, **kwargs)
+    for detector, _ in runs:
+        assert detector.plan.causal and detector.lookahead == 0 and stream_latency(detector)["lookahead"] == 0
+    detector, reports = runs[0]
+    alarms = [r.detected_at for r in reports if not r.final]
+    expected = alarm_times(batch.onsets, batch.probabilities, model.window_duration, batch.duration,
+                           lookahead=detector.plan.lookahead_seconds(), **event_settings(model.postprocessing))
+    np.testing.assert_allclose(alarms, expected, atol=1 / 256 + 1e-9)  # within an input sample
+    # the same seizures reported 17.8 s sooner than with the zero-phase filters, whose look-ahead is gone: 10 s
+    # after the generated onsets (the event starts with the window 2 s before the onset and exists once 10 s
+    # long, the minimum duration; then the smoothing's 2 s and 0.04 s of resampling reach)
+    zero_phase_detector, exact = _stream(load_model(model_folder), recording, 1.9, **kwargs)
+    zero_phase_alarms = [r.detected_at for r in exact if not r.final]
+    assert len(alarms) == len(zero_phase_alarms) == len(SEIZURES)
+    for fast, slow, (onset, _, _) in zip(alarms, zero_phase_alarms, SEIZURES):
+        assert slow - fast == pytest.approx(zero_phase_detector.plan.margin / 128.0, abs=model.window_stride)
+        assert fast - onset == pytest.approx(10.05, abs=0.05)
+    cli = run_cli("stream", recording, "--model", folder)  # the command line says so, and finds the same events
+    assert cli.returncode == 0, cli.stderr
+    assert "is reported 12.0 s after its first window starts (filter look-ahead 0.0 s (causal filters)" in cli.stdout
+    assert f"end of stream: {len(SEIZURES)} seizure(s)" in cli.stdout
 
 
 def test_running_zscore_matches_batch_after_the_first_minutes(model_folder, recording, tmp_path):

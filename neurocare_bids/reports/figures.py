@@ -231,6 +231,20 @@ def probability_trace(onsets: np.ndarray, probs: np.ndarray, smoothed: np.ndarra
 
 
 @_styled
+def latency_histogram(latencies: list[float], name: str) -> Markup:
+    """Detection latency of every detected seizure (seconds after its annotated onset), with the median."""
+    values = np.asarray(latencies, dtype=float)
+    fig, ax = _figure(6, 2.4, (0.6, 0.15, 0.5, 0.1))
+    ax.hist(values, bins=min(30, max(5, len(values))), color=DETECTED, edgecolor="white", lw=0.5)
+    ax.axvline(0.0, color=SEIZURE, lw=0.8, label="annotated onset")
+    ax.axvline(float(np.median(values)), color="k", ls="--", lw=0.8, label=f"median {np.median(values):.1f} s")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="detection latency (s after the annotated onset)", ylabel="seizures")
+    ax.legend(frameon=False, loc="upper right")
+    return to_svg(fig, name)
+
+
+@_styled
 def training_curves(histories: dict[str, dict[str, list[float]]], name: str) -> Markup:
     """Training loss and inner-validation PR-AUC per epoch, one line per fold."""
     fig, (loss, val) = _figure(9, 2.8, (0.7, 0.15, 0.5, 0.3), ncols=2)

@@ -43,6 +43,7 @@ def build_group_report(out_dir: Path, methods=None) -> Path:
         "dataset": _dataset(recordings, fold_of), "recordings": recordings,
         "curves": _curves(predictions, fold_of, metrics),
         "confusion_figure": figures.confusion(metrics["window"]["confusion_matrix"], "confusion"),
+        "latency_figure": _latency_figure(metrics),
         "traces": _traces(out_dir, recordings, predictions, folds, fold_of),
         "training": _training(group_dir, folds),
         "ablations": read_tsv(group_dir / ABLATIONS) if (group_dir / ABLATIONS).is_file() else None,
@@ -52,6 +53,13 @@ def build_group_report(out_dir: Path, methods=None) -> Path:
         "methods": methods,
     }
     return write_html(out_dir / "group.html", "group.html.j2", context)
+
+
+def _latency_figure(metrics: dict):
+    """The histogram of the detected seizures' latencies (None when none was detected, or metrics.json was
+    written before latencies were measured)."""
+    values = [row["latency_s"] for row in metrics.get("latencies", [])]
+    return figures.latency_histogram(values, "latency") if values else None
 
 
 def _folds(group_dir: Path, metrics: dict) -> list[dict]:

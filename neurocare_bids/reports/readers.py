@@ -186,9 +186,8 @@ def power_spectra(bids_dir: Path, meta: dict, montage_cfg) -> dict:
     from scipy import signal
 
     from ..bids_input import Recording, open_source, open_with_mne
-    from ..config import PreprocessingConfig
     from ..montage import build_montage
-    from ..preprocess import design_plan, process_block
+    from ..preprocess import plan_from_sidecar, process_block
     from ..signal_reader import EDFSource
 
     relpath = source_relpath(meta)
@@ -206,12 +205,7 @@ def power_spectra(bids_dir: Path, meta: dict, montage_cfg) -> dict:
     if list(montage.names) != list(meta["Channels"]):
         return {"note": "the recording's channels no longer give the sidecar's montage: spectra skipped"}
     pre = meta["Preprocessing"]
-    fields = {f.name for f in dataclasses.fields(PreprocessingConfig)}
-    settings = {k: v for k, v in pre.items() if k in fields}
-    settings["sfreq"] = float(meta["SamplingFrequency"])
-    settings["line_freq"] = float(pre.get("LineFrequency") or 50.0)
-    pcfg = PreprocessingConfig(**settings)
-    plan = design_plan(source.sfreq, pcfg, pcfg.line_freq)
+    plan = plan_from_sidecar(meta, source.sfreq)
 
     def read(start: int, stop: int) -> np.ndarray:
         return source.read(montage.picks, start, stop)
