@@ -408,6 +408,15 @@ def stream_latency(detector: StreamingDetector) -> dict:
     return parts
 
 
+def describe_latency(detector: StreamingDetector) -> str:
+    """:func:`stream_latency` in words, for the first line of the ``stream`` command."""
+    parts = stream_latency(detector)
+    return (f"a seizure is reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
+            f"{parts['lookahead']:.1f} s{' (causal filters)' if detector.plan.causal else ''} + the longer of "
+            f"window {parts['window']:g} s and minimum duration {parts['min_duration']:g} s + smoothing "
+            f"{parts['smoothing']:g} s)"
+            + (f", not before {parts['calibration']:g} s of calibration" if parts["calibration"] else ""))
+
 
 # ---------------------------------------------------------------------- command line
 def open_recording_file(path: Path, notes: list[str]):
@@ -476,14 +485,9 @@ def stream_file(args) -> int:
     if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
         raise DataError(f"{args.file.name}: the model's channels are recorded at different rates; streaming "
                         "needs one rate")
-    parts = stream_latency(detector)
     print(f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
-          f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); a seizure is "
-          f"reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
-          f"{parts['lookahead']:.1f} s{' (causal filters)' if detector.plan.causal else ''} + the longer of "
-          f"window {parts['window']:g} s and minimum duration {parts['min_duration']:g} s + smoothing "
-          f"{parts['smoothing']:g} s)"
-          + (f", not before {parts['calibration']:g} s of calibration" if parts["calibration"] else ""), flush=True)
+          f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); "
+          f"{describe_latency(detector)}", flush=True)
     chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
     everything = list(range(len(source.ch_names)))
     started = time.monotonic()

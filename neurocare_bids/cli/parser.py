@@ -85,10 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_stream_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="neurocare-bids stream",
-                     description="Replay a recording through the streaming detector as if it were live, and print "
-                                 "each seizure as soon as it is detected.",
+                     description="Replay a recording through the streaming detector as if it were live (FILE), "
+                                 "or run it on a live Lab Streaming Layer EEG stream (--lsl NAME), and print each "
+                                 "seizure as soon as it is detected.",
                      epilog=_exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", type=Path, help="EEG file (.edf, .bdf, .vhdr, .set)")
+    parser.add_argument("file", type=Path, nargs="?", help="EEG file (.edf, .bdf, .vhdr, .set) to replay")
     parser.add_argument("--model", type=Path, required=True, metavar="MODEL",
                         help="trained model folder (a group level's group/model/)")
     parser.add_argument("--realtime", action="store_true", help="feed the samples at the speed they were recorded")
@@ -103,6 +104,19 @@ def build_stream_parser() -> argparse.ArgumentParser:
                              "model's)")
     parser.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
                         help="run the model with NumPy or Keras (default: NumPy when it supports the model)")
+    live = parser.add_argument_group("live input (Lab Streaming Layer), instead of FILE")
+    live.add_argument("--lsl", metavar="NAME",
+                      help="connect to the LSL EEG stream of this name and detect until SIGINT/SIGTERM or until it "
+                           "falls silent")
+    live.add_argument("--lsl-timeout", type=float, default=10.0, metavar="SECONDS",
+                      help="wait this long for the stream to appear, and stop once it has sent nothing for this "
+                           "long (default: 10)")
+    live.add_argument("--alarm-outlet", default="neurocare-alarms", metavar="NAME",
+                      help="LSL marker stream (one string channel) each alarm and event is pushed to, as the JSON "
+                           "object --json prints (default: neurocare-alarms)")
+    live.add_argument("--json", action="store_true",
+                      help="print one JSON object per line: kind (start, alarm, event, end), onset, duration, "
+                           "confidence, detected_at, latency, wall_clock")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser
 

@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "demo-data":
             return _demo_data(build_demo_parser().parse_args(argv[1:]))
         if argv and argv[0] == "stream":
-            from ..streaming import stream_file
-
-            return stream_file(build_stream_parser().parse_args(argv[1:]))
+            return _stream(build_stream_parser().parse_args(argv[1:]))
         return _run(build_parser().parse_args(argv))
     except NeuroCareError as exc:
         if verbosity >= 2:
@@ -61,6 +59,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neurocare-bids: internal error: {type(exc).__name__}: {exc} (rerun with -vv for the traceback "
               "and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _stream(args) -> int:
+    """``stream FILE`` replays a recording, ``stream --lsl NAME`` reads a live stream: exactly one of them."""
+    if (args.file is None) == (args.lsl is None):
+        raise UsageError("give an EEG FILE to replay or --lsl NAME for a live stream, not both (see --help)"
+                         if args.file else "give an EEG FILE to replay or --lsl NAME for a live stream (see --help)")
+    if args.lsl is not None:
+        from ..live import stream_lsl
+
+        return stream_lsl(args)
+    if args.json:
+        raise UsageError("--json is for live input (--lsl NAME)")
+    from ..streaming import stream_file
+
+    return stream_file(args)
 
 
 def _terminate(signum, frame) -> None:
