@@ -93,7 +93,7 @@ def stream_lsl(args) -> int:
         raise UsageError("--lsl-timeout must be positive, --calibration at least 0")
     quiet_liblsl()
     try:
-        from mne_lsl.lsl import StreamInfo, StreamInlet, StreamOutlet, local_clock, resolve_streams
+        from mne_lsl.lsl import StreamInfo, StreamInlet, StreamOutlet, resolve_streams
     except ImportError:
         raise UsageError("live input needs mne-lsl: pip install 'mne-lsl>=1.10,<2'") from None
     model = load_model(args.model, args.engine)  # a bad model folder fails before any waiting
@@ -107,7 +107,11 @@ def stream_lsl(args) -> int:
     # recover (liblsl's default): a lost connection is retried, and the samples already received are all read
     # before the silence ends the loop (an inlet that raised LostError instead would drop them)
     inlet = StreamInlet(found[0], max_buffered=360)
-    inlet.open_stream(timeout=args.lsl_timeout)
+    try:
+        inlet.open_stream(timeout=args.lsl_timeout)
+    except Exception as exc:  # liblsl's timeout or lost-stream errors: it went away between resolving and opening
+        raise NoInputError(f"LSL stream '{name}' could not be opened within {args.lsl_timeout:g} s "
+                           f"({type(exc).__name__})") from None
     sinfo = inlet.get_sinfo()
     ch_names, sfreq = sinfo.get_channel_names(), float(sinfo.sfreq)
     if not ch_names or None in ch_names:

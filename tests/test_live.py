@@ -236,3 +236,14 @@ def test_stream_needs_a_file_or_a_live_stream(tmp_path):
     assert result.returncode == 64 and "give an EEG FILE to replay or --lsl NAME" in result.stderr
     result = run_cli("stream", tmp_path / "x.edf", "--lsl", "x", "--model", tmp_path)
     assert result.returncode == 64 and "not both" in result.stderr
+
+
+def test_declared_units_become_microvolts():
+    """As the EDF reader scales a file's physical units: LSL's unit names, mne-lsl's powers of ten of volts (what
+    ``PlayerLSL`` declares, "0": its samples are volts), the EDF spellings; µV when the stream declares none."""
+    from neurocare_bids.live import microvolt_scale
+
+    units = ["microvolts", "volts", "0", "-6", "mV", "uV", "nanovolts", None]
+    np.testing.assert_array_equal(microvolt_scale(units, 8), [1, 1e6, 1e6, 1, 1e3, 1, 1e-3, 1])
+    np.testing.assert_array_equal(microvolt_scale(None, 3), [1, 1, 1])
+
