@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def _onnx_probabilities(path, windows):
     return session.run(None, {session.get_inputs()[0].name: windows})[0]
 
 
-def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential):
+def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, monkeypatch):
     import keras
 
     from neurocare_bids import models  # noqa: F401 - our layers, for loading
@@ -132,6 +133,14 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential):
         expected = keras.ops.convert_to_numpy(keras_model(windows.astype(np.float32), training=False))
         np.testing.assert_allclose(_onnx_probabilities(folder / "model.onnx", windows.astype(np.float32)),
                                    expected, atol=1e-5, rtol=0)
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("### ONNX models", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(snippet.strip().splitlines()) == 5
+    monkeypatch.chdir(out)  # the README's five lines, run in the output folder as written
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - our own documentation
+    assert scope["seizure_probability"].shape == (8,)
 
 
 def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, tmp_path):
