@@ -198,6 +198,8 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
     windows: the preprocessing is the same, to the float32 sample."""
     import keras
 
+    from neurocare_bids import models  # noqa: F401 - our layers, for loading (run alone, no other test imported it)
+
     bids, participant_out, _ = prepared
     out = tmp_path / "out"
     result = run_cli(bids, out, "participant", "--model", model_folder, "--participant-label", "01",
