@@ -326,20 +326,23 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
     return model, history, val_predictions, params
 
 
-def _save_model(cfg: Config, model, folder: Path) -> Path:
+def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dict]:
+    """Save the trained model, then its ONNX copy: the model file and the ONNX entry for the card."""
+    from .onnx_export import export_trained
+
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
-        return path
-    path = folder / "model.keras"
-    tmp = temp_path(path, ".keras")  # Keras insists on the suffix; renamed when complete
-    try:
-        model.save(tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    else:
+        path = folder / "model.keras"
+        tmp = temp_path(path, ".keras")  # Keras insists on the suffix; renamed when complete
+        try:
+            model.save(tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return path, export_trained(model, folder, cfg.model.preset, label)
 
 
 def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path) -> dict:
@@ -360,14 +363,14 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     finally:
         tracker.finish()
     test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
-    _save_model(cfg, model, folder)
+    _, onnx = _save_model(cfg, model, folder, label)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
         [("validation", p) for p in val_predictions] + [("test", p) for p in test_predictions]))
     summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
                "train": list(fold.train), "postprocessing": params, "seed": seed,
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
-               "version": __version__}
+               "version": __version__, "onnx": onnx}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -604,12 +607,13 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
-    path = _save_model(cfg, model, folder)
+    path, onnx = _save_model(cfg, model, folder, "final model")
     card = {
         "Name": "NeuroCare-BIDS seizure detector",
         "CardFormat": CARD_FORMAT,  # apply mode refuses cards of another layout
         "Version": __version__,
         "ModelFile": path.name,
+        "ONNX": onnx,  # model.onnx: its SHA-256, opset and tensor names, or why there is none
         "Preset": cfg.model.preset,
         "Architecture": _architecture(model),
         "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,

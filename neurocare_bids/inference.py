@@ -268,17 +268,40 @@ def spectral_front_end(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, n
     return masks, window / np.sqrt((window ** 2).sum())
 
 
+def periodogram_basis(bins: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Windowed cosine and sine columns ``(n_times, 2 × len(bins))`` of the DFT at ``bins``, float32.
+
+    ``x @ basis`` squared and summed over each cosine/sine pair is the periodogram at those bins, as an FFT
+    would give it: a plain matrix product, which ONNX exports (TensorFlow's RFFT does not) and which costs
+    no more than the FFT when the bands use a fraction of the bins.
+    """
+    n_times = window.shape[0]
+    angle = 2 * np.pi * np.arange(n_times)[:, None] * bins[None, :] / n_times
+    return (np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window[:, None]).astype(np.float32)
+
+
+def spectral_projection(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spectral branch as matrix products: ``(x @ basis) ** 2 @ masks`` is the band power that
+    :func:`spectral_front_end`'s masks applied to the Hann-windowed periodogram give, restricted to the bins
+    some band uses (at least one, so a rate too low for every band still makes a valid, all-zero product)."""
+    masks, window = spectral_front_end(sfreq, bands, n_times)
+    bins = np.flatnonzero(masks.any(axis=1))
+    if bins.size == 0:
+        bins = np.array([0])
+    return periodogram_basis(bins, window), np.concatenate([masks[bins], masks[bins]])
+
+
 class _Spectral:
     """The spectral branch's features (``models.SpectralFeatures``) of raw windows ``(B, T, C)``."""
 
     def __init__(self, sfreq: float, bands, n_times: int):
-        self.masks, self.window = spectral_front_end(sfreq, bands, n_times)
+        self.basis, self.masks = spectral_projection(sfreq, bands, n_times)
 
     def __call__(self, x):
         x = x.transpose(0, 2, 1).astype(np.float32)
         x = x - x.mean(axis=-1, keepdims=True, dtype=np.float32)
-        spectrum = scipy.fft.rfft(x * self.window, axis=-1)
-        band = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32) @ self.masks
+        projected = x @ self.basis
+        band = (projected * projected) @ self.masks
         eps = np.float32(SPECTRAL_EPS)
         log_band = np.log(band + eps)
         relative = log_band - np.log(band.sum(axis=-1, keepdims=True) + eps)

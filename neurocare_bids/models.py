@@ -29,7 +29,7 @@ from keras import layers
 
 from . import losses  # noqa: F401 - registers the focal loss: importing this module is all a saved model needs
 from .config import ModelConfig
-from .inference import SPECTRAL_EPS, spectral_front_end
+from .inference import SPECTRAL_EPS, periodogram_basis, spectral_projection
 
 # The original code trained its model with Adam at this learning rate and batch size.
 SEED_TRAINING: dict[str, float | int] = {"learning_rate": 1e-4, "batch_size": 16}
@@ -123,6 +123,11 @@ class SpectralFeatures(layers.Layer):
     first difference). Their mean and maximum over channels make ``(batch, 2 × (2 × n_bands + 2))``, the
     same whatever the montage or channel order. No weights: a fixed, differentiable front end that hands the
     dense layers what clinicians read first (rhythmic power, amplitude) next to the learned features.
+
+    The periodogram is a product with fixed cosine and sine matrices restricted to the bins the bands use
+    (:func:`~neurocare_bids.inference.spectral_projection`), not an FFT, so the layer exports to ONNX; it
+    equals the FFT formulation the first models were trained with to float32 rounding, and its
+    configuration is unchanged, so those models load and keep their numbers.
     """
 
     def __init__(self, sfreq: float, bands=SPECTRAL_BANDS, **kwargs):
@@ -131,16 +136,17 @@ class SpectralFeatures(layers.Layer):
         self.bands = tuple((float(lo), float(hi)) for lo, hi in bands)
 
     def build(self, input_shape):
-        masks, window = spectral_front_end(self.sfreq, self.bands, int(input_shape[1]))
-        self._window = keras.ops.convert_to_tensor(window)
-        self._masks = keras.ops.convert_to_tensor(masks)
+        basis, masks = spectral_projection(self.sfreq, self.bands, int(input_shape[1]))
+        # Kept as NumPy and made tensors in call(): traced there they become graph constants, where
+        # tensors made here would be captured variables that the ONNX export turns into extra inputs.
+        self._basis, self._masks = basis, masks  # (time, 2 * bins), (2 * bins, bands)
 
     def call(self, x):
         ops = keras.ops
         x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1))  # (batch, channels, time)
         x = x - ops.mean(x, axis=-1, keepdims=True)
-        real, imag = ops.rfft(x * self._window)
-        band = ops.matmul(real * real + imag * imag, self._masks)  # (batch, channels, bands)
+        projected = ops.matmul(x, ops.convert_to_tensor(self._basis))
+        band = ops.matmul(projected * projected, ops.convert_to_tensor(self._masks))  # (batch, channels, bands)
         eps = SPECTRAL_EPS
         log_band = ops.log(band + eps)
         relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
@@ -200,20 +206,18 @@ class ChannelFeatures(layers.Layer):
             keep = np.array([0])
         window = np.hanning(n_times)
         window /= np.sqrt((window ** 2).sum())
-        t = np.arange(n_times)[:, None]
-        angle = 2 * np.pi * t * keep[None, :] / n_times
-        basis = np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window[:, None]
         masks = np.stack([(freqs[keep] >= lo) & (freqs[keep] < hi) for lo, hi in self.bands], axis=1)
-        self._basis = keras.ops.convert_to_tensor(basis.astype("float32"))  # (time, 2 * bins)
-        self._masks = keras.ops.convert_to_tensor(np.concatenate([masks, masks]).astype("float32"))
+        # NumPy here, tensors in call(): graph constants there, not extra inputs of an ONNX export.
+        self._basis = periodogram_basis(keep, window)  # (time, 2 * bins)
+        self._masks = np.concatenate([masks, masks]).astype("float32")
 
     def call(self, x):
         ops = keras.ops
         eps = CHANNEL_EPS
         x = ops.transpose(ops.cast(x, "float32"), (0, 2, 1))  # (batch, channels, time)
         x = x - ops.mean(x, axis=-1, keepdims=True)
-        projected = ops.matmul(x, self._basis)
-        band = ops.matmul(projected * projected, self._masks)  # (batch, channels, bands)
+        projected = ops.matmul(x, ops.convert_to_tensor(self._basis))
+        band = ops.matmul(projected * projected, ops.convert_to_tensor(self._masks))  # (batch, channels, bands)
         log_band = ops.log(band + eps)
         relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
         var = ops.mean(x * x, axis=-1, keepdims=True)

@@ -174,6 +174,21 @@ def siena(tmp_path) -> Path:
 
 
 # A tiny model and training budget for group-level tests: seconds per fold on 2 CPU cores.
+def move_batchnorm_statistics(model, rng: np.random.Generator):
+    """BatchNorm statistics and scales away from their initial 0/1, so that an engine or export that mishandles
+    inference-mode normalisation shows; returns the model."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
+            layer.beta.assign(rng.normal(0, 0.3, n))
+    return model
+
+
 QUICK_GROUP_CONFIG = """
 [training]
 epochs = 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUICK_GROUP_CONFIG, add_recording, read_windows, run_cli
+from conftest import QUICK_GROUP_CONFIG, add_recording, move_batchnorm_statistics, read_windows, run_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 
@@ -198,6 +198,8 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
     windows: the preprocessing is the same, to the float32 sample."""
     import keras
 
+    from neurocare_bids import models  # noqa: F401 - our layers, for loading (run alone, no other test imported it)
+
     bids, participant_out, _ = prepared
     out = tmp_path / "out"
     result = run_cli(bids, out, "participant", "--model", model_folder, "--participant-label", "01",
@@ -323,13 +325,7 @@ def test_numpy_engine_equals_keras(name, tmp_path):
     keras.utils.set_random_seed(3)
     model = build_model(19, 2, 512, 128.0, _keras_models()[name])
     rng = np.random.default_rng(0)
-    for layer in model.layers:  # BatchNorm statistics away from their initial 0/1, so folding is tested
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0, 0.3, n))
+    move_batchnorm_statistics(model, rng)  # so that folding is tested
     model.save(tmp_path / "model.keras")
     windows = rng.standard_normal((9, 512, 19)).astype(np.float32)
     expected = keras.ops.convert_to_numpy(model(windows, training=False))

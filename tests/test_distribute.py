@@ -107,7 +107,9 @@ def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
     assert not NATIVE_LOG.search(outputs[0][1] + outputs[1][1])
     assert not list((tmp_path / "work1").glob("neurocare-worker-*"))  # the worker's scratch is gone
     fold = target / "group" / "fold-1"
-    assert sorted(p.name for p in fold.iterdir()) == ["fold.json", "history.tsv", "model.keras", "predictions.tsv"]
+    assert sorted(p.name for p in fold.iterdir()) == ["fold.json", "history.tsv", "model.keras", "model.onnx",
+                                                      "predictions.tsv"]
+    assert json.loads((fold / "fold.json").read_text())["onnx"]["File"] == "model.onnx"  # exported by the chief
     one = _probabilities(single / "group" / "fold-1" / "predictions.tsv")
     two = _probabilities(fold / "predictions.tsv")
     assert np.abs(one - two).mean() < 0.05, np.abs(one - two).mean()

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "level turns each EEG recording into preprocessed, labelled windows (TFRecord); the group "
                     "level trains and evaluates the detector; 'participant --model MODEL' applies a trained model. "
                     "Also: 'neurocare-bids demo-data DIR' writes a synthetic demo dataset, 'neurocare-bids "
-                    "stream FILE --model MODEL' replays a recording through the real-time detector.",
+                    "stream FILE --model MODEL' replays a recording through the real-time detector, 'neurocare-bids "
+                    "export-model MODEL_DIR' exports a trained model folder to ONNX.",
         epilog=_exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -136,5 +137,18 @@ def build_demo_parser() -> argparse.ArgumentParser:
                         help="'hard': the benchmark to judge a detector by (subtle focal seizures, patients "
                              "whose background differs, sleep and the mimics of a monitoring unit; 8 subjects x "
                              "4 h by default)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
+    return parser
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="neurocare-bids export-model",
+                     description="Export a trained model folder's Keras model to ONNX (model.onnx beside it, checked "
+                                 "against Keras) and record it in the folder's model_card.json (or fold.json). "
+                                 "The group level does this itself; this command is for folders made before, or "
+                                 "whose export failed.",
+                     epilog=_exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                        help="a group level's group/model/ folder, or one fold's group/fold-K/")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser

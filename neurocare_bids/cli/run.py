@@ -22,7 +22,7 @@ from ..config import Config
 from ..console import ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
                       Terminated, UnknownLevelError, UsageError, ValidationFailed)
-from .parser import LEVELS, build_demo_parser, build_parser, build_stream_parser
+from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
 
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo_data(build_demo_parser().parse_args(argv[1:]))
         if argv and argv[0] == "stream":
             return _stream(build_stream_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "export-model":
+            return _export_model(build_export_parser().parse_args(argv[1:]))
         return _run(build_parser().parse_args(argv))
     except NeuroCareError as exc:
         if verbosity >= 2:
@@ -348,6 +350,15 @@ def _print_summary(results, out_dir: Path, log_dir: Path) -> None:
     for r in results:
         if r.status == "failed":
             print(f"neurocare-bids: error: {r.recording}: {r.message}", file=sys.stderr)
+
+
+def _export_model(args) -> int:
+    from ..onnx_export import export_model_folder
+
+    entry = export_model_folder(args.model_dir.absolute())
+    print(f"Wrote {args.model_dir / entry['File']} (SHA-256 {entry['SHA256']}, opset {entry['Opset']}, "
+          f"largest difference from Keras {entry['MaxAbsDifference']:.1g})")
+    return EXIT_OK
 
 
 def _demo_data(args) -> int:

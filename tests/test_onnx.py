@@ -1,0 +1,218 @@
+"""ONNX export: every preset and variant runs in ONNX Runtime as in Keras, the group level ships model.onnx for
+the final model and each fold with its checksum, and ``export-model`` exports an existing folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import move_batchnorm_statistics, run_cli
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+
+def _variants():
+    from neurocare_bids.config import ModelConfig
+
+    tiny = {"conv_filters": [4, 4], "lstm_units": [3], "dense_units": 16, "spectral_units": 0}
+    return {
+        "neurocare (spectral branch)": ModelConfig(**{**tiny, "spectral_units": 5}),
+        "no spectral branch": ModelConfig(**tiny),
+        "per-channel encoder": ModelConfig(**{**tiny, "encoder": "per_channel", "spectral_units": 3}),
+        "no LSTM": ModelConfig(**{**tiny, "lstm_units": []}),
+        "per-channel, no LSTM": ModelConfig(**{**tiny, "encoder": "per_channel", "lstm_units": []}),
+        "stacked BiLSTM": ModelConfig(**{**tiny, "lstm_units": [3, 3], "pool_size": 3}),
+        "stacked LSTM": ModelConfig(**{**tiny, "lstm_units": [3, 2], "bidirectional": False}),
+        "channel features": ModelConfig(**{**tiny, "channel_features": 4, "spectral_units": 3}),
+        "seed": ModelConfig(preset="seed"),
+    }
+
+
+def _unsaturated(model, rng):
+    """BatchNorm statistics moved away from 0/1 (inference-mode normalisation is exported), and the output layer
+    scaled down, so that the softmax does not saturate and 1e-5 is a real bound."""
+    out = model.get_layer("probabilities")
+    out.kernel.assign(out.kernel * 0.2)
+    return move_batchnorm_statistics(model, rng)
+
+
+@pytest.mark.parametrize("name", list(_variants()))
+def test_onnx_runtime_equals_keras(name, tmp_path):
+    import keras
+    import onnxruntime as ort
+
+    from neurocare_bids.models import build_model
+    from neurocare_bids.onnx_export import ONNX_OPSET, export_onnx, sha256_file
+
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(0)
+    model = _unsaturated(build_model(19, 2, 512, 128.0, _variants()[name]), rng)
+    started = time.monotonic()
+    entry = export_onnx(model, tmp_path)
+    print(f"{name}: exported in {time.monotonic() - started:.1f} s")
+    path = tmp_path / "model.onnx"
+    assert entry["File"] == "model.onnx" and entry["SHA256"] == sha256_file(path) and entry["Opset"] == ONNX_OPSET
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary left behind
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [entry["Input"]] == ["eeg"]
+    windows = (rng.standard_normal((9, 512, 19)) * rng.uniform(0.5, 3.0, 19)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(windows, training=False))
+    got = session.run(None, {"eeg": windows})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert got.shape == (9, 2) and np.ptp(got[:, 1]) > 1e-4  # windows told apart: not a constant output
+
+
+@pytest.mark.parametrize("sfreq, n_times", [(128.0, 512), (256.0, 1000), (200.0, 799), (16.0, 64)])
+def test_matrix_spectral_layer_equals_the_fft_one_models_were_trained_with(sfreq, n_times):
+    """The periodogram as cosine/sine products gives the features of the former ``ops.rfft`` formulation
+    (float32 rounding apart), so models trained with it keep their numbers; its saved configuration is as
+    before (16 Hz: the upper bands lie above Nyquist and stay empty, as with the FFT)."""
+    import keras
+    from keras import ops
+
+    from neurocare_bids.inference import SPECTRAL_EPS, _Spectral, spectral_front_end
+    from neurocare_bids.models import SPECTRAL_BANDS, SpectralFeatures
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((3, n_times, 7)) * rng.uniform(0.1, 5.0, 7) + 2.0).astype(np.float32)
+    saved = {"name": "spectral_features", "trainable": True, "sfreq": sfreq,
+             "bands": [list(b) for b in SPECTRAL_BANDS]}  # what models trained with the FFT layer saved
+    layer = SpectralFeatures.from_config(saved)
+    assert {k: v for k, v in layer.get_config().items() if k in saved} == saved
+    new = keras.ops.convert_to_numpy(layer(x))
+
+    masks, window = spectral_front_end(sfreq, SPECTRAL_BANDS, n_times)  # the former layer's call, verbatim
+    xt = ops.transpose(ops.cast(x, "float32"), (0, 2, 1))
+    xt = xt - ops.mean(xt, axis=-1, keepdims=True)
+    real, imag = ops.rfft(xt * ops.convert_to_tensor(window))
+    band = ops.matmul(real * real + imag * imag, ops.convert_to_tensor(masks))
+    log_band = ops.log(band + SPECTRAL_EPS)
+    relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + SPECTRAL_EPS)
+    log_var = ops.log(ops.mean(xt * xt, axis=-1, keepdims=True) + SPECTRAL_EPS)
+    line = ops.log(ops.mean(ops.abs(xt[..., 1:] - xt[..., :-1]), axis=-1, keepdims=True) + SPECTRAL_EPS)
+    per_channel = ops.concatenate([log_band, relative, log_var, line], axis=-1)
+    old = keras.ops.convert_to_numpy(ops.concatenate([ops.mean(per_channel, axis=1), ops.max(per_channel, axis=1)],
+                                                     axis=-1))
+    np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_Spectral(sfreq, SPECTRAL_BANDS, n_times)(x), new, rtol=1e-5, atol=1e-5)
+
+
+def _onnx_probabilities(path, windows):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: windows})[0]
+
+
+def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, monkeypatch):
+    import keras
+
+    from neurocare_bids import models  # noqa: F401 - our layers, for loading
+    from neurocare_bids.onnx_export import ONNX_OPSET, sha256_file
+
+    _, out, _ = sequential
+    group = out / "group"
+    card = json.loads((group / "model" / "model_card.json").read_text())
+    entries = [(group / "model", card["ONNX"])]
+    assert f"SHA-256 <code>{card['ONNX']['SHA256']}</code>" in (out / "group.html").read_text()  # the report's card
+    folds = sorted(group.glob("fold-*"))
+    assert folds
+    entries += [(f, json.loads((f / "fold.json").read_text())["onnx"]) for f in folds]
+    windows = np.random.default_rng(2).standard_normal((5, *card["Architecture"]["input_shape"][1:]))
+    for folder, entry in entries:
+        assert entry["File"] == "model.onnx" and entry["Opset"] == ONNX_OPSET, folder
+        assert entry["SHA256"] == sha256_file(folder / "model.onnx"), folder
+        assert not list(folder.glob(".*.tmp*")), folder
+        keras_model = keras.models.load_model(folder / "model.keras", compile=False)
+        expected = keras.ops.convert_to_numpy(keras_model(windows.astype(np.float32), training=False))
+        np.testing.assert_allclose(_onnx_probabilities(folder / "model.onnx", windows.astype(np.float32)),
+                                   expected, atol=1e-5, rtol=0)
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("### ONNX models", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(snippet.strip().splitlines()) == 5
+    monkeypatch.chdir(out)  # the README's five lines, run in the output folder as written
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - our own documentation
+    assert scope["seizure_probability"].shape == (8,)
+
+
+def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, tmp_path):
+    from neurocare_bids.onnx_export import sha256_file
+
+    _, out, _ = sequential
+    folder = tmp_path / "model"
+    shutil.copytree(out / "group" / "model", folder)
+    (folder / "model.onnx").unlink()
+    card = json.loads((folder / "model_card.json").read_text())
+    del card["ONNX"]  # a folder from before ONNX export
+    (folder / "model_card.json").write_text(json.dumps(card))
+    started = time.monotonic()
+    result = run_cli("export-model", folder)
+    print(f"export-model: {time.monotonic() - started:.1f} s")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and "model.onnx" in result.stdout and "\n" not in result.stdout.strip()
+    rewritten = json.loads((folder / "model_card.json").read_text())
+    assert rewritten["ONNX"]["SHA256"] == sha256_file(folder / "model.onnx")
+    assert {k: v for k, v in rewritten.items() if k != "ONNX"} == card  # the rest of the card kept
+
+    fold = tmp_path / "fold-1"
+    shutil.copytree(out / "group" / "fold-1", fold)
+    (fold / "model.onnx").unlink()
+    assert run_cli("export-model", fold).returncode == 0
+    assert json.loads((fold / "fold.json").read_text())["onnx"]["SHA256"] == sha256_file(fold / "model.onnx")
+
+
+@pytest.mark.parametrize("case, code, message", [
+    ("missing", 66, "is not a folder"),
+    ("foreign", 66, "is not a NeuroCare-BIDS model folder"),
+    ("no model file", 66, "model.keras is missing"),
+    ("features preset", 65, "only the Keras presets export"),
+    ("damaged model file", 65, "model.keras cannot be loaded"),
+])
+def test_export_model_refuses_what_is_not_a_keras_model_folder(case, code, message, tmp_path):
+    folder = tmp_path / "model"
+    if case != "missing":
+        folder.mkdir()
+    if case == "foreign":
+        (folder / "notes.txt").write_text("hello")
+    if case in ("no model file", "damaged model file"):
+        (folder / "model_card.json").write_text(json.dumps({"ModelFile": "model.keras"}))
+    if case == "damaged model file":
+        (folder / "model.keras").write_bytes(b"PK\x03\x04 not a whole archive")
+    if case == "features preset":
+        (folder / "model_card.json").write_text(json.dumps({"ModelFile": "model.joblib"}))
+    result = run_cli("export-model", folder)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1 and not (folder / "model.onnx").exists()
+
+
+def test_a_failed_export_is_a_warning_that_leaves_no_onnx_file(tmp_path, caplog):
+    """A layer tf2onnx leaves untranslated (TensorFlow's RFFT, as the first spectral layer used): the export
+    is refused, a stale model.onnx of an earlier training is removed, and the card says why."""
+    import keras
+
+    from neurocare_bids.onnx_export import export_trained
+
+    class Spectrum(keras.layers.Layer):
+        def call(self, x):
+            real, imag = keras.ops.rfft(keras.ops.transpose(x, (0, 2, 1)))
+            return keras.ops.mean(real * real + imag * imag, axis=-1)
+
+    inputs = keras.Input((64, 3), name="eeg")
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probabilities")(
+        Spectrum()(inputs)))
+    (tmp_path / "model.onnx").write_bytes(b"an earlier training's export")
+    with caplog.at_level("WARNING", logger="neurocare"):
+        entry = export_trained(model, tmp_path, "neurocare", "fold 1")
+    assert entry["File"] is None and entry["Reason"].startswith("export failed")
+    assert list(tmp_path.iterdir()) == [] and "export-model" in caplog.text
+    assert export_trained(None, tmp_path, "features", "final model") == {
+        "File": None, "Reason": "the features preset (gradient boosting on NumPy features) is not exported to ONNX; "
+                                "apply it with NeuroCare-BIDS"}
