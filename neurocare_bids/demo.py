@@ -454,23 +454,13 @@ def _synthesize(
     """Common-average EEG (µV), ``(19, n)``: referential sources, then minus the channel mean."""
     t = np.arange(n) / fs
     freqs = np.fft.rfftfreq(n, 1 / fs)
-    n_ch = len(ELECTRODES)
 
-    # Background: 1/f noise, spatially smoothed so neighbouring electrodes correlate.
-    pink = 1.0 / (freqs**2 + 0.5**2) ** (subject.slope / 4) / np.sqrt(1 + (freqs / 45.0) ** 8)
-    background = _spatial_mixing() @ _colored(rng, n_ch, n, pink)
-    background *= subject.background_uv / background.std(axis=1, keepdims=True)
-
+    background = _pink_background(rng, subject, n, freqs)
     # Posterior alpha: narrow-band, so it waxes and wanes by itself; slow state changes
     # (eyes open/closed, drowsiness) modulate it further.
-    alpha = _colored(rng, 2, n, np.exp(-0.5 * ((freqs - subject.alpha_hz) / 0.6) ** 2))
-    alpha = 0.8 * alpha + 0.2 * alpha[::-1]  # the two hemispheres are partly coherent
+    scale, alpha = _posterior_alpha(rng, subject, n, freqs)
     state = 1 / (1 + np.exp(-2.5 * _slow(rng, 1, n, fs, 1 / 40)[0]))
-    posterior = np.clip(1.1 - (_XY[:, 1] + 1) / 1.6, 0.05, 1.0)
-    left = _XY[:, 0] < 0.05
-    background += (
-        subject.alpha_uv * posterior[:, None] * state * np.where(left[:, None], alpha[0], alpha[1])
-    )
+    background += scale * state * alpha
     brain_rms = float(np.sqrt(np.mean(background[list(subject.focus)] ** 2)))
 
     eeg = background
@@ -483,6 +473,36 @@ def _synthesize(
     _add_artifacts(rng, eeg, t, freqs, fs, line_freq)
     eeg -= eeg.mean(axis=0, keepdims=True)  # common average reference
     return eeg
+
+
+def _pink_background(rng: np.random.Generator, subject: _Subject, n: int, freqs: np.ndarray) -> np.ndarray:
+    """The subject's 1/f background (µV), spatially smoothed so neighbouring electrodes correlate."""
+    pink = 1.0 / (freqs**2 + 0.5**2) ** (subject.slope / 4) / np.sqrt(1 + (freqs / 45.0) ** 8)
+    background = _spatial_mixing() @ _colored(rng, len(ELECTRODES), n, pink)
+    background *= subject.background_uv / background.std(axis=1, keepdims=True)
+    return background
+
+
+def _posterior_alpha(rng: np.random.Generator, subject: _Subject, n: int,
+                     freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's alpha rhythm as ``(scale, rhythm)``: the per-electrode amplitude (µV, largest at the back)
+    and each electrode's unit rhythm (the hemispheres partly coherent). The caller multiplies them with its own
+    gating in between: ``scale * gate * rhythm``."""
+    alpha = _colored(rng, 2, n, np.exp(-0.5 * ((freqs - subject.alpha_hz) / 0.6) ** 2))
+    alpha = 0.8 * alpha + 0.2 * alpha[::-1]
+    posterior = np.clip(1.1 - (_XY[:, 1] + 1) / 1.6, 0.05, 1.0)
+    left = _XY[:, 0] < 0.05
+    return subject.alpha_uv * posterior[:, None], np.where(left[:, None], alpha[0], alpha[1])
+
+
+def _add_pops(rng: np.random.Generator, eeg: np.ndarray, fs: float, count: int, peak_uv: tuple[float, float]) -> None:
+    """Electrode pops: a step that decays exponentially, each on one channel."""
+    n_ch, n = eeg.shape
+    for _ in range(count):
+        c, at = int(rng.integers(n_ch)), int(rng.integers(0, n))
+        tau = rng.uniform(0.1, 0.6) * fs
+        span = min(int(6 * tau), n - at)
+        eeg[c, at : at + span] += rng.choice([-1, 1]) * rng.uniform(*peak_uv) * np.exp(-np.arange(span) / tau)
 
 
 def _colored(rng: np.random.Generator, rows: int, n: int, amplitude: np.ndarray) -> np.ndarray:
@@ -712,14 +732,7 @@ def _add_artifacts(
     # Slow electrode drift (sweat, impedance changes).
     eeg += rng.uniform(4, 15, (n_ch, 1)) * _slow(rng, n_ch, n, fs, 0.05)
 
-    # Electrode pops: a step that decays exponentially, on one channel.
-    for _ in range(rng.poisson(duration / 400) + 1):
-        c, at = int(rng.integers(n_ch)), int(rng.integers(0, n))
-        tau = rng.uniform(0.1, 0.6) * fs
-        span = min(int(6 * tau), n - at)
-        eeg[c, at : at + span] += (
-            rng.choice([-1, 1]) * rng.uniform(40, 150) * np.exp(-np.arange(span) / tau)
-        )
+    _add_pops(rng, eeg, fs, rng.poisson(duration / 400) + 1, (40, 150))
 
 
 # --- the hard variant -----------------------------------------------------------------------
@@ -779,15 +792,10 @@ def _synthesize_hard(
     n_ch = len(ELECTRODES)
     awake, drowsy, asleep = _vigilance(rng, n, fs, traits.sleepiness)
 
-    pink = 1.0 / (freqs**2 + 0.5**2) ** (subject.slope / 4) / np.sqrt(1 + (freqs / 45.0) ** 8)
-    eeg = _spatial_mixing() @ _colored(rng, n_ch, n, pink)
-    eeg *= subject.background_uv / eeg.std(axis=1, keepdims=True)
+    eeg = _pink_background(rng, subject, n, freqs)
     # Posterior alpha while awake; diffuse theta when drowsy; frontal-predominant delta in light sleep.
-    alpha = _colored(rng, 2, n, np.exp(-0.5 * ((freqs - subject.alpha_hz) / 0.6) ** 2))
-    alpha = 0.8 * alpha + 0.2 * alpha[::-1]
-    posterior = np.clip(1.1 - (_XY[:, 1] + 1) / 1.6, 0.05, 1.0)
-    left = _XY[:, 0] < 0.05
-    eeg += subject.alpha_uv * posterior[:, None] * awake * np.where(left[:, None], alpha[0], alpha[1])
+    scale, alpha = _posterior_alpha(rng, subject, n, freqs)
+    eeg += scale * awake * alpha
     theta = _spatial_mixing(0.8) @ _colored(rng, n_ch, n, _band(freqs, 4.0, 7.0))
     eeg += 0.8 * subject.background_uv * drowsy * theta
     delta = _spatial_mixing(0.8) @ _colored(rng, n_ch, n, _band(freqs, 0.6, 2.5))
@@ -942,11 +950,7 @@ def _add_body_artifacts(rng: np.random.Generator, eeg: np.ndarray, t: np.ndarray
     roving = 50 * (1 - awake) * np.sin(2 * np.pi * 0.3 * t + 1.5 * _slow(rng, 1, n, fs, 0.02)[0])
     for c, sign in ((f7, 1.0), (f8, -1.0)):
         eeg[c] += sign * (steps + roving)
-    for _ in range(rng.poisson(traits.rates["pops"] * n / fs / 3600)):
-        c, at = int(rng.integers(n_ch)), int(rng.integers(0, n))
-        tau = rng.uniform(0.1, 0.6) * fs
-        span = min(int(6 * tau), n - at)
-        eeg[c, at : at + span] += rng.choice([-1, 1]) * rng.uniform(40, 200) * np.exp(-np.arange(span) / tau)
+    _add_pops(rng, eeg, fs, rng.poisson(traits.rates["pops"] * n / fs / 3600), (40, 200))
     if traits.ekg_uv:
         beats = np.cumsum(rng.normal(1 / traits.heart_hz, 0.03, int(n / fs * traits.heart_hz) + 2))
         u = np.arange(int(0.3 * fs)) / fs - 0.1
