@@ -80,7 +80,7 @@ class TrainedModel:
     montage: MontageConfig
     preprocessing: PreprocessingConfig
     postprocessing: dict
-    engine: str  # "numpy", "keras" or "features"
+    engine: str  # "numpy", "keras" or "features"; "… + features" when the baseline is stacked with the network
     _predict: object = field(repr=False, default=None)
 
     @property
@@ -120,7 +120,8 @@ class TrainedModel:
         return {"Folder": str(self.folder), "ModelFile": self.model_file.name,
                 "ModelCRC32C": crc32c_file(self.model_file), "Version": self.card.get("Version"),
                 "Preset": self.card.get("Preset"), "TrainingSubjects": self.card.get("TrainingSubjects", []),
-                "Engine": self.engine}
+                "Engine": self.engine,
+                **({"BaselineWeight": self.card["Stacking"]["BaselineWeight"]} if self.card.get("Stacking") else {})}
 
 
 def check_rate(model: TrainedModel, sfreq_in: float) -> None:
@@ -213,6 +214,40 @@ def _spec_from_card(card: dict, folder: Path) -> TrainedModel:
 
 
 def _load_weights(spec: TrainedModel, engine: str) -> None:
+    _load_network(spec, engine)
+    stacking = spec.card.get("Stacking")
+    if stacking:  # the feature baseline stacked with the network (group.py, stacking.py)
+        _stack_baseline(spec, stacking)
+
+
+def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
+    from .baseline import FeatureBaseline, window_features
+    from .stacking import combine
+
+    try:
+        weight = float(stacking["BaselineWeight"])
+        path = spec.folder / Path(str(stacking["BaselineFile"])).name
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{spec.folder / 'model_card.json'}: its Stacking entry is damaged "
+                         f"({type(exc).__name__}: {exc})") from None
+    if not 0.0 <= weight <= 1.0:
+        raise ModelError(f"{spec.folder / 'model_card.json'}: BaselineWeight {weight} lies outside [0, 1]")
+    if not path.is_file():
+        raise ModelError(f"{spec.folder} is not a complete model folder: {path.name} is missing", EXIT_NO_INPUT)
+    try:
+        baseline = FeatureBaseline.load(path)
+    except Exception as exc:  # joblib/pickle raise many kinds for a damaged file
+        raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if baseline.n_channels not in (None, len(spec.channels)):
+        raise ModelError(f"{path} was trained on {baseline.n_channels} channels, the card lists {len(spec.channels)}")
+    network = spec._predict
+    spec._predict = lambda x, threads: combine(
+        network(x, threads), baseline.predict_proba_features(window_features(np.asarray(x, np.float32), spec.sfreq,
+                                                                             n_threads=threads)), weight)
+    spec.engine = f"{spec.engine} + features"
+
+
+def _load_network(spec: TrainedModel, engine: str) -> None:
     path = spec.model_file
     n_times, n_chans = spec.window_samples, len(spec.channels)
     if path.suffix == ".joblib":

@@ -176,6 +176,12 @@ class ModelConfig:
            "factor, skewness, kurtosis, zero crossings), computed inside the model, read by two Dense + ReLU "
            "layers shared by all channels, then their mean and maximum over channels, joined to the LSTM's "
            "output before the dense layer.", minimum=0)
+    stacking: bool = option(
+        False, "Stack the CNN-BiLSTM with the feature baseline (the `features` preset, trained on the same windows): "
+               "the detector's seizure probability is sigmoid(w · logit(baseline) + (1 − w) · logit(network)), with "
+               "the weight w chosen from 0, 0.25, 0.5, 0.75 and 1 by the PR-AUC of the inner validation subjects "
+               "(never the test fold). The `neurocare` preset only; the baseline is saved next to the network as "
+               "`features.joblib` and apply mode runs both.")
     dense_units: int = option(64, "Units of the fully connected layer before the output.", minimum=1)
     dropout: float = option(0.3, "Dropout rate after each block and before the output.", minimum=0.0,
                             maximum=0.9)

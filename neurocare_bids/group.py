@@ -40,6 +40,7 @@ from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_win
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune
 from .preprocess import plan_from_sidecar
+from .stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from .distribute import fit_multi_worker, placement, worker_share
 from .tracking import Tracker, check_tracking, start_tracking
@@ -123,22 +124,30 @@ def _setup_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
-    """Seizure probability of every window of each file, in order, with labels and onsets."""
+def _scorer(model, geometry: WindowGeometry):
+    """The function from a batch of windows to their seizure probabilities, for each kind of model."""
+    if isinstance(model, StackedDetector):
+        network, baseline = _scorer(model.network, geometry), _scorer(model.baseline, geometry)
+        return lambda eeg: combine(network(eeg), baseline(eeg), model.weight)
     if hasattr(model, "predict_proba_features"):  # the classic baseline
         from .baseline import window_features
 
-        def score(eeg):
-            return model.predict_proba_features(window_features(eeg, geometry.sfreq))
-    else:
-        def score(eeg):
-            # Keras's compiled predict step, 3-4x faster than an eager call on CPUs; a short last batch is
-            # padded to the full size so that the step is traced once (windows are scored independently).
-            n = len(eeg)
-            if n < PREDICTION_BATCH:
-                eeg = np.concatenate([eeg, np.zeros((PREDICTION_BATCH - n, *eeg.shape[1:]), eeg.dtype)])
-            return np.asarray(model.predict_on_batch(eeg))[:n, 1]
+        return lambda eeg: model.predict_proba_features(window_features(eeg, geometry.sfreq))
 
+    def score(eeg):
+        # Keras's compiled predict step, 3-4x faster than an eager call on CPUs; a short last batch is
+        # padded to the full size so that the step is traced once (windows are scored independently).
+        n = len(eeg)
+        if n < PREDICTION_BATCH:
+            eeg = np.concatenate([eeg, np.zeros((PREDICTION_BATCH - n, *eeg.shape[1:]), eeg.dtype)])
+        return np.asarray(model.predict_on_batch(eeg))[:n, 1]
+
+    return score
+
+
+def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
+    """Seizure probability of every window of each file, in order, with labels and onsets."""
+    score = _scorer(model, geometry)
     out = []
     for f in files:
         probs, labels, onsets = [], [], []
@@ -309,13 +318,18 @@ def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.nda
 
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
                  seed: int, tensorboard_dir: Path, label: str, tracker: Tracker | None = None):
-    """Train a model, then choose the post-processing on the validation subjects only."""
+    """Train a model, then choose the post-processing (and a stacked model's weight) on the validation
+    subjects only."""
+    post = cfg.postprocessing
     if cfg.model.preset == "features":
         model, history = train_features(cfg, train, geometry, seed)
+        val_predictions = with_detection(predict_files(model, validation, geometry), post)
     else:
         model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker)
-    post = cfg.postprocessing
-    val_predictions = with_detection(predict_files(model, validation, geometry), post)
+        val_predictions = predict_files(model, validation, geometry)
+        if stacks(cfg):
+            model, val_predictions = _stack(cfg, model, train, validation, val_predictions, geometry, seed, label)
+        val_predictions = with_detection(val_predictions, post)
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
               "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
     if post.tune and val_predictions:
@@ -326,10 +340,39 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
     return model, history, val_predictions, params
 
 
+def stacks(cfg: Config) -> bool:
+    """Whether this configuration trains a stacked detector (``model.stacking``; the CNN-BiLSTM only)."""
+    return cfg.model.stacking and cfg.model.preset == "neurocare"
+
+
+def _stack(cfg: Config, network, train: list[WindowFile], validation: list[WindowFile], val_network: list[dict],
+           geometry: WindowGeometry, seed: int, label: str) -> tuple[StackedDetector, list[dict]]:
+    """Train the feature baseline on the same windows and weigh it against the network on validation."""
+    started = time.monotonic()
+    baseline, _ = train_features(cfg, train, geometry, seed)
+    val_baseline = predict_files(baseline, validation, geometry)
+
+    def detection_scores(predictions: list[dict]) -> list[np.ndarray]:
+        return [p["scores"] for p in with_detection(predictions, cfg.postprocessing)]
+
+    weight, scores = choose_weight(val_network, val_baseline, detection_scores)
+    stacked = StackedDetector(network, baseline, weight, scores)
+    combined = [{**n, "probs": combine(n["probs"], b["probs"], weight)} for n, b in zip(val_network, val_baseline)]
+    log.info("%s: feature baseline trained in %s; its weight in the stack: %g (validation PR-AUC %s)", label,
+             duration(time.monotonic() - started), weight,
+             ", ".join(f"{w:g}: {'n/a' if v is None else f'{v:.3f}'}" for w, v in scores.items()))
+    return stacked, combined
+
+
 def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dict]:
     """Save the trained model, then its ONNX copy: the model file and the ONNX entry for the card."""
     from .onnx_export import export_trained
 
+    if isinstance(model, StackedDetector):
+        model.baseline.save(folder / BASELINE_FILE)
+        model = model.network
+    else:
+        (folder / BASELINE_FILE).unlink(missing_ok=True)  # of an earlier, stacked training of this folder
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
@@ -370,7 +413,8 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
                "train": list(fold.train), "postprocessing": params, "seed": seed,
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
-               "version": __version__, "onnx": onnx}
+               "version": __version__, "onnx": onnx,
+               "stacking": model.summary() if isinstance(model, StackedDetector) else None}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -616,6 +660,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "ONNX": onnx,  # model.onnx: its SHA-256, opset and tensor names, or why there is none
         "Preset": cfg.model.preset,
         "Architecture": _architecture(model),
+        # the feature baseline stacked with the network (its file, weight and how the weight was chosen)
+        "Stacking": model.summary() if isinstance(model, StackedDetector) else None,
         "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,
                   "WindowSamples": geometry.n_times, "WindowDuration": geometry.duration,
                   "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
@@ -664,6 +710,8 @@ def _preprocessing_card(cfg: Config, files: list[WindowFile], geometry: WindowGe
 
 
 def _architecture(model) -> dict:
+    if isinstance(model, StackedDetector):
+        model = model.network
     if hasattr(model, "predict_proba_features"):
         return {"kind": f"window features + {model.kind}"}
     from .models import model_summary

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""What the stacked detector (``model.stacking``) scores, from a finished network run and a feature-baseline run.
+
+A stacked group-level run trains, per fold, the same network as a run without stacking (same seed, same
+configuration otherwise) and the same gradient boosting as the ``features`` preset; it then chooses the
+baseline's weight and the post-processing on the inner validation subjects. This script does that last step
+from the two runs' saved validation and test predictions (``group/fold-K/predictions.tsv``) with the group
+level's own functions, and aggregates like the group level: so an ablation that has both runs gets the stacked
+detector's metrics without training anything twice (tests/test_stacking.py checks it against a real stacked run).
+
+    python benchmarks/stack_runs.py BIDS ablations/channel-features-mirror ablations/features OUT
+
+``OUT`` receives ``group/fold-K/{fold.json,predictions.tsv}``, ``group/metrics.json`` and the events, as a group
+run would write them; the summary line gives event F1, sensitivity, FP/24 h and window PR-AUC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path) -> dict:
+    from neurocare_bids.config import Config
+    from neurocare_bids.cv import Fold
+    from neurocare_bids.fsutils import atomic_write
+    from neurocare_bids.group import (GROUP, _predictions_tsv, _prediction, _read_predictions, aggregate,
+                                      collect_window_files, with_detection)
+    from neurocare_bids.postprocess import tune
+    from neurocare_bids.stacking import StackedDetector, choose_weight, combine
+
+    import numpy as np
+
+    files, geometry = collect_window_files(network_run, [])
+    by_source = {f.source: f for f in files}
+    folds, cfg = [], None
+    for fold_dir in sorted((network_run / GROUP).glob("fold-*/fold.json"), key=lambda p: int(p.parent.name[5:])):
+        summary = json.loads(fold_dir.read_text())
+        other = json.loads((features_run / GROUP / fold_dir.parent.name / "fold.json").read_text())
+        if any(summary[k] != other[k] for k in ("test", "validation", "train")):
+            raise SystemExit(f"{fold_dir.parent.name}: the two runs have different folds (use the same seed)")
+        if summary["group_config"]["model"]["preset"] != "neurocare" or summary.get("stacking"):
+            raise SystemExit(f"{network_run} is not a run of the network alone")
+        if other["group_config"]["model"]["preset"] != "features":
+            raise SystemExit(f"{features_run} is not a run of the features preset")
+        if cfg is None:
+            cfg = Config()
+            cfg.update({**summary["group_config"], "model": {**summary["group_config"]["model"], "stacking": True}},
+                       source=str(fold_dir))
+        fold = Fold(int(summary["fold"]), tuple(summary["test"]), tuple(summary["validation"]), tuple(summary["train"]))
+        folds.append(fold)
+        parts = {}
+        for split in ("validation", "test"):
+            net = _read_predictions(fold_dir.parent / "predictions.tsv", split)
+            base = _read_predictions(features_run / GROUP / fold_dir.parent.name / "predictions.tsv", split)
+            if sorted(net) != sorted(base):
+                raise SystemExit(f"{fold_dir.parent.name}: the two runs predicted different {split} recordings")
+            parts[split] = [[_prediction(by_source[s], geometry, np.array(run[s]["probs"]), np.array(run[s]["labels"]),
+                                         np.array(run[s]["onsets"])) for s in sorted(net)] for run in (net, base)]
+
+        def detection_scores(predictions):
+            return [p["scores"] for p in with_detection(predictions, cfg.postprocessing)]
+
+        weight, scores = choose_weight(*parts["validation"], detection_scores)
+        stacked = {split: with_detection([{**n, "probs": combine(n["probs"], b["probs"], weight)}
+                                          for n, b in zip(*parts[split])], cfg.postprocessing)
+                   for split in parts}
+        post = cfg.postprocessing
+        params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
+                  "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
+        if post.tune and stacked["validation"]:
+            chosen = tune([{**p, "probs": p["detection"]} for p in stacked["validation"]], smoothing=post.smoothing,
+                          merge_gap=post.merge_gap, ties=post.ties)
+            params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
+                          tuned=True, validation_f1=chosen.get("f1"))
+        folder = out / GROUP / f"fold-{fold.index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "predictions.tsv", _predictions_tsv(
+            [(split, p) for split in ("validation", "test") for p in stacked[split]]))
+        atomic_write(folder / "fold.json", json.dumps(
+            {**summary, "postprocessing": params, "stacking": StackedDetector(None, None, weight, scores).summary(),
+             "stacked_from": [str(network_run), str(features_run)]}, indent=2) + "\n")
+    if cfg is None:
+        raise SystemExit(f"{network_run} has no finished folds")
+    return aggregate(cfg, folds, files, geometry, bids_dir, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bids_dir", type=Path)
+    parser.add_argument("network_run", type=Path, help="a finished group run of the network alone")
+    parser.add_argument("features_run", type=Path, help="a finished group run of the features preset, same seed")
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    metrics = stack_runs(args.bids_dir, args.network_run, args.features_run, args.out)
+    weights = [json.loads(p.read_text())["stacking"]["BaselineWeight"]
+               for p in sorted((args.out / "group").glob("fold-*/fold.json"))]
+    print(f"stacked: event F1 {metrics['event']['f1']:.3f}, sensitivity {metrics['event']['sensitivity']:.3f}, "
+          f"FP/24 h {metrics['event']['fp_per_24h']:.1f}, window PR-AUC {metrics['window']['pr_auc']:.3f} "
+          f"(baseline weights per fold: {', '.join(f'{w:g}' for w in weights)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

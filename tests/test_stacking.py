@@ -1,0 +1,211 @@
+"""The stacked detector (``model.stacking``): the CNN-BiLSTM and the feature baseline combined on their log-odds.
+
+A group-level run with stacking on the session's demo dataset is checked against its own saved parts: each
+fold's test probabilities are the combination of its saved network and baseline on the stored windows, the
+weight is one of the grid's and is the validation subjects' best, and apply mode runs the final model's two
+parts as the group level did.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import QUICK_GROUP_CONFIG, add_recording, run_cli
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
+
+
+def test_combine_is_a_weighted_mean_of_log_odds():
+    from neurocare_bids.stacking import combine
+
+    net, base = np.array([0.1, 0.5, 0.9, 0.99]), np.array([0.8, 0.2, 0.5, 0.01])
+    np.testing.assert_allclose(combine(net, base, 0.0), net, rtol=1e-12)
+    np.testing.assert_allclose(combine(net, base, 1.0), base, rtol=1e-12)
+    logit = np.log(net / (1 - net)) * 0.75 + np.log(base / (1 - base)) * 0.25
+    np.testing.assert_allclose(combine(net, base, 0.25), 1 / (1 + np.exp(-logit)), rtol=1e-12)
+    with pytest.raises(ValueError):
+        combine(net, base, 1.5)
+    with pytest.raises(ValueError):
+        combine(net, base[:2], 0.5)
+
+
+def _predictions(labels, probs):
+    return [{"labels": np.asarray(labels), "probs": np.asarray(probs, float)}]
+
+
+def test_choose_weight_follows_the_validation_ranking():
+    from neurocare_bids.stacking import WEIGHTS, choose_weight
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(200, int), np.ones(20, int)]
+    good = np.clip(0.05 + 0.9 * labels + rng.normal(0, 0.05, labels.size), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, labels.size)
+    as_is = lambda predictions: [p["probs"] for p in predictions]  # noqa: E731 - no centring or smoothing here
+
+    weight, scores = choose_weight(_predictions(labels, noise), _predictions(labels, good), as_is)
+    assert set(scores) == set(WEIGHTS) and weight == max(scores, key=scores.get) and weight >= 0.75
+    assert scores[1.0] > scores[0.0]
+    weight, scores = choose_weight(_predictions(labels, good), _predictions(labels, noise), as_is)
+    assert weight <= 0.25 and scores[0.0] > scores[1.0]
+    # two equally perfect models: every weight ranks perfectly, and the tie goes to the network
+    weight, scores = choose_weight(_predictions(labels, good), _predictions(labels, good), as_is)
+    assert weight == 0.0 and set(scores.values()) == {1.0}
+    # no seizure in validation: nothing to choose by
+    weight, scores = choose_weight(_predictions(np.zeros(5, int), good[:5]), _predictions(np.zeros(5, int), good[:5]),
+                                   as_is)
+    assert weight == 0.5 and set(scores.values()) == {None}
+
+
+@pytest.fixture(scope="module")
+def stacked_run(prepared, tmp_path_factory):
+    """A group-level run of the tiny model with stacking on (two folds and the final model)."""
+    bids, participant_out, _ = prepared
+    root = tmp_path_factory.mktemp("stacked")
+    out = root / "out"
+    shutil.copytree(participant_out, out)
+    config = root / "stacked.toml"
+    config.write_text(QUICK_GROUP_CONFIG + "stacking = true\n[cv]\nfolds = 2\n")  # [model] is the last section
+    result = run_cli(bids, out, "group", "--config", config, "--no-reports", timeout=900)
+    assert result.returncode == 0, result.stderr
+    return bids, out
+
+
+def _fold_windows(out: Path, subjects: list[str]):
+    """The stored windows of these subjects, in the order the group level reads them, as one array."""
+    from neurocare_bids.group import collect_window_files
+    from neurocare_bids.input_pipeline import read_windows
+
+    files, geometry = collect_window_files(out, [])
+    chosen = sorted((f for f in files if f.subject in subjects), key=lambda f: f.source)
+    return np.concatenate([b["eeg"] for b in read_windows(chosen, geometry, 512)]), geometry
+
+
+def test_fold_probabilities_are_the_saved_parts_combined(stacked_run):
+    import csv
+
+    import keras
+
+    from neurocare_bids import models  # noqa: F401 - our layers, for loading
+    from neurocare_bids.baseline import FeatureBaseline, window_features
+    from neurocare_bids.stacking import BASELINE_FILE, WEIGHTS, combine
+
+    _, out = stacked_run
+    fold = out / "group" / "fold-1"
+    summary = json.loads((fold / "fold.json").read_text())
+    stacking = summary["stacking"]
+    assert stacking["BaselineFile"] == BASELINE_FILE and stacking["BaselineWeight"] in WEIGHTS
+    scores = {float(w): s for w, s in stacking["ValidationPRAUC"].items()}
+    assert set(scores) == set(WEIGHTS)
+    assert stacking["BaselineWeight"] == min(w for w, s in scores.items() if s == max(scores.values()))
+    assert summary["group_config"]["model"]["stacking"] is True
+
+    windows, geometry = _fold_windows(out, summary["test"])
+    network = keras.models.load_model(fold / "model.keras", compile=False)
+    baseline = FeatureBaseline.load(fold / BASELINE_FILE)
+    expected = combine(keras.ops.convert_to_numpy(network(windows, training=False))[:, 1],
+                       baseline.predict_proba_features(window_features(windows, geometry.sfreq)),
+                       stacking["BaselineWeight"])
+    with open(fold / "predictions.tsv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["split"] == "test"]
+    rows.sort(key=lambda r: (r["recording"], int(r["window_index"])))
+    np.testing.assert_allclose([float(r["probability"]) for r in rows], expected, rtol=2e-5, atol=1e-6)
+
+
+def test_final_model_card_and_apply_run_both_parts(stacked_run, tmp_path):
+    import keras
+
+    from neurocare_bids import models  # noqa: F401
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.baseline import FeatureBaseline, window_features
+    from neurocare_bids.stacking import combine
+
+    _, out = stacked_run
+    folder = out / "group" / "model"
+    card = json.loads((folder / "model_card.json").read_text())
+    stacking = card["Stacking"]
+    assert (folder / stacking["BaselineFile"]).is_file() and card["ModelFile"] == "model.keras"
+    model = load_model(folder)
+    assert model.engine.endswith(" + features")
+    assert model.describe()["BaselineWeight"] == stacking["BaselineWeight"]
+    n_times, n_chans = model.window_samples, len(model.channels)
+    windows = np.random.default_rng(3).standard_normal((40, n_times, n_chans)).astype(np.float32)
+    windows[20:, :, :4] *= 5
+    net = keras.models.load_model(folder / "model.keras", compile=False)
+    expected = combine(keras.ops.convert_to_numpy(net(windows, training=False))[:, 1],
+                       FeatureBaseline.load(folder / stacking["BaselineFile"]).predict_proba_features(
+                           window_features(windows, model.sfreq)), stacking["BaselineWeight"])
+    np.testing.assert_allclose(model.predict(windows), expected, rtol=1e-5, atol=1e-6)
+
+    # and through the CLI: a new recording gets its events from the stacked model
+    bids = tmp_path / "bids"
+    add_recording(bids, "31", duration=120.0, seizures=[(40.0, 30.0, "sz")], events=None, seed=31)
+    result = run_cli(bids, tmp_path / "applied", "participant", "--model", folder, "--skip-bids-validation")
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads(next((tmp_path / "applied").glob("sub-31/**/*_desc-seizureprob_timeseries.json")).read_text())
+    assert "features" in json.dumps(sidecar)
+    citation = (out / "logs" / "CITATION.md").read_text()
+    assert "stacked with a feature baseline" in citation and "inner validation subjects" in citation
+
+
+@pytest.mark.parametrize("damage", ["missing", "weight"])
+def test_apply_refuses_a_stacked_folder_without_its_baseline(stacked_run, tmp_path, damage):
+    _, out = stacked_run
+    folder = tmp_path / "model"
+    shutil.copytree(out / "group" / "model", folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    if damage == "missing":
+        (folder / card["Stacking"]["BaselineFile"]).unlink()
+    else:
+        card["Stacking"]["BaselineWeight"] = 2.0
+        (folder / "model_card.json").write_text(json.dumps(card))
+    bids = tmp_path / "bids"
+    add_recording(bids, "32", duration=60.0, events=None, seed=32)
+    result = run_cli(bids, tmp_path / "applied", "participant", "--model", folder, "--skip-bids-validation")
+    assert result.returncode == (66 if damage == "missing" else 65), result.stderr
+    assert "features.joblib is missing" in result.stderr if damage == "missing" else "BaselineWeight" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "applied" / "sub-32").exists()
+
+
+def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, prepared, tmp_path):
+    """benchmarks/stack_runs.py, given a run of the network alone and a run of the features preset (same seed and
+    folds), finds the stacked run's weights, post-processing and metrics: the ablation table may derive the
+    stacked detector's row from those two runs."""
+    import sys
+
+    bids, participant_out, _ = prepared
+    runs = {}
+    for name, section in (("network", "stacking = false\n"), ("features", 'preset = "features"\n')):
+        out = tmp_path / name
+        shutil.copytree(participant_out, out)
+        config = tmp_path / f"{name}.toml"
+        config.write_text(QUICK_GROUP_CONFIG + section + "[cv]\nfolds = 2\nfinal_model = false\n")
+        result = run_cli(bids, out, "group", "--config", config, "--no-reports", timeout=900)
+        assert result.returncode == 0, result.stderr
+        runs[name] = out
+    script = Path(__file__).parent.parent / "benchmarks" / "stack_runs.py"
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(script), str(bids), str(runs["network"]), str(runs["features"]),
+                             str(tmp_path / "derived")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("stacked: event F1")
+    _, stacked_out = stacked_run
+    for fold in ("fold-1", "fold-2"):
+        real = json.loads((stacked_out / "group" / fold / "fold.json").read_text())
+        derived = json.loads((tmp_path / "derived" / "group" / fold / "fold.json").read_text())
+        assert derived["stacking"]["BaselineWeight"] == real["stacking"]["BaselineWeight"]
+        for key in ("threshold", "min_duration"):
+            assert derived["postprocessing"][key] == real["postprocessing"][key]
+    real = json.loads((stacked_out / "group" / "metrics.json").read_text())
+    derived = json.loads((tmp_path / "derived" / "group" / "metrics.json").read_text())
+    for level, key in (("event", "f1"), ("event", "fp_per_24h"), ("window", "pr_auc"), ("window", "roc_auc")):
+        assert derived[level][key] == pytest.approx(real[level][key], abs=1e-5), (level, key)
+    # a network run and a features run of other folds are refused
+    bad = subprocess.run([sys.executable, str(script), str(bids), str(runs["features"]), str(runs["features"]),
+                          str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and "not a run of the network alone" in bad.stderr
