@@ -29,9 +29,15 @@ import time
 from pathlib import Path
 
 VARIANTS = {
-    "neurocare": ("NeuroCare CNN-BiLSTM + spectral branch, focal loss, augmentation (default)", ""),
-    "no-spectral": ("without the spectral branch (CNN-BiLSTM alone)", "[model]\nspectral_units = 0\n"),
-    "no-lstm": ("without the LSTM (CNN + global pooling)", "[model]\nlstm_units = []\n"),
+    "neurocare": ("the default: CNN-BiLSTM with spectral and per-channel feature branches, focal loss, augmentation "
+                  "with left-right mirroring, stacked with the feature baseline", ""),
+    "network": ("the default's network alone (no stacking with the feature baseline)", "[model]\nstacking = false\n"),
+    "no-channel-features": ("default without the per-channel feature branch", "[model]\nchannel_features = 0\n"),
+    "no-mirror": ("default without left-right mirroring", "[augmentation]\nmirror = 0\n"),
+    "previous-default": ("the CNN-BiLSTM that was the default until 0.1: no per-channel branch, no mirroring, "
+                         "no stacking", "[model]\nstacking = false\nchannel_features = 0\n[augmentation]\nmirror = 0\n"),
+    "no-spectral": ("default without the spectral branch", "[model]\nspectral_units = 0\n"),
+    "no-lstm": ("default without the LSTM (CNN + global pooling)", "[model]\nlstm_units = []\n"),
     "cross-entropy": ("class-weighted cross-entropy instead of focal loss", '[training]\nloss = "cross_entropy"\n'),
     "no-augmentation": ("without any augmentation", "[augmentation]\nenabled = false\n"),
     "edge-ties": ("default, but ties in tuning go to the edge (highest threshold; `ties = \"conservative\"`)",
@@ -40,12 +46,6 @@ VARIANTS = {
     "features": ("classic features + gradient boosting", '[model]\npreset = "features"\n'),
     "features-edge-ties": ("classic features + gradient boosting, ties to the edge",
                            '[model]\npreset = "features"\n[postprocessing]\nties = "conservative"\n'),
-    "channel-features": ("default + per-channel feature branch (classic features of each channel, shared Dense "
-                         "layers, mean and max over channels)", "[model]\nchannel_features = 32\n"),
-    "mirror": ("default + left-right mirrored training windows (`augmentation.mirror = 0.5`)",
-               "[augmentation]\nmirror = 0.5\n"),
-    "channel-features-mirror": ("default + per-channel feature branch + left-right mirrored training windows",
-                                "[model]\nchannel_features = 32\n[augmentation]\nmirror = 0.5\n"),
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }
@@ -63,6 +63,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42],
                         help="run every variant once per seed and report mean ± SD (default: 42 only)")
+    parser.add_argument("--derive-default", action="store_true",
+                        help="derive the default's (stacked) row from the `network` and `features` runs of each seed "
+                             "with benchmarks/stack_runs.py (the same trainings, tested equal to a stacked run) "
+                             "instead of training both again")
     args = parser.parse_args()
 
     base = args.config.read_text() if args.config else ""
@@ -72,8 +76,13 @@ def main() -> int:
         description, switch = VARIANTS[name]
         runs = []
         for seed in args.seeds:
-            out = args.workdir / (name if args.seeds == [42] else f"{name}-seed{seed}")
-            metrics = _run(args, base, name, switch, seed, out)
+            out = args.workdir / _run_name(name, args.seeds, seed)
+            if name == "neurocare" and args.derive_default:
+                description = VARIANTS[name][0] + " (derived from the `network` and `features` runs)"
+                metrics = _derive_default(args, base, seed, args.workdir / _run_name("neurocare-derived", args.seeds,
+                                                                                     seed))
+            else:
+                metrics = _run(args, base, name, switch, seed, out)
             if metrics is not None:
                 runs.append({"event_f1": metrics["event"]["f1"], "event_sensitivity": metrics["event"]["sensitivity"],
                              "fp_per_24h": metrics["event"]["fp_per_24h"], "pr_auc": metrics["window"]["pr_auc"],
@@ -88,6 +97,26 @@ def main() -> int:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     write_tsv(args.derivatives, rows)
     return 0
+
+
+def _run_name(name: str, seeds: list[int], seed: int) -> str:
+    return name if seeds == [42] else f"{name}-seed{seed}"
+
+
+def _derive_default(args, base: str, seed: int, out: Path) -> dict | None:
+    """The default's metrics from its two parts' runs (trained here when missing): see stack_runs.py."""
+    from stack_runs import stack_runs  # benchmarks/, this script's folder
+
+    parts = {}
+    for part in ("network", "features"):
+        parts[part] = args.workdir / _run_name(part, args.seeds, seed)
+        if _run(args, base, part, VARIANTS[part][1], seed, parts[part]) is None:
+            return None
+    if not (out / "group" / "metrics.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        stack_runs(args.bids_dir, parts["network"], parts["features"], out)
+        print(f"{out.name}: derived from {parts['network'].name} and {parts['features'].name}")
+    return json.loads((out / "group" / "metrics.json").read_text())
 
 
 def _run(args, base: str, name: str, switch: str, seed: int, out: Path) -> dict | None:

@@ -171,13 +171,13 @@ class ModelConfig:
             "model, summarised by their mean and maximum over channels → BatchNorm → Dense + ReLU, joined to the "
             "LSTM's output before the dense layer.", minimum=0)
     channel_features: int = option(
-        0, "Units of the per-channel feature branch (0 = none): the classic features of each channel (log band "
+        32, "Units of the per-channel feature branch (0 = none): the classic features of each channel (log band "
            "powers in eight bands and their shares, variance, line length, Hjorth mobility and complexity, crest "
            "factor, skewness, kurtosis, zero crossings), computed inside the model, read by two Dense + ReLU "
            "layers shared by all channels, then their mean and maximum over channels, joined to the LSTM's "
            "output before the dense layer.", minimum=0)
     stacking: bool = option(
-        False, "Stack the CNN-BiLSTM with the feature baseline (the `features` preset, trained on the same windows): "
+        True, "Stack the CNN-BiLSTM with the feature baseline (the `features` preset, trained on the same windows): "
                "the detector's seizure probability is sigmoid(w · logit(baseline) + (1 − w) · logit(network)), with "
                "the weight w chosen from 0, 0.25, 0.5, 0.75 and 1 by the PR-AUC of the inner validation subjects "
                "(never the test fold). The `neurocare` preset only; the baseline is saved next to the network as "
@@ -237,7 +237,7 @@ class AugmentationConfig:
     time_mask: float = option(0.1, "Longest zeroed stretch, as a fraction of the window (0 = off).",
                               minimum=0.0, maximum=0.5)
     mirror: float = option(
-        0.0, "Probability of flipping a training window left-right (each channel takes its mirror image's "
+        0.5, "Probability of flipping a training window left-right (each channel takes its mirror image's "
              "signal: F3 ↔ F4, Fp1-F7 ↔ Fp2-F8; midline channels stay), so that seizures the training subjects had "
              "on one side are also seen on the other (0 = off; ignored when a channel has no mirror).",
         minimum=0.0, maximum=1.0)
