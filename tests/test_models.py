@@ -86,10 +86,14 @@ def test_neurocare_preset_architecture_and_size():
     #   BiLSTM(64) on 64 features: 2 * 4 * (64 * 64 + 64 * 64 + 64) = 66048
     #   spectral branch: 20 features (mean and max of 4 log band powers, 4 relative, log variance, log line
     #   length) → BN 4 * 20 = 80 → Dense(32): 20 * 32 + 32 = 672
-    #   Dense(64) on 128 + 32: 160 * 64 + 64 = 10304;   Dense(2): 64 * 2 + 2 = 130
-    expected = 38912 + 128 + 14336 + 256 + 28672 + 256 + 66048 + 80 + 672 + 10304 + 130
-    assert model.count_params() == expected == 159794
-    assert build_model(19, 2, 512, SFREQ, ModelConfig(spectral_units=0)).count_params() == 156994  # ablation
+    #   per-channel feature branch: 24 features per channel → BN 4 * 24 = 96 → Dense(32) 24 * 32 + 32 = 800 →
+    #   Dense(32) 32 * 32 + 32 = 1056, shared by the channels; mean and max over channels: 64
+    #   Dense(64) on 128 + 32 + 64: 224 * 64 + 64 = 14400;   Dense(2): 64 * 2 + 2 = 130
+    expected = 38912 + 128 + 14336 + 256 + 28672 + 256 + 66048 + 80 + 672 + 96 + 800 + 1056 + 14400 + 130
+    assert model.count_params() == expected == 165842
+    without = build_model(19, 2, 512, SFREQ, ModelConfig(channel_features=0))  # the default until 2026-12-02
+    assert without.count_params() == expected - (96 + 800 + 1056 + 64 * 64) == 159794
+    assert build_model(19, 2, 512, SFREQ, ModelConfig(channel_features=0, spectral_units=0)).count_params() == 156994
     assert 150_000 <= expected <= 300_000
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
     assert [c.filters for c in convs] == [32, 64, 64] and [c.kernel_size[0] for c in convs] == [64, 7, 7]
@@ -103,7 +107,7 @@ def test_neurocare_preset_architecture_and_size():
 
 
 def test_per_channel_encoder_shares_weights_across_channels_and_ignores_their_order():
-    cfg = ModelConfig(encoder="per_channel", conv_filters=[16, 32, 32])
+    cfg = ModelConfig(encoder="per_channel", conv_filters=[16, 32, 32], channel_features=0)
     keras.utils.set_random_seed(0)
     model = build_model(19, 2, 512, SFREQ, cfg)
     # By hand: per-channel Conv1D blocks see one input channel, so their size does not grow with the montage:
@@ -151,7 +155,7 @@ def test_neurocare_lstms_keep_the_cudnn_conditions(units, bidirectional):
 
 
 def test_no_lstm_ablation():
-    model = build_model(19, 2, 512, SFREQ, ModelConfig(lstm_units=[]))
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(lstm_units=[], channel_features=0))
     assert not lstm_layers(model)
     assert not any(isinstance(layer, keras.layers.Bidirectional) for layer in model.layers)
     assert any(isinstance(layer, keras.layers.GlobalAveragePooling1D) for layer in model.layers)
@@ -288,7 +292,7 @@ def test_spectral_features_are_band_powers_variance_and_line_length_summarised_o
 
 def test_spectral_branch_joins_the_lstm_and_survives_save_and_load(tmp_path):
     keras.utils.set_random_seed(0)
-    model = build_model(19, 2, 512, SFREQ, ModelConfig(spectral_units=16))
+    model = build_model(19, 2, 512, SFREQ, ModelConfig(spectral_units=16, channel_features=0))
     names = [layer.name for layer in model.layers]
     assert {"spectral_features", "spectral_bn", "spectral_dense", "join"} <= set(names)
     join = model.get_layer("join")

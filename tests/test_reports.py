@@ -300,6 +300,9 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     assert "the median threshold, then the median minimum duration" in group
     assert "exponential moving average of the weights (momentum 0.98)" in group
     assert "joined by a spectral branch" in group and "a dense layer of 32 units" in group
+    # the default: the per-channel feature branch, mirroring, and the stack with the feature baseline
+    assert "joined by a per-channel feature branch" in group and "left-right mirroring of the montage" in group
+    assert "The network was stacked with a feature baseline trained on the same windows" in group
 
     # the text follows the configuration that ran: the per-channel encoder is described when it was used
     from neurocare_bids.config import Config
@@ -311,10 +314,11 @@ def test_citation_states_the_runs_values_versions_and_references(reported):
     assert "applied to each channel separately with weights shared by all channels" in text
     assert "4, 8 Conv1D filters" in text
     cfg.model.spectral_units, cfg.postprocessing.ties, cfg.training.weight_averaging = 0, "conservative", 0.0
+    cfg.model.channel_features, cfg.augmentation.mirror, cfg.model.stacking = 0, 0.0, False
     text = " ".join(render_citation(out, cfg, "group")["markdown"].split())
     assert "spectral branch" not in text
     assert "the highest threshold, then the longest minimum duration" in text and "moving average of the weights" not in text
-    assert "per-channel feature branch" not in text and "mirroring" not in text
+    assert "per-channel feature branch" not in text and "mirroring" not in text and "stacked" not in text
     cfg.model.channel_features, cfg.augmentation.mirror = 24, 0.5
     text = " ".join(render_citation(out, cfg, "group")["markdown"].split())
     assert "joined by a per-channel feature branch" in text and "two dense layers of 24 units shared" in text
