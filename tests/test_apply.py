@@ -36,7 +36,10 @@ def trained_model_folder(prepared, tmp_path_factory) -> Path:
         quick = root / "quick.toml"
         # Uncentred post-processing: the streaming tests' 10-minute recording is 17 % seizure, not the mostly
         # background recording that centring on the median assumes; centring is tested on copies of the card.
-        quick.write_text(QUICK_GROUP_CONFIG + "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
+        # The network alone, without the per-channel feature branch (the default has both): the NumPy engine, ONNX
+        # and streaming tests need a model those run as is; stacked models are tested in test_stacking.py.
+        quick.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n"
+                         "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
         result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
         assert result.returncode == 0, result.stderr
     return folder
@@ -299,19 +302,22 @@ def test_model_option_is_for_the_participant_level(model_folder, prepared, tmp_p
 def _keras_models():
     from neurocare_bids.config import ModelConfig
 
+    def plain(**settings):  # the layers the NumPy engine knows: no per-channel feature branch
+        return ModelConfig(channel_features=0, **settings)
+
     return {
-        "neurocare": ModelConfig(),
-        "seed": ModelConfig(preset="seed"),
-        "per-channel": ModelConfig(encoder="per_channel", conv_filters=[16, 32, 32]),
-        "no LSTM": ModelConfig(conv_filters=[8, 8], lstm_units=[]),
-        "per-channel, no LSTM": ModelConfig(encoder="per_channel", conv_filters=[8, 8], lstm_units=[]),
-        "stacked LSTM": ModelConfig(conv_filters=[8], lstm_units=[6, 5], bidirectional=False, conv_kernel_size=3),
-        "stacked BiLSTM": ModelConfig(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
-        "per-channel, stacked BiLSTM": ModelConfig(encoder="per_channel", conv_filters=[4, 4], lstm_units=[3, 3],
-                                                   pool_size=3),
-        "spectral branch": ModelConfig(spectral_units=32),
-        "per-channel, spectral branch, no LSTM": ModelConfig(encoder="per_channel", conv_filters=[4, 4],
-                                                             lstm_units=[], spectral_units=5),
+        "neurocare": plain(),
+        "seed": plain(preset="seed"),
+        "per-channel": plain(encoder="per_channel", conv_filters=[16, 32, 32]),
+        "no LSTM": plain(conv_filters=[8, 8], lstm_units=[]),
+        "per-channel, no LSTM": plain(encoder="per_channel", conv_filters=[8, 8], lstm_units=[]),
+        "stacked LSTM": plain(conv_filters=[8], lstm_units=[6, 5], bidirectional=False, conv_kernel_size=3),
+        "stacked BiLSTM": plain(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
+        "per-channel, stacked BiLSTM": plain(encoder="per_channel", conv_filters=[4, 4], lstm_units=[3, 3],
+                                             pool_size=3),
+        "spectral branch": plain(spectral_units=32),
+        "per-channel, spectral branch, no LSTM": plain(encoder="per_channel", conv_filters=[4, 4],
+                                                       lstm_units=[], spectral_units=5),
     }
 
 

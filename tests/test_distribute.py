@@ -30,7 +30,9 @@ def test_mirrored_over_two_cpu_devices_matches_a_single_device(prepared, tmp_pat
     bids, out, config = prepared
     two = tmp_path / "two.toml"
     # One epoch (early stopping has nothing to choose), 64-window batches (32 per replica).
-    base = config.read_text().replace("batch_size = 16", "batch_size = 64")
+    # The network alone: with stacking the tiny network may get weight 0 and the gradient boosting (not distributed)
+    # decide alone. The config's last section is [model].
+    base = config.read_text().replace("batch_size = 16", "batch_size = 64") + "stacking = false\n"
     two.write_text(base + "[execution]\ncpu_replicas = 2\n")
     one = tmp_path / "one.toml"
     one.write_text(base)
@@ -82,7 +84,7 @@ def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
     only the chief writes the fold's outputs, and they agree with a one-device run within the tolerance."""
     bids, out, config = prepared
     base = tmp_path / "quick.toml"
-    base.write_text(config.read_text().replace("batch_size = 16", "batch_size = 64"))
+    base.write_text(config.read_text().replace("batch_size = 16", "batch_size = 64") + "stacking = false\n")
     single = tmp_path / "single"
     shutil.copytree(out, single)
     assert run_cli(bids, single, "group", "--config", base, "--fold", "1", timeout=600).returncode == 0
