@@ -82,6 +82,22 @@ class TrainedModel:
     postprocessing: dict
     engine: str  # "numpy", "keras" or "features"; "… + features" when the baseline is stacked with the network
     _predict: object = field(repr=False, default=None)
+    operating_points: dict = field(default_factory=dict)  # the card's tuned points by name ("f1", "alarm")
+    operating_point: str = "card"  # which one `postprocessing` is: the card's PostProcessing until switched
+
+    def use_operating_point(self, name: str | None = None) -> str:
+        """Post-process with the card's operating point ``name`` (``"alarm"`` or ``"f1"``; None: the alarm point
+        when the card has one, else its PostProcessing). Returns the name of the point now in use."""
+        if name is None:
+            name = "alarm" if "alarm" in self.operating_points else None
+        if name is None:
+            return self.operating_point
+        if name not in self.operating_points:
+            raise UsageError(f"the model card has no '{name}' operating point (it has: "
+                             f"{', '.join(sorted(self.operating_points)) or 'none; retrain with this version'})")
+        self.postprocessing = dict(self.operating_points[name])
+        self.operating_point = name
+        return name
 
     @property
     def window_duration(self) -> float:
@@ -200,17 +216,27 @@ def _spec_from_card(card: dict, folder: Path) -> TrainedModel:
     stride = int(round(float(inputs["WindowStride"]) * sfreq))
     if window < 1 or not 1 <= stride or not math.isclose(cfg.preprocessing.sfreq, sfreq):
         raise ValueError("window geometry and sampling rate disagree")
-    params = {"threshold": float(post["threshold"]), "min_duration": float(post["min_duration"]),
-              "merge_gap": float(post["merge_gap"]), "smoothing": int(post["smoothing"]),
-              # cards from before centring existed were tuned on uncentred probabilities
-              "centre": bool(post.get("centre", False))}
+    params = _postprocessing(post)
+    points = {str(name): _postprocessing(point) for name, point in (card.get("OperatingPoints") or {}).items()}
     dtype = sections.get("output", {}).get("dtype", "float32")
     if dtype not in ("float32", "float16"):
         raise ValueError(f"window dtype {dtype}")
     if Path(str(card["ModelFile"])).name != card["ModelFile"]:
         raise ValueError(f"ModelFile {card['ModelFile']!r} is not a file name in the model folder")
     return TrainedModel(folder, card, folder / str(card["ModelFile"]), [str(c) for c in inputs["Channels"]],
-                        sfreq, window, stride, dtype, cfg.montage, cfg.preprocessing, params, "")
+                        sfreq, window, stride, dtype, cfg.montage, cfg.preprocessing, params, "",
+                        operating_points=points)
+
+
+def _postprocessing(post: dict) -> dict:
+    """The settings of a PostProcessing (or OperatingPoints) entry that detection uses, type-checked."""
+    params = {"threshold": float(post["threshold"]), "min_duration": float(post["min_duration"]),
+              "merge_gap": float(post["merge_gap"]), "smoothing": int(post["smoothing"]),
+              # cards from before centring existed were tuned on uncentred probabilities
+              "centre": bool(post.get("centre", False))}
+    if not 0 < params["threshold"] <= 1 or params["smoothing"] < 1 or params["min_duration"] < 0:
+        raise ValueError(f"post-processing settings out of range: {params}")
+    return params
 
 
 def _load_weights(spec: TrainedModel, engine: str) -> None:

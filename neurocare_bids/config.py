@@ -27,7 +27,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from . import __version__
 from .errors import ConfigError
-from .postprocess import TIE_RULES
+from .postprocess import OBJECTIVES, TIE_RULES
 
 # The 19 electrodes of the 10-20 system in the order SzCORE (epilepsy2bids) writes them.
 SZCORE_ELECTRODES = [
@@ -275,6 +275,16 @@ class PostprocessingConfig:
                   "new subject whose probabilities sit a little higher or lower; `conservative`, the highest "
                   "threshold and longest minimum duration (the edge of the range; fewer alarms, more missed "
                   "seizures).", choices=TIE_RULES)
+    objective: str = option(
+        "f1", "The operating point the group level's events, metrics and `PostProcessing` use: `f1`, threshold and "
+              "minimum duration for the best SzCORE event F1 (above); `alarm`, threshold, smoothing (1, 2, 3 or 5 "
+              "windows) and minimum duration for the soonest alarms (lowest median delay from seizure onset to "
+              "alarm over the validation seizures, a missed seizure counting as never) with at most "
+              "`max_fp_per_24h` false alarms. Both points are tuned on the inner validation subjects and kept in "
+              "`fold.json` and the model card (`OperatingPoints`); `stream` uses the alarm point.",
+        choices=OBJECTIVES)
+    max_fp_per_24h: float = option(2.0, "False alarms per 24 h the alarm operating point may give on the validation "
+                                        "subjects (SzCORE's count, averaged per subject).", minimum=0.0)
     centre: bool = option(
         True, "Centre each recording's probabilities on its own background before smoothing and thresholding: "
               "subtract the median log-odds of its windows (seizures are a small share of a recording, so the "

@@ -38,7 +38,8 @@ from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporarie
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
-from .postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune
+from .postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune,
+                          tune_alarm)
 from .preprocess import plan_from_sidecar
 from .stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
 from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
@@ -332,12 +333,35 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
         val_predictions = with_detection(val_predictions, post)
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
               "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
+    points = {"f1": params}
     if post.tune and val_predictions:
-        chosen = tune([{**p, "probs": p["detection"]} for p in val_predictions], smoothing=post.smoothing,
-                      merge_gap=post.merge_gap, ties=post.ties)
+        recordings = [{**p, "probs": p["detection"]} for p in val_predictions]
+        chosen = tune(recordings, smoothing=post.smoothing, merge_gap=post.merge_gap, ties=post.ties)
         params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
                       tuned=True, validation_f1=chosen.get("f1"))
-    return model, history, val_predictions, params
+        alarm = tune_alarm(recordings, max_fp_per_24h=post.max_fp_per_24h, merge_gap=post.merge_gap,
+                           lookahead=_lookahead(validation))
+        points["alarm"] = {**{k: alarm[k] for k in ("threshold", "min_duration", "smoothing", "merge_gap")},
+                           "centre": post.centre, "tuned": True, "max_fp_per_24h": alarm["max_fp_per_24h"],
+                           "constraint_met": alarm["constraint_met"],
+                           "validation_latency_median_s": alarm["latency_median_s"],
+                           "validation_sensitivity": alarm["sensitivity"],
+                           "validation_fp_per_24h": alarm["fp_per_24h"], "validation_f1": alarm["f1"]}
+        if not alarm["constraint_met"]:
+            log.warning("no alarm operating point gives at most %g false alarms per 24 h on the validation subjects; "
+                        "the one with the fewest (%.1f) is kept", post.max_fp_per_24h, alarm["fp_per_24h"])
+    params = dict(points[post.objective] if post.objective in points else points["f1"])
+    if params["smoothing"] != post.smoothing:  # the alarm point's own smoothing: what the threshold applies to
+        for p in val_predictions:
+            p["scores"] = smooth(p["detection"], params["smoothing"])
+    return model, history, val_predictions, params, points
+
+
+def _lookahead(files: list[WindowFile]) -> float:
+    """Seconds of signal the recordings' filters need after a sample (what an alarm waits for)."""
+    if not files:
+        return 0.0
+    return plan_from_sidecar(json.loads(files[0].sidecar.read_text(encoding="utf-8"))).lookahead_seconds()
 
 
 def stacks(cfg: Config) -> bool:
@@ -399,19 +423,21 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     tracker = start_tracking(cfg, group_dir, f"fold-{fold.index}", "fold",
                              {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation)})
     try:
-        model, history, val_predictions, params = fit_and_tune(
+        model, history, val_predictions, params, points = fit_and_tune(
             cfg, by_role["train"], by_role["validation"], geometry, seed,
             group_dir / "tensorboard" / f"fold-{fold.index}", label, tracker)
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
     test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
+    for p in test_predictions:
+        p["scores"] = smooth(p["detection"], params["smoothing"])
     _, onnx = _save_model(cfg, model, folder, label)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
         [("validation", p) for p in val_predictions] + [("test", p) for p in test_predictions]))
     summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
-               "train": list(fold.train), "postprocessing": params, "seed": seed,
+               "train": list(fold.train), "postprocessing": params, "operating_points": points, "seed": seed,
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
                "version": __version__, "onnx": onnx,
                "stacking": model.summary() if isinstance(model, StackedDetector) else None}
@@ -603,6 +629,8 @@ def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, 
         "confidence": {"Description": "mean seizure probability of the windows inside the event"},
         "CrossValidationFold": fold,
         "PostProcessing": params,
+        # both tuned operating points: best SzCORE F1 ("f1") and soonest alarms within the false-alarm bound ("alarm")
+        "OperatingPoints": points,
         "GeneratedBy": {"Name": "NeuroCare-BIDS", "Version": __version__},
     }
     atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
@@ -646,8 +674,9 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     started = time.monotonic()
     tracker = start_tracking(cfg, group_dir, "final", "final", {"validation": sorted(validation)})
     try:
-        model, history, _, params = fit_and_tune(cfg, train_files, val_files, geometry, cfg.execution.seed * 1000,
-                                                 group_dir / "tensorboard" / "final", "final model", tracker)
+        model, history, _, params, points = fit_and_tune(cfg, train_files, val_files, geometry,
+                                                         cfg.execution.seed * 1000, group_dir / "tensorboard" / "final",
+                                                         "final model", tracker)
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
@@ -667,6 +696,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
                   "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
         "Preprocessing": _preprocessing_card(cfg, files, geometry),
         "PostProcessing": params,
+        # both tuned operating points: best SzCORE F1 ("f1") and soonest alarms within the false-alarm bound ("alarm")
+        "OperatingPoints": points,
         "TrainingSubjects": [f"sub-{s}" for s in subjects if s not in validation],
         "ValidationSubjects": [f"sub-{s}" for s in sorted(validation)],
         "CrossValidation": {"window": metrics["window"], "event": metrics["event"]},

@@ -97,6 +97,7 @@ def stream_lsl(args) -> int:
     except ImportError:
         raise UsageError("live input needs mne-lsl: pip install 'mne-lsl>=1.10,<2'") from None
     model = load_model(args.model, args.engine)  # a bad model folder fails before any waiting
+    model.use_operating_point(args.operating_point)
     name = args.lsl
     found = [s for s in resolve_streams(timeout=args.lsl_timeout, name=name) if s.dtype != "string"]
     if not found:

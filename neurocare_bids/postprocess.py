@@ -16,6 +16,8 @@ import numpy as np
 
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
 DEFAULT_MIN_DURATIONS = (0.0, 4.0, 8.0, 12.0, 20.0, 30.0)
+ALARM_SMOOTHINGS = (1, 2, 3, 5)  # moving-average lengths tried for the alarm operating point
+OBJECTIVES = ("f1", "alarm")
 # The post-processing settings probabilities_to_events takes (a PostProcessing dict also says whether to centre).
 EVENT_SETTINGS = ("threshold", "min_duration", "merge_gap", "smoothing")
 _CLIP = 1e-7  # probabilities are clipped to [_CLIP, 1 - _CLIP] before taking log-odds
@@ -244,7 +246,8 @@ def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = 
         **pick,
         "n_recordings": n_rec,
         "n_subjects": len(subjects),
-        "grid": [{"threshold": t, "min_duration": m, "f1": _none(mean["f1"][i, j])}
+        "grid": [{"threshold": t, "min_duration": m, "f1": _none(mean["f1"][i, j]),
+                  "sensitivity": _none(mean["sensitivity"][i, j]), "fp_per_24h": _none(mean["fp_per_24h"][i, j])}
                  for i, t in enumerate(thresholds) for j, m in enumerate(min_durations)],
     }
 
@@ -264,3 +267,49 @@ def _pick(f1: np.ndarray, thresholds: list[float], min_durations: list[float], t
 def _none(x: float) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+def tune_alarm(recordings: Sequence[dict[str, Any]], *, max_fp_per_24h: float, merge_gap: float,
+               smoothings: Sequence[int] = ALARM_SMOOTHINGS, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+               min_durations: Sequence[float] = DEFAULT_MIN_DURATIONS, lookahead: float = 0.0) -> dict[str, Any]:
+    """The alarm operating point: threshold, smoothing and minimum duration that raise the alarm soonest
+    while false alarms stay at most ``max_fp_per_24h`` (SzCORE's count, averaged per subject, as :func:`tune`).
+
+    ``recordings`` as for :func:`tune` (``probs``: the detection probabilities). "Soonest" is the median, over
+    every validation seizure, of the delay from its annotated onset to the alarm (:func:`alarm_times`: signal
+    needed, ``lookahead`` included), a missed seizure counting as an alarm never raised; an alarm raised before
+    the onset (an event already under way) counts as 0 s, so that early false alarms are not rewarded. A
+    setting that misses half the seizures therefore cannot win on speed. Ties: more seizures detected, then
+    fewer false alarms, then the higher threshold. Where no setting meets the false-alarm bound, the one with
+    the fewest false alarms (then the soonest) is returned with ``constraint_met`` False.
+    """
+    from .metrics import seizure_latencies
+
+    if not recordings:
+        raise ValueError("tune_alarm needs recordings")
+    candidates = []
+    for k in smoothings:
+        grid = tune(recordings, thresholds=thresholds, min_durations=min_durations, smoothing=int(k),
+                    merge_gap=merge_gap)["grid"]
+        for point in grid:
+            settings = {"threshold": point["threshold"], "min_duration": point["min_duration"],
+                        "merge_gap": float(merge_gap), "smoothing": int(k)}
+            delays = []
+            for rec in recordings:
+                args = (rec["onsets"], rec["probs"], float(rec["window_duration"]), float(rec["recording_duration"]))
+                events = probabilities_to_events(*args, **settings)
+                alarms = alarm_times(*args, **settings, lookahead=lookahead)
+                delays += [np.inf if t is None else max(t, 0.0)
+                           for t in seizure_latencies(rec["seizures"], events, alarms)]
+            delays = np.asarray(delays, dtype=float)
+            fp = point["fp_per_24h"] if point["fp_per_24h"] is not None else 0.0
+            candidates.append({**settings, "latency_median_s": float(np.median(delays)) if delays.size else np.inf,
+                               "detected": int(np.isfinite(delays).sum()), "n_seizures": int(delays.size),
+                               "sensitivity": point["sensitivity"], "fp_per_24h": fp, "f1": point["f1"]})
+    feasible = [c for c in candidates if c["fp_per_24h"] <= max_fp_per_24h + 1e-9]
+    if feasible:
+        best = min(feasible, key=lambda c: (c["latency_median_s"], -c["detected"], c["fp_per_24h"], -c["threshold"]))
+    else:
+        best = min(candidates, key=lambda c: (c["fp_per_24h"], c["latency_median_s"], -c["detected"], -c["threshold"]))
+    return {**best, "latency_median_s": _none(best["latency_median_s"]), "max_fp_per_24h": float(max_fp_per_24h),
+            "constraint_met": bool(feasible), "lookahead_s": float(lookahead)}

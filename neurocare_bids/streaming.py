@@ -411,7 +411,8 @@ def stream_latency(detector: StreamingDetector) -> dict:
 def describe_latency(detector: StreamingDetector) -> str:
     """:func:`stream_latency` in words, for the first line of the ``stream`` command."""
     parts = stream_latency(detector)
-    return (f"a seizure is reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
+    point = {"alarm": "alarm operating point; ", "f1": "F1 operating point; "}.get(detector.model.operating_point, "")
+    return (f"{point}a seizure is reported {parts['earliest']:.1f} s after its first window starts (filter look-ahead "
             f"{parts['lookahead']:.1f} s{' (causal filters)' if detector.plan.causal else ''} + the longer of "
             f"window {parts['window']:g} s and minimum duration {parts['min_duration']:g} s + smoothing "
             f"{parts['smoothing']:g} s)"
@@ -476,6 +477,7 @@ def stream_file(args) -> int:
     notes: list[str] = []
     source = open_recording_file(args.file, notes)
     model = load_model(args.model, args.engine)
+    model.use_operating_point(args.operating_point)
     line_freq = _sidecar_line_freq(args.file) or args.line_freq
     try:
         detector = StreamingDetector(model, source.ch_names, source.sfreq, line_freq=line_freq,

@@ -107,6 +107,17 @@ def test_metrics_predictions_events_and_model(sequential):
     assert card["Input"]["SamplingFrequency"] == 128.0 and len(card["Input"]["Channels"]) == 19
     assert 0 < card["PostProcessing"]["threshold"] < 1 and card["Software"]["keras"]
     assert card["PostProcessing"]["centre"] is True  # apply mode and streaming centre as the tuning did
+    # both operating points, tuned on the validation subjects: best F1 (the default objective, = PostProcessing)
+    # and soonest alarms within postprocessing.max_fp_per_24h
+    points = card["OperatingPoints"]
+    assert {k: points["f1"][k] for k in card["PostProcessing"]} == card["PostProcessing"]
+    alarm = points["alarm"]
+    assert alarm["smoothing"] in (1, 2, 3, 5) and alarm["max_fp_per_24h"] == 2.0 and alarm["tuned"] is True
+    assert alarm["constraint_met"] == (alarm["validation_fp_per_24h"] <= 2.0)
+    for fold in metrics["folds"]:
+        summary = json.loads((out / "group" / f"fold-{fold['fold']}" / "fold.json").read_text())
+        assert set(summary["operating_points"]) == {"f1", "alarm"}
+        assert summary["operating_points"]["f1"] == summary["postprocessing"]
     import keras
 
     # In a fresh interpreter: plain Keras cannot load the model, one import of ours is all it takes (README).

@@ -121,7 +121,11 @@ def test_live_stream_reports_the_file_replays_events_and_pushes_them_as_markers(
     # samples in float64 (volts; the file reader gives µV: the same numbers up to the last bit of the scaling) and
     # from the first sample (it waits for its consumer), and the detector's results do not depend on chunk
     # sizes, so the reports are the same to float rounding: times exactly, confidences within 1e-6.
-    _, expected = _stream(model_folder, live_recording, 10.0, calibration=float(CALIBRATION), line_freq=50.0)
+    from neurocare_bids.apply import load_model
+
+    model = load_model(model_folder)
+    model.use_operating_point("alarm")  # what `stream` detects with unless told otherwise
+    _, expected = _stream(model, live_recording, 10.0, calibration=float(CALIBRATION), line_freq=50.0)
     assert [r["kind"] for r in reports] == ["event" if e.final else "alarm" for e in expected]
     for got, want in zip(reports, expected):
         assert got["onset"] == pytest.approx(want.onset, abs=1e-4)

@@ -316,3 +316,45 @@ def test_alarm_times_of_merged_runs_and_at_the_recordings_end():
     late[27:] = 0.9
     assert _alarms(late, min_duration=0.0, smoothing=7) == ([(54.0, 62.0)], [62.0])
     assert _alarms(np.full(30, 0.1)) == ([], [])
+
+
+def _ramping_recording(subject, *, burst_prob, duration=3600.0):
+    """Seizures whose first 10 s score 0.5 and the rest 0.9; two 40 s bursts at ``burst_prob`` elsewhere."""
+    onsets = np.arange(0, duration - 4 + 1e-9, 2.0)
+    probs = np.full(onsets.size, 0.1)
+    seizures = []
+    for start in (600.0, 2400.0):
+        seizures.append((start, start + 60.0))
+        probs[(onsets >= start) & (onsets < start + 10)] = 0.5
+        probs[(onsets >= start + 10) & (onsets + 4 <= start + 60)] = 0.9
+    for start in (1200.0, 3000.0):
+        probs[(onsets >= start) & (onsets < start + 40)] = burst_prob
+    return {"subject": subject, "onsets": onsets, "probs": probs, "window_duration": 4.0,
+            "recording_duration": duration, "seizures": seizures}
+
+
+def test_tune_alarm_is_soonest_within_the_false_alarm_bound():
+    from neurocare_bids.postprocess import tune_alarm
+
+    recs = [_ramping_recording(s, burst_prob=0.6) for s in ("01", "02")]
+    # the bursts give 48 false alarms per 24 h to any threshold up to 0.6: a bound of 2 forces a threshold above
+    # them, so the alarm waits for the strong part of the seizure: the end of the first window at 0.9, 14 s in
+    strict = tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0)
+    assert strict["constraint_met"] and strict["fp_per_24h"] == 0.0
+    assert 0.6 < strict["threshold"] <= 0.9 and strict["smoothing"] == 1 and strict["min_duration"] == 0.0
+    assert strict["latency_median_s"] == pytest.approx(14.0) and strict["sensitivity"] == 1.0
+    # allowed the bursts' false alarms, it alarms on the weak first windows: 4 s after the onset
+    loose = tune_alarm(recs, max_fp_per_24h=100.0, merge_gap=30.0)
+    assert loose["threshold"] <= 0.5 and loose["latency_median_s"] == pytest.approx(4.0)
+    assert loose["fp_per_24h"] == pytest.approx(48.0)
+    # the filters' look-ahead delays every alarm alike
+    assert tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0, lookahead=5.0)["latency_median_s"] == \
+        pytest.approx(19.0)
+    # bursts as strong as the seizures: within the bound nothing is detected, and it says so
+    mimics = [_ramping_recording(s, burst_prob=0.9) for s in ("01", "02")]
+    none = tune_alarm(mimics, max_fp_per_24h=2.0, merge_gap=30.0)
+    assert none["constraint_met"] and none["latency_median_s"] is None and none["detected"] == 0
+    # no setting within a bound of 0 when even the highest threshold alarms on a burst
+    flat = [{**r, "probs": np.where(r["probs"] > 0.1, 0.99, 0.1)} for r in mimics]
+    fewest = tune_alarm(flat, max_fp_per_24h=0.0, merge_gap=30.0)
+    assert not fewest["constraint_met"] and fewest["fp_per_24h"] > 0 and fewest["latency_median_s"] is not None

@@ -96,6 +96,9 @@ def model_folder(prepared, tmp_path_factory):
     net.get_layer("probabilities").set_weights([np.array([[0, 10], [0, 10]], np.float32), np.array([0, -5.0])])
     net.save(folder / "model.keras")
     card["PostProcessing"].update(threshold=0.5, min_duration=10.0, merge_gap=30.0, smoothing=3)
+    # its operating points: F1 = PostProcessing; the alarm point reports from the first window above 0.5
+    card["OperatingPoints"] = {"f1": dict(card["PostProcessing"]),
+                               "alarm": {**card["PostProcessing"], "min_duration": 0.0, "smoothing": 1}}
     (folder / "model_card.json").write_text(json.dumps(card, indent=2))
     return folder
 
@@ -239,7 +242,7 @@ def test_a_causal_model_streams_without_filter_lookahead_as_batch_mode_applies_i
     for fast, slow, (onset, _, _) in zip(alarms, zero_phase_alarms, SEIZURES):
         assert slow - fast == pytest.approx(zero_phase_detector.plan.margin / 128.0, abs=model.window_stride)
         assert fast - onset == pytest.approx(10.05, abs=0.05)
-    cli = run_cli("stream", recording, "--model", folder)  # the command line says so, and finds the same events
+    cli = run_cli("stream", recording, "--model", folder, "--operating-point", "f1")  # the command line says so
     assert cli.returncode == 0, cli.stderr
     assert "is reported 12.0 s after its first window starts (filter look-ahead 0.0 s (causal filters)" in cli.stdout
     assert f"end of stream: {len(SEIZURES)} seizure(s)" in cli.stdout
@@ -267,10 +270,12 @@ def test_stream_cli_prints_events_as_detected(model_folder, recording, tmp_path)
     from neurocare_bids.apply import load_model
 
     batch = apply_api(load_model(model_folder), recording, tmp_path)
-    result = run_cli("stream", recording, "--model", model_folder, "--realtime", "--speed", "1000", "--chunk", "10")
+    result = run_cli("stream", recording, "--model", model_folder, "--realtime", "--speed", "1000", "--chunk", "10",
+                     "--operating-point", "f1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert "is reported 29.9 s after its first window starts" in lines[0] and lines[-1].startswith("end of stream")
+    assert "F1 operating point; a seizure is reported 29.9 s after its first window starts" in lines[0]
+    assert lines[-1].startswith("end of stream")
     finals = [re.search(r"seizure ([\d.]+)-([\d.]+) s", line) for line in lines if "confidence" in line]
     finals = [(float(m[1]), float(m[2])) for m in finals if m]
     alarms = [line for line in lines if "seizure detected" in line]
@@ -279,6 +284,36 @@ def test_stream_cli_prints_events_as_detected(model_folder, recording, tmp_path)
         assert abs(on - event.onset) <= 3 * 2.0 and abs(off - event.offset) <= 3 * 2.0
     replayed = float(re.search(r"replayed in ([\d.]+) s", lines[-1])[1])
     assert replayed >= 600 / 1000 * 0.9  # --realtime: it waited for the samples' time
+
+
+def test_stream_cli_uses_the_alarm_operating_point(model_folder, recording, tmp_path):
+    """Without --operating-point, stream detects with the card's alarm point (tuned for the soonest alarms),
+    exactly as batch mode does with that point; a card without it is refused for --operating-point alarm."""
+    from neurocare_bids.apply import load_model
+
+    model = load_model(model_folder)
+    assert model.use_operating_point() == "alarm"
+    assert model.postprocessing == {k: model.card["OperatingPoints"]["alarm"][k] for k in model.postprocessing}
+    batch = apply_api(model, recording, tmp_path)
+    result = run_cli("stream", recording, "--model", model_folder)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "alarm operating point; " in lines[0]
+    finals = [re.search(r"seizure ([\d.]+)-([\d.]+) s", line) for line in lines if "confidence" in line]
+    finals = [(float(m[1]), float(m[2])) for m in finals if m]
+    assert len(finals) == len(batch.events)
+    for (on, off), event in zip(finals, batch.events):
+        assert abs(on - event.onset) <= 3 * 2.0 and abs(off - event.offset) <= 3 * 2.0
+
+    old = tmp_path / "old-card"
+    shutil.copytree(model_folder, old)
+    card = json.loads((old / "model_card.json").read_text())
+    del card["OperatingPoints"]
+    (old / "model_card.json").write_text(json.dumps(card))
+    assert load_model(old).use_operating_point() == "card"  # the card's PostProcessing, as before
+    result = run_cli("stream", recording, "--model", old, "--operating-point", "alarm")
+    assert result.returncode == 64 and "no 'alarm' operating point" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_stream_cli_refuses_what_the_model_cannot_use(model_folder, tmp_path):

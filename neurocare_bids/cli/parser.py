@@ -105,6 +105,10 @@ def build_stream_parser() -> argparse.ArgumentParser:
                              "model's)")
     parser.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
                         help="run the model with NumPy or Keras (default: NumPy when it supports the model)")
+    parser.add_argument("--operating-point", choices=("alarm", "f1"),
+                        help="the model card's post-processing to detect with: 'alarm', tuned for the soonest "
+                             "alarms within postprocessing.max_fp_per_24h false alarms, or 'f1', tuned for SzCORE's "
+                             "event F1 (default: alarm when the card has it)")
     live = parser.add_argument_group("live input (Lab Streaming Layer), instead of FILE")
     live.add_argument("--lsl", metavar="NAME",
                       help="connect to the LSL EEG stream of this name and detect until SIGINT/SIGTERM or until it "
