@@ -629,8 +629,6 @@ def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, 
         "confidence": {"Description": "mean seizure probability of the windows inside the event"},
         "CrossValidationFold": fold,
         "PostProcessing": params,
-        # both tuned operating points: best SzCORE F1 ("f1") and soonest alarms within the false-alarm bound ("alarm")
-        "OperatingPoints": points,
         "GeneratedBy": {"Name": "NeuroCare-BIDS", "Version": __version__},
     }
     atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")

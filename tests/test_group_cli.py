@@ -285,6 +285,32 @@ def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, se
     assert not [p for p in out.rglob(".*") if ".tmp" in p.name]  # the killed job's, removed by the next run
 
 
+def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepared, tmp_path):
+    """``postprocessing.objective = "alarm"``: the fold's events and metrics use the alarm operating point, whose
+    smoothing is also the one the fold's smoothed scores were computed with."""
+    bids, participant_out, config = prepared
+    out = tmp_path / "out"
+    shutil.copytree(participant_out, out)
+    alarm = tmp_path / "alarm.toml"
+    alarm.write_text(config.read_text() + "stacking = false\n[postprocessing]\nobjective = \"alarm\"\n"
+                     "max_fp_per_24h = 30\n")
+    result = run_cli(bids, out, "group", "--config", alarm, "--fold", "1", "--no-reports")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "group" / "fold-1" / "fold.json").read_text())
+    points = summary["operating_points"]
+    assert summary["postprocessing"] == points["alarm"] != points["f1"]
+    assert points["alarm"]["max_fp_per_24h"] == 30.0
+    rows = [r for r in _tsv(out / "group" / "fold-1" / "predictions.tsv") if r["split"] == "test"]
+    rows.sort(key=lambda r: (r["recording"], int(r["window_index"])))
+    from neurocare_bids.postprocess import smooth
+
+    k = points["alarm"]["smoothing"]
+    for recording in {r["recording"] for r in rows}:
+        mine = [r for r in rows if r["recording"] == recording]
+        detection = np.array([float(r["detection_probability"]) for r in mine])
+        np.testing.assert_allclose([float(r["smoothed_probability"]) for r in mine], smooth(detection, k), atol=2e-6)
+
+
 def test_group_level_errors(prepared, tmp_path):
     bids, out, config = prepared
     empty = tmp_path / "empty"
