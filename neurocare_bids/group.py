@@ -38,6 +38,7 @@ from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporarie
                       temp_path)
 from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
+from .model_card import model_card_sections
 from .postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune,
                           tune_alarm)
 from .preprocess import plan_from_sidecar
@@ -543,7 +544,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             fold_scores.append(p["scores"])
             fold_detection.append(detection)
             pooled["thresholds"].append(np.full(len(labels), params["threshold"]))
-            _write_recording_events(out_dir, f, events, params, fold.index)
+            _write_recording_events(out_dir, f, events, params, summary.get("operating_points"), fold.index)
             exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
         out_of_fold += [("test", _as_prediction(p)) for p in tests.values()]
         y, scores, detection = (np.concatenate(a) for a in (fold_labels, fold_scores, fold_detection))
@@ -618,7 +619,8 @@ def _reference_events_relpath(f: WindowFile) -> str:
     return str(source.with_name(f"{source_stem(source.name)}_events.tsv"))
 
 
-def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int) -> None:
+def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, points: dict | None,
+                            fold: int) -> None:
     source = Path(f.source)
     path = out_dir / source.parent / f"{source_stem(source.name)}_desc-neurocare_events.tsv"
     write_events_tsv(path, events, f.recording_duration)
@@ -656,8 +658,11 @@ def _json_safe(obj):
 
 
 def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path,
-                      metrics: dict) -> Path:
-    """The model to apply to new recordings: all subjects, an inner validation split for stopping/tuning."""
+                      metrics: dict, bids_dir: Path | None = None) -> Path:
+    """The model to apply to new recordings: all subjects, an inner validation split for stopping/tuning.
+
+    Its card records what apply mode needs, and (``ModelCard``, see model_card.py) the sections of a model card
+    for people: details, intended use, factors, training data, metrics over the folds, limitations."""
     seizures = seizure_windows_per_subject(files)
     subjects = sorted(seizures)
     _, held_out = split_validation(subjects, seizures, cfg.cv.validation_fraction,
@@ -679,6 +684,10 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     finally:
         tracker.finish()
     path, onnx = _save_model(cfg, model, folder, "final model")
+    architecture = _architecture(model)
+    stacking = model.summary() if isinstance(model, StackedDetector) else None
+    training_subjects = [f"sub-{s}" for s in subjects if s not in validation]
+    validation_subjects = [f"sub-{s}" for s in sorted(validation)]
     card = {
         "Name": "NeuroCare-BIDS seizure detector",
         "CardFormat": CARD_FORMAT,  # apply mode refuses cards of another layout
@@ -686,9 +695,9 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "ModelFile": path.name,
         "ONNX": onnx,  # model.onnx: its SHA-256, opset and tensor names, or why there is none
         "Preset": cfg.model.preset,
-        "Architecture": _architecture(model),
+        "Architecture": architecture,
         # the feature baseline stacked with the network (its file, weight and how the weight was chosen)
-        "Stacking": model.summary() if isinstance(model, StackedDetector) else None,
+        "Stacking": stacking,
         "Input": {"Channels": list(geometry.channels), "SamplingFrequency": geometry.sfreq,
                   "WindowSamples": geometry.n_times, "WindowDuration": geometry.duration,
                   "WindowStride": geometry.stride / geometry.sfreq, "dtype": "float32, z-scored per channel"},
@@ -696,11 +705,14 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "PostProcessing": params,
         # both tuned operating points: best SzCORE F1 ("f1") and soonest alarms within the false-alarm bound ("alarm")
         "OperatingPoints": points,
-        "TrainingSubjects": [f"sub-{s}" for s in subjects if s not in validation],
-        "ValidationSubjects": [f"sub-{s}" for s in sorted(validation)],
+        "TrainingSubjects": training_subjects,
+        "ValidationSubjects": validation_subjects,
         "CrossValidation": {"window": metrics["window"], "event": metrics["event"]},
         "Configuration": _group_config(cfg),
         "Software": _versions(),
+        # for people, not read by apply mode: the sections of Mitchell et al.'s model cards (model_card.py)
+        "ModelCard": model_card_sections(cfg, files, metrics, architecture, stacking, training_subjects,
+                                         validation_subjects, bids_dir),
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
     progress.info("final model done in %s (%s)", duration(time.monotonic() - started),
@@ -794,7 +806,7 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
         return None
     metrics = aggregate(cfg, folds, files, geometry, bids_dir, out_dir)
     if cfg.cv.final_model:
-        train_final_model(cfg, files, geometry, group_dir, metrics)
+        train_final_model(cfg, files, geometry, group_dir, metrics, bids_dir)
     return metrics
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import add_recording, run_cli, synthetic_eeg
+from neurocare_bids.reports.readers import read_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECT_SECTIONS = ["Recordings", "Channel quality", "Power spectra before and after filtering", "Timelines",
@@ -208,6 +209,123 @@ def test_group_report_sections_and_numbers_equal_metrics_json(reported):
     card = json.loads((out / "group" / "model" / "model_card.json").read_text())
     assert f"{card['Name']} {card['Version']}" in text and "No ablation table" in text
     assert "It was trained with the focal loss" in text  # the group methods text
+
+
+def test_model_card_sections_come_from_the_run_and_show_in_the_group_report(reported):
+    """ModelCard (Mitchell et al. 2019): training data = the participant-level sidecars, the fold spread = the
+    rows of metrics_folds.tsv, the intended and out-of-scope uses, and its tables in group.html."""
+    import statistics
+    import tomllib
+
+    bids, _, out = reported
+    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    mc = card["ModelCard"]
+    assert set(mc) >= {"ModelDetails", "IntendedUse", "Factors", "TrainingData", "Metrics", "EvaluationData",
+                       "Limitations", "EthicalConsiderations"}
+
+    # training data: what the participant level wrote
+    sidecars = [json.loads(p.read_text()) for p in sorted(out.glob("sub-*/**/*_desc-preproc_windows.json"))]
+    data = mc["TrainingData"]
+    assert data["Subjects"] == len({m["Sources"][0].split(":", 2)[-1].split("/")[0] for m in sidecars}) == 4
+    assert data["Recordings"] == len(sidecars)
+    assert data["Hours"] == pytest.approx(sum(m["RecordingDuration"] for m in sidecars) / 3600, abs=1e-6)
+    assert data["Seizures"] == sum(len(m["SeizureIntervals"]) for m in sidecars) == sum(
+        m["SeizureEventCount"] for m in sidecars)
+    assert data["SeizureHours"] == pytest.approx(
+        sum(b - a for m in sidecars for a, b in m["SeizureIntervals"]) / 3600, abs=1e-6)
+    assert data["Windows"] == sum(m["WindowCount"] for m in sidecars)
+    assert data["SeizureWindows"] == sum(m["SeizureWindowCount"] for m in sidecars)
+    assert data["FinalModel"] == {"TrainingSubjects": len(card["TrainingSubjects"]),
+                                  "ValidationSubjects": len(card["ValidationSubjects"])}
+    # factors: seizure types from the BIDS events files, rates and montage from the sidecars
+    types: dict[str, int] = {}
+    for events in bids.rglob("sub-*/**/*_events.tsv"):
+        for line in events.read_text().splitlines()[1:]:
+            kind = line.split("\t")[2]
+            if kind.startswith("sz"):
+                types[kind] = types.get(kind, 0) + 1
+    factors = mc["Factors"]
+    assert factors["SeizureTypes"] == types and sum(types.values()) == data["Seizures"]
+    assert factors["InputSamplingFrequencies"] == sorted({m["Preprocessing"]["InputSamplingFrequency"]
+                                                          for m in sidecars})
+    assert factors["Montage"] == sidecars[0]["Montage"] and factors["Channels"] == len(card["Input"]["Channels"])
+
+    # metrics: overall as metrics.json, spread over the folds as metrics_folds.tsv
+    folds = read_tsv(out / "group" / "metrics_folds.tsv")
+    rows = {r["Metric"]: r for r in mc["Metrics"]["Rows"]}
+    for key, column, level, name in (("event_f1", "event_f1", "event", "f1"),
+                                     ("event_sensitivity", "event_sensitivity", "event", "sensitivity"),
+                                     ("fp_per_24h", "fp_per_24h", "event", "fp_per_24h"),
+                                     ("window_pr_auc", "pr_auc", "window", "pr_auc")):
+        row = rows[key]
+        assert row["Overall"] == metrics[level][name]
+        values = [float(f[column]) for f in folds if f[column] != "n/a"]
+        assert row["Folds"] == len(folds) == 4 and row["FoldsWithValue"] == len(values)
+        assert row["FoldMean"] == pytest.approx(statistics.mean(values), abs=2e-4)
+        assert row["FoldSD"] == pytest.approx(statistics.stdev(values), abs=2e-4)
+        assert (row["FoldMin"], row["FoldMax"]) == pytest.approx((min(values), max(values)), abs=1e-4)
+    for row in mc["Metrics"]["Rows"]:  # a large spread is said in the limitations
+        assert row["LargeSpread"] == any(f"The {row['Label']} varies widely" in t for t in mc["Limitations"])
+
+    # what it is for, what not, and what the numbers do not show
+    uses = " ".join(mc["IntendedUse"]["PrimaryUses"])
+    assert "seizure detection in scalp EEG" in uses and "retrospective review" in uses
+    assert "research monitoring" in uses
+    scope = " ".join(mc["IntendedUse"]["OutOfScope"])
+    for text in ("NOT a medical device", "clinical decisions", "unsupervised alarms", "neonatal", "intracranial"):
+        assert text in scope
+    assert any("cross-validation on this dataset only" in t for t in mc["Limitations"])
+    assert any(t.startswith("Small dataset: 4 subjects") for t in mc["Limitations"])
+    assert any("'The hard benchmark'" in t for t in mc["Limitations"])
+    assert "**The hard benchmark" in (ROOT / "README.md").read_text()  # the pointer leads somewhere
+    assert any("no network connection" in t for t in mc["EthicalConsiderations"])
+    details = mc["ModelDetails"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert details["License"].split()[0] == pyproject["project"]["license"]["text"]
+    assert details["Version"] == card["Version"] and "logs/CITATION.md" in details["Citation"]
+    assert (out / "logs" / "CITATION.md").is_file()
+    assert "CNN-BiLSTM: Conv1D blocks of 4, 8 filters" in details["Description"]  # the quick config's
+    assert f"{card['Architecture']['parameters']:,} parameters" in details["Description"]
+    assert ("stacked with the feature baseline" in details["Description"]) == bool(card["Stacking"])
+    assert "30 s before and 60 s after" in mc["EvaluationData"]["Scoring"]
+
+    # group.html: the sections under "Model card", the metrics table as the card says
+    parsed = page(out / "group.html")
+    table = {row[0]: row for row in parsed.tables["card-metrics"][1:]}
+    assert list(table) == [r["Label"] for r in mc["Metrics"]["Rows"]]
+    for r in mc["Metrics"]["Rows"]:
+        assert table[r["Label"]][1:] == [pm(r["Overall"], r["OverallSD"]), pm(r["FoldMean"], r["FoldSD"]),
+                                         f"{fmt(r['FoldMin'])} – {fmt(r['FoldMax'])}",
+                                         f"{r['FoldsWithValue']} of {r['Folds']}"]
+    training = {row[0]: row[1] for row in parsed.tables["card-training-data"]}
+    assert training["subjects"] == "4" and training["recordings"] == str(data["Recordings"])
+    assert training["hours of EEG"] == fmt(data["Hours"], 2) and training["seizures"] == str(data["Seizures"])
+    text = " ".join((out / "group.html").read_text().split())
+    for heading in ("Model details", "Intended use", "Factors", "Training data", "Metrics", "Evaluation data",
+                    "Limitations", "Ethical considerations"):
+        assert f"<h3>{heading}</h3>" in text
+    assert "NOT a medical device" in text and details["DateTrained"] in text
+
+
+def test_model_card_spread_flags_large_and_undefined_fold_metrics():
+    from neurocare_bids.model_card import _limitations, metric_spread
+
+    folds = [{"event": {"f1": f1, "sensitivity": s, "fp_per_24h": fp}, "window": {"pr_auc": 0.9}}
+             for f1, s, fp in ((0.2, None, 0.0), (0.9, 1.0, 10.0), (0.5, 0.5, 2.0))]
+    spread = metric_spread({"event": {"f1": 0.6, "f1_std": 0.3}, "window": {"pr_auc": 0.9}, "folds": folds})
+    rows = {r["Metric"]: r for r in spread["Rows"]}
+    f1 = rows["event_f1"]
+    assert f1["FoldMean"] == pytest.approx(0.5333333) and f1["FoldSD"] == pytest.approx(0.3511885)
+    assert (f1["FoldMin"], f1["FoldMax"], f1["LargeSpread"], f1["OverallSD"]) == (0.2, 0.9, True, 0.3)
+    assert rows["event_sensitivity"]["FoldsWithValue"] == 2 and rows["fp_per_24h"]["LargeSpread"]
+    assert not rows["window_pr_auc"]["LargeSpread"] and rows["window_pr_auc"]["FoldSD"] == pytest.approx(0)
+    data = {"Subjects": 30, "SubjectsWithSeizures": 30, "Recordings": 60, "Hours": 100.0, "Seizures": 80,
+            "SeizureHours": 1.0}
+    limits = _limitations(data, {"SeizureTypes": {"sz": 3, "sz_foc": 2}}, spread, None)
+    assert any(t.startswith("The event F1 varies widely over the folds (mean 0.533 ± 0.351 SD, 0.200 to 0.900)")
+               for t in limits)
+    assert not any(t.startswith("Small dataset") for t in limits)
 
 
 def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
