@@ -543,7 +543,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             fold_scores.append(p["scores"])
             fold_detection.append(detection)
             pooled["thresholds"].append(np.full(len(labels), params["threshold"]))
-            _write_recording_events(out_dir, f, events, params, fold.index)
+            _write_recording_events(out_dir, f, events, params, summary.get("operating_points"), fold.index)
             exports.append((_reference_events_relpath(f), events, f.recording_duration, None))
         out_of_fold += [("test", _as_prediction(p)) for p in tests.values()]
         y, scores, detection = (np.concatenate(a) for a in (fold_labels, fold_scores, fold_detection))
@@ -618,7 +618,8 @@ def _reference_events_relpath(f: WindowFile) -> str:
     return str(source.with_name(f"{source_stem(source.name)}_events.tsv"))
 
 
-def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, fold: int) -> None:
+def _write_recording_events(out_dir: Path, f: WindowFile, events, params: dict, points: dict | None,
+                            fold: int) -> None:
     source = Path(f.source)
     path = out_dir / source.parent / f"{source_stem(source.name)}_desc-neurocare_events.tsv"
     write_events_tsv(path, events, f.recording_duration)
