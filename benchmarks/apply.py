@@ -6,24 +6,27 @@ One run of this script
 1. writes a synthetic recording (19 SzCORE channels ``Fp1-Avg`` ... at 256 Hz, EDF+, no events.tsv)
    inside a minimal BIDS dataset: pink-ish noise, alpha, 50 Hz mains and a 4 Hz discharge at 20-21 min;
 2. makes a model folder: ``--model DIR`` (a group level's ``group/model/``), or by default the default
-   ``neurocare`` preset (157k parameters, 4 s windows at 128 Hz, stride 2 s) with untrained weights and a
-   valid model card. The work per window does not depend on the weights, so the timing is that of a
+   ``neurocare`` preset's network (CNN-BiLSTM with spectral and per-channel feature branches, 4 s windows at
+   128 Hz, stride 2 s; not stacked with the feature baseline) with untrained weights, its ``model.onnx`` and
+   a valid model card. The work per window does not depend on the weights, so the timing is that of a
    trained model; the events it finds are meaningless;
-3. runs ``neurocare-bids BIDS OUT participant --model MODEL --skip-bids-validation`` as a separate process
-   (interpreter start, imports, model loading, reading, filtering, prediction, writing the events: all a
-   user waits for) ``--repeats`` times, and reports the fastest: wall time, CPU time (user + sys of the
-   process), the real-time factor (recording duration / wall time; target ≥ 2,000×), peak RSS, the
-   phase timings from the run log, and the CPU time other processes took meanwhile (``foreign load``,
-   in cores: above 0 the wall time is inflated by them);
-4. runs the same with ``--engine keras`` (TensorFlow on the CPU) once, for comparison, and, when a GPU is
-   visible (``nvidia-smi -L``), with ``--engine keras`` on the GPU.
+3. runs ``neurocare-bids BIDS OUT participant --model MODEL --engine onnx --skip-bids-validation`` (this
+   checkout's code) as a separate process (interpreter start, imports, model loading, reading, filtering,
+   prediction, writing the events: all a user waits for) ``--repeats`` times, and reports the fastest: wall
+   time, CPU time (user + sys of the process), the real-time factor (recording duration / wall time; target
+   ≥ 3,000×), peak RSS, the phase timings from the run log, and the CPU time other processes took meanwhile
+   (``foreign load``, in cores: above 0 the wall time is inflated by them);
+4. runs the same with ``--engine keras`` (TensorFlow on the CPU) once, and, when a GPU is visible
+   (``nvidia-smi -L``), with ``--engine keras`` on the GPU;
+5. times each engine's start-up alone: a process that imports apply mode, loads the model folder and
+   predicts one window (best of ``--repeats``), and prints both engines' figures as ratios.
 
 Peak RSS and CPU time come from ``wait4`` on the process, through the helper of
 ``benchmarks/preprocess.py`` (see there why a helper is needed).
 
 Usage::
 
-    python benchmarks/apply.py                         # 6 h recording, 3 repeats
+    python benchmarks/apply.py                         # 6 h recording, 3 repeats, both engines
     python benchmarks/apply.py --hours 1 --repeats 1 --skip-keras
     python benchmarks/apply.py --model demo/derivatives/group/model --json apply.json
 """
@@ -46,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # this checkout's neurocare_bids
 
-from preprocess import app_command, measure  # noqa: E402  (the exact-rusage helper)
+from preprocess import measure  # noqa: E402  (the exact-rusage helper)
 
 from neurocare_bids.config import SZCORE_ELECTRODES  # noqa: E402
 
@@ -54,7 +57,12 @@ SFREQ = 256.0
 CHANNELS = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
 SEIZURE = (1200.0, 1260.0)
 BLOCK_SECONDS = 300
-TARGET = 2000.0
+TARGET = 3000.0
+CHECKOUT = HERE.parent
+# start-up alone: interpreter, imports, the model folder checked and loaded, one window predicted
+STARTUP = ("import sys, numpy as np; from neurocare_bids.apply import load_model; "
+           "m = load_model(sys.argv[1], sys.argv[2]); "
+           "m.predict(np.zeros((1, m.window_samples, len(m.channels)), np.float32))")
 
 
 def generate(root: Path, hours: float, seed: int) -> Path:
@@ -104,6 +112,7 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
     from neurocare_bids.config import Config
     from neurocare_bids.derivatives import CARD_FORMAT
     from neurocare_bids.models import build_model, model_summary
+    from neurocare_bids.onnx_export import export_onnx
 
     cfg = Config()
     keras.utils.set_random_seed(seed)
@@ -111,6 +120,7 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
     model = build_model(len(CHANNELS), 2, window, cfg.preprocessing.sfreq, cfg.model)
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
+    onnx_entry = export_onnx(model, folder)
     p = cfg.preprocessing
     card = {
         "Name": "NeuroCare-BIDS seizure detector (UNTRAINED: benchmark only)",
@@ -128,24 +138,32 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
             "output": {"dtype": "float32"}},
         "PostProcessing": {"threshold": 0.5, "min_duration": 10.0, "smoothing": 3, "merge_gap": 30.0,
                            "tuned": False},
+        "ONNX": onnx_entry,
     }
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def checkout_env(env: dict | None = None) -> dict:
+    """The environment that makes ``python -m neurocare_bids`` run this checkout (not another editable install)."""
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CHECKOUT), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def run_app(work: Path, bids: Path, model: Path, tag: str, engine: str, env: dict | None = None) -> dict:
     out = work / f"out-{tag}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"{tag}.log"
-    cmd = [*app_command(), str(bids), str(out), "participant", "--model", str(model), "--engine", engine,
-           "--skip-bids-validation", "-w", str(work / "scratch")]
-    r = measure(cmd, log, env)
+    cmd = [sys.executable, "-m", "neurocare_bids", str(bids), str(out), "participant", "--model", str(model),
+           "--engine", engine, "--skip-bids-validation", "-w", str(work / "scratch")]
+    r = measure(cmd, log, checkout_env(env))
     if r["returncode"] != 0:
         raise RuntimeError(f"{tag} failed ({r['returncode']}):\n{log.read_text()[-3000:]}")
     events = list(out.rglob("*_desc-neurocare_events.tsv"))
     series = list(out.rglob("*_desc-seizureprob_timeseries.tsv.gz"))
     if len(events) != 1 or len(series) != 1 or not list((out / "szcore").rglob("*_events.tsv")):
         raise RuntimeError(f"{tag}: outputs missing in {out}")
-    timings = re.search(r"timings: read \+ filter ([\d.]+) s, predict ([\d.]+) s \((\d+) windows, (\w+) engine",
+    timings = re.search(r"timings: read \+ filter ([\d.]+) s, predict ([\d.]+) s \((\d+) windows, ([\w +]+) engine",
                         "\n".join(p.read_text() for p in out.glob("logs/apply_*/neurocare.log")))
     if timings:
         r.update(filter_s=float(timings[1]), predict_s=float(timings[2]), windows=int(timings[3]),
@@ -155,6 +173,19 @@ def run_app(work: Path, bids: Path, model: Path, tag: str, engine: str, env: dic
           + (f"; read+filter {r['filter_s']:.2f} s, predict {r['predict_s']:.2f} s ({r['windows']} windows)"
              if timings else ""), flush=True)
     return r
+
+
+def startup(work: Path, model: Path, engine: str, repeats: int, env: dict | None = None) -> dict:
+    """The fastest of ``repeats`` start-ups alone (interpreter, imports, model loading, one window)."""
+    runs = [measure([sys.executable, "-c", STARTUP, str(model), engine], work / f"startup-{engine}.log",
+                    checkout_env(env)) for _ in range(max(1, repeats))]
+    best = min(runs, key=lambda r: r["wall_s"])
+    if any(r["returncode"] != 0 for r in runs):
+        log = (work / f"startup-{engine}.log").read_text()
+        raise RuntimeError(f"start-up with --engine {engine} failed:\n{log[-3000:]}")
+    print(f"  start-up, {engine}: {best['wall_s']:.2f} s wall, {best['cpu_s']:.2f} s CPU, "
+          f"peak RSS {best['peak_rss_mib']:.0f} MiB", flush=True)
+    return best
 
 
 def gpu_name() -> str | None:
@@ -168,7 +199,8 @@ def gpu_name() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=6.0, help="recording length (default: 6)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of the NumPy engine (default: 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed runs of the ONNX engine, and of its start-up (default: 3)")
     p.add_argument("--model", type=Path, help="a trained model folder (default: untrained default preset)")
     p.add_argument("--skip-keras", action="store_true", help="do not time the Keras engine")
     p.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary folder)")
@@ -194,18 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     cpus = len(os.sched_getaffinity(0))
     print(f"{args.hours:g} h recording, model {model}, {cpus} CPUs", flush=True)
 
-    runs = [run_app(work, bids, model, f"numpy-{i + 1}", "auto") for i in range(args.repeats)]
+    runs = [run_app(work, bids, model, f"onnx-{i + 1}", "onnx") for i in range(args.repeats)]
     best = min(runs, key=lambda r: r["wall_s"])
-    results = {"hours": args.hours, "cpus": cpus, "numpy": best, "numpy_walls": [r["wall_s"] for r in runs]}
+    results = {"hours": args.hours, "cpus": cpus, "onnx": best, "onnx_walls": [r["wall_s"] for r in runs],
+               "startup": {"onnx": startup(work, model, "onnx", args.repeats)}}
+    cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     if not args.skip_keras:
-        cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
         results["keras_cpu"] = run_app(work, bids, model, "keras-cpu", "keras", cpu_only)
+        results["startup"]["keras"] = startup(work, model, "keras", 1, cpu_only)
     gpu = gpu_name()
-    if gpu:
+    if gpu and not args.skip_keras:
         results["gpu"] = gpu
         results["keras_gpu"] = run_app(work, bids, model, "keras-gpu", "keras")
 
     import numpy
+    import onnxruntime
     import scipy
 
     from neurocare_bids import __version__
@@ -213,25 +248,37 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| engine | wall (s) | CPU (s) | real time × | peak RSS (MiB) | read + filter (s) | predict (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, key in (("NumPy (default)", "numpy"), ("Keras / TensorFlow, CPU", "keras_cpu"),
-                      (f"Keras / TensorFlow, {gpu}", "keras_gpu")):
+    for name, key in ((f"ONNX Runtime {onnxruntime.__version__} (default), fastest of {args.repeats}", "onnx"),
+                      ("Keras / TensorFlow, CPU", "keras_cpu"), (f"Keras / TensorFlow, {gpu}", "keras_gpu")):
         if key in results:
             r = results[key]
             print(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {duration / r['wall_s']:,.0f} | "
                   f"{r['peak_rss_mib']:.0f} | {r.get('filter_s', float('nan')):.2f} | "
                   f"{r.get('predict_s', float('nan')):.2f} |")
+    print("\n| start-up (imports, model loading, one window) | wall (s) | CPU (s) | peak RSS (MiB) |")
+    print("| --- | ---: | ---: | ---: |")
+    for engine, r in results["startup"].items():
+        print(f"| {engine} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_mib']:.0f} |")
     ratio = duration / best["wall_s"]
     cpu_bound = duration / (best["cpu_s"] / cpus)
     results.update(real_time_factor=ratio, cpu_bound_factor=cpu_bound)
-    print(f"\nreal-time factor {ratio:,.0f}× (target ≥ {TARGET:,.0f}×; NumPy engine, best of {args.repeats}: "
-          f"{', '.join(f'{w:.2f}' for w in results['numpy_walls'])} s); CPU time {best['cpu_s']:.2f} s, so "
+    print(f"\nreal-time factor {ratio:,.0f}× (target ≥ {TARGET:,.0f}×; ONNX engine, best of {args.repeats}: "
+          f"{', '.join(f'{w:.2f}' for w in results['onnx_walls'])} s); CPU time {best['cpu_s']:.2f} s, so "
           f"{cpu_bound:,.0f}× if the work spread evenly over {cpus} idle cores; foreign load "
           f"{best.get('foreign_load', 0):.2f} cores (other processes' CPU use during the run)")
+    if "keras_cpu" in results:
+        keras_cpu, starts = results["keras_cpu"], results["startup"]
+        print(f"ONNX Runtime / Keras (CPU): real-time factor {ratio:,.0f}× / {duration / keras_cpu['wall_s']:,.0f}× "
+              f"= {keras_cpu['wall_s'] / best['wall_s']:.1f}× faster end to end; "
+              f"start-up {starts['onnx']['wall_s']:.2f} s / {starts['keras']['wall_s']:.2f} s = {starts['keras']['wall_s'] / starts['onnx']['wall_s']:.1f}× "
+              f"shorter")
+        results.update(speedup=keras_cpu["wall_s"] / best["wall_s"],
+                       startup_ratio=starts["keras"]["wall_s"] / starts["onnx"]["wall_s"])
     if ratio < TARGET:
         print(f"TARGET MISSED: {ratio:,.0f}× < {TARGET:,.0f}×")
     print(f"Machine: {platform.machine()} {platform.processor() or ''}, {cpus} CPUs, Linux {platform.release()}; "
           f"{dt.date.today()}; Python {platform.python_version()}, NumPy {numpy.__version__}, "
-          f"SciPy {scipy.__version__}, NeuroCare-BIDS {__version__}")
+          f"SciPy {scipy.__version__}, ONNX Runtime {onnxruntime.__version__}, NeuroCare-BIDS {__version__}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if args.workdir is None:

@@ -25,11 +25,50 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 
 from . import losses  # noqa: F401 - registers the focal loss: importing this module is all a saved model needs
 from .config import ModelConfig
-from .inference import SPECTRAL_EPS, periodogram_basis, spectral_projection
+
+SPECTRAL_EPS = 1e-6  # floor inside the spectral branch's logarithms
+
+
+def spectral_front_end(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spectral branch's band masks ``(n_times // 2 + 1, n_bands)`` and unit-energy Hann window, float32:
+    one construction, shared by the layer and the tests that check it against the FFT it replaced.
+
+    A band above the Nyquist frequency (a low sampling rate) has no bin: its power is 0, a constant feature
+    the following BatchNorm gives no weight, so any rate works.
+    """
+    freqs = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    masks = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands], axis=1).astype(np.float32)
+    window = np.hanning(n_times).astype(np.float32)  # normalised in float32, as the trained models were
+    return masks, window / np.sqrt((window ** 2).sum())
+
+
+def periodogram_basis(bins: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """Windowed cosine and sine columns ``(n_times, 2 × len(bins))`` of the DFT at ``bins``, float32.
+
+    ``x @ basis`` squared and summed over each cosine/sine pair is the periodogram at those bins, as an FFT
+    would give it: a plain matrix product, which ONNX exports (TensorFlow's RFFT does not) and which costs
+    no more than the FFT when the bands use a fraction of the bins.
+    """
+    n_times = window.shape[0]
+    angle = 2 * np.pi * np.arange(n_times)[:, None] * bins[None, :] / n_times
+    return (np.concatenate([np.cos(angle), np.sin(angle)], axis=1) * window[:, None]).astype(np.float32)
+
+
+def spectral_projection(sfreq: float, bands, n_times: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spectral branch as matrix products: ``(x @ basis) ** 2 @ masks`` is the band power that
+    :func:`spectral_front_end`'s masks applied to the Hann-windowed periodogram give, restricted to the bins
+    some band uses (at least one, so a rate too low for every band still makes a valid, all-zero product)."""
+    masks, window = spectral_front_end(sfreq, bands, n_times)
+    bins = np.flatnonzero(masks.any(axis=1))
+    if bins.size == 0:
+        bins = np.array([0])
+    return periodogram_basis(bins, window), np.concatenate([masks[bins], masks[bins]])
+
 
 # The original code trained its model with Adam at this learning rate and batch size.
 SEED_TRAINING: dict[str, float | int] = {"learning_rate": 1e-4, "batch_size": 16}
@@ -125,7 +164,7 @@ class SpectralFeatures(layers.Layer):
     dense layers what clinicians read first (rhythmic power, amplitude) next to the learned features.
 
     The periodogram is a product with fixed cosine and sine matrices restricted to the bins the bands use
-    (:func:`~neurocare_bids.inference.spectral_projection`), not an FFT, so the layer exports to ONNX; it
+    (:func:`spectral_projection`), not an FFT, so the layer exports to ONNX; it
     equals the FFT formulation the first models were trained with to float32 rounding, and its
     configuration is unchanged, so those models load and keep their numbers.
     """
@@ -197,8 +236,6 @@ class ChannelFeatures(layers.Layer):
         self.bands = tuple((float(lo), float(hi)) for lo, hi in bands)
 
     def build(self, input_shape):
-        import numpy as np
-
         n_times = int(input_shape[1])
         freqs = np.fft.rfftfreq(n_times, 1.0 / self.sfreq)
         keep = np.flatnonzero((freqs >= self.bands[0][0]) & (freqs < self.bands[-1][1]))

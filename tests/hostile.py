@@ -389,8 +389,14 @@ def model_card_missing(model_dir, subject):
     return [model_dir / "model_card.json"]
 
 
-def model_file_truncated(model_dir, subject):
-    path = model_dir / "model.keras"
+def onnx_file_missing(model_dir, subject):
+    (model_dir / "model.onnx").unlink()
+    return [model_dir / "model.onnx"]
+
+
+def onnx_file_truncated(model_dir, subject):
+    """What the default engine (ONNX Runtime) runs, cut short: its SHA-256 no longer matches the card's."""
+    path = model_dir / "model.onnx"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return [path]
 
@@ -418,7 +424,8 @@ MODEL_MODES = ("apply", "stream")  # `participant --model MODEL` and `stream FIL
 CASES += [
     Case("model_file_missing", model_file_missing, 66, "model.keras is missing", MODEL_MODES, target="model"),
     Case("model_card_missing", model_card_missing, 66, "model_card.json is missing", MODEL_MODES, target="model"),
-    Case("model_file_truncated", model_file_truncated, 65, "model.keras cannot be loaded", MODEL_MODES,
+    Case("onnx_file_missing", onnx_file_missing, 66, "model.onnx is missing", MODEL_MODES, target="model"),
+    Case("onnx_file_truncated", onnx_file_truncated, 65, "is not the ONNX model its card records", MODEL_MODES,
          target="model"),
     Case("model_card_garbage", model_card_garbage, 65, "model_card.json is unreadable", MODEL_MODES, target="model"),
     Case("model_card_other_format", _card_with(CardFormat=99), 65, "has card format 99", MODEL_MODES,

@@ -2,7 +2,8 @@
 
 A tiny model is trained once per session through the group CLI on the shared demo dataset; the tests apply
 it through the CLI (outputs, refusals, exit codes), compare apply mode's probabilities with the model run on
-the participant level's own training windows (same preprocessing), and the NumPy engine with Keras.
+the participant level's own training windows (same preprocessing), and ONNX Runtime (the default engine) with
+Keras.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +40,8 @@ def trained_model_folder(prepared, tmp_path_factory) -> Path:
         quick = root / "quick.toml"
         # Uncentred post-processing: the streaming tests' 10-minute recording is 17 % seizure, not the mostly
         # background recording that centring on the median assumes; centring is tested on copies of the card.
-        # The network alone, without the per-channel feature branch (the default has both): the NumPy engine, ONNX
-        # and streaming tests need a model those run as is; stacked models are tested in test_stacking.py.
+        # The network alone, without the per-channel feature branch (the default has both): small and quick for the
+        # ONNX and streaming tests; stacked models are tested here on a derived folder and in test_stacking.py.
         quick.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n"
                          "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
         result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
@@ -137,7 +141,8 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     from neurocare_bids.postprocess import probabilities_to_events, smooth
 
     np.testing.assert_allclose(rows[:, 2], smooth(rows[:, 1], post["smoothing"]), atol=2e-6)
-    assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "numpy"
+    assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "onnx"
+    assert meta["Model"]["ONNXSHA256"] == card["ONNX"]["SHA256"]
     assert meta["PostProcessing"]["centre"] is False and meta["ProbabilityCentring"] is None
 
     events = folder / f"{stem}_desc-neurocare_events.tsv"
@@ -219,7 +224,7 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
 
     model = keras.models.load_model(model_folder / "model.keras", compile=False)
     expected = keras.ops.convert_to_numpy(model(windows, training=False))[:, 1]
-    np.testing.assert_allclose(rows[:, 1], expected, atol=3e-6)
+    np.testing.assert_allclose(rows[:, 1], expected, atol=1e-5)  # ONNX Runtime's numbers, Keras's to 1e-5
 
     # and the windows apply mode feeds its model are the training windows, to the bit
     from neurocare_bids.apply import load_model
@@ -257,10 +262,25 @@ def _edit_card(**values):
     return change
 
 
+def _unreadable_onnx(folder: Path):
+    """A model.onnx that is not ONNX but whose card records its checksum (as export-model would)."""
+    from neurocare_bids.onnx_export import sha256_file
+
+    (folder / "model.onnx").write_bytes(b"not ONNX")
+    _edit_card(ONNX={**json.loads((folder / "model_card.json").read_text())["ONNX"],
+                     "SHA256": sha256_file(folder / "model.onnx")})(folder)
+
+
 BROKEN_FOLDERS = {  # what is done to a copy of the model folder, the error's fragment and exit code
     "no model file": (lambda f: (f / "model.keras").unlink(), "model.keras is missing", 66),
     "no card": (lambda f: (f / "model_card.json").unlink(), "model_card.json is missing", 66),
-    "damaged model": (lambda f: (f / "model.keras").write_bytes(b"not a zip"), "cannot be loaded", 65),
+    "damaged ONNX model": (lambda f: (f / "model.onnx").write_bytes(b"not ONNX"), "SHA-256 differs", 65),
+    "no ONNX model": (lambda f: (f / "model.onnx").unlink(), "model.onnx is missing", 66),
+    "card without ONNX": (_edit_card(ONNX=None), "records no ONNX model", 65),
+    "ONNX export failed": (_edit_card(ONNX={"File": None, "Reason": "export failed: KeyError: 'x'"}),
+                           r"has no ONNX model \(export failed: KeyError: 'x'\)", 65),
+    "ONNX entry damaged": (_edit_card(ONNX={"File": "model.onnx"}), "ONNX entry is damaged", 65),
+    "unreadable ONNX model": (_unreadable_onnx, "cannot be loaded by ONNX Runtime", 65),
     "card not JSON": (lambda f: (f / "model_card.json").write_text("{ not JSON"), "is unreadable", 65),
     "card before CardFormat": (_edit_card(CardFormat=None), "retrain the model", 65),
     "other card format": (_edit_card(CardFormat=99), "card format 99", 65),
@@ -269,7 +289,7 @@ BROKEN_FOLDERS = {  # what is done to a copy of the model folder, the error's fr
 }
 
 
-@pytest.mark.parametrize("name", ["no model file", "other card format"])
+@pytest.mark.parametrize("name", ["no model file", "other card format", "no ONNX model", "ONNX export failed"])
 def test_cli_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
     change, message, code = BROKEN_FOLDERS[name]
     bids = tmp_path / "bids"
@@ -279,7 +299,8 @@ def test_cli_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
     result = run_cli(bids, out, "participant", "--model", broken, "--skip-bids-validation")
     assert result.returncode == code, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert len(lines) == 1 and re.search(message, lines[0]) and "Traceback" not in result.stderr
+    assert "ONNX" not in name or f"neurocare-bids export-model {broken}" in lines[0] and "--engine keras" in lines[0]
     assert not out.exists()  # refused before anything was written
 
 
@@ -299,112 +320,105 @@ def test_model_option_is_for_the_participant_level(model_folder, prepared, tmp_p
     assert result.returncode == 64 and "participant level only" in result.stderr
 
 
-def _keras_models():
+def _network_folder(model_folder: Path, target: Path, stacked: bool = False):
+    """A copy of the model folder with another network (the per-channel feature branch, which the session's model
+    lacks; BatchNorm statistics moved so that inference-mode normalisation counts) saved and exported as the group
+    level does; ``stacked``: with a feature baseline and a Stacking entry as a stacked run's card has. Returns the
+    folder and the network."""
+    import keras
+
+    from neurocare_bids.baseline import FeatureBaseline
     from neurocare_bids.config import ModelConfig
-
-    def plain(**settings):  # the layers the NumPy engine knows: no per-channel feature branch
-        return ModelConfig(channel_features=0, **settings)
-
-    return {
-        "neurocare": plain(),
-        "seed": plain(preset="seed"),
-        "per-channel": plain(encoder="per_channel", conv_filters=[16, 32, 32]),
-        "no LSTM": plain(conv_filters=[8, 8], lstm_units=[]),
-        "per-channel, no LSTM": plain(encoder="per_channel", conv_filters=[8, 8], lstm_units=[]),
-        "stacked LSTM": plain(conv_filters=[8], lstm_units=[6, 5], bidirectional=False, conv_kernel_size=3),
-        "stacked BiLSTM": plain(conv_filters=[4, 4], lstm_units=[3, 3], pool_size=3),
-        "per-channel, stacked BiLSTM": plain(encoder="per_channel", conv_filters=[4, 4], lstm_units=[3, 3],
-                                             pool_size=3),
-        "spectral branch": plain(spectral_units=32),
-        "per-channel, spectral branch, no LSTM": plain(encoder="per_channel", conv_filters=[4, 4],
-                                                       lstm_units=[], spectral_units=5),
-    }
-
-
-@pytest.mark.parametrize("name", list(_keras_models()))
-def test_numpy_engine_equals_keras(name, tmp_path):
-    import keras
-
-    from neurocare_bids.inference import NumpyModel
     from neurocare_bids.models import build_model
+    from neurocare_bids.onnx_export import export_model_folder
+    from neurocare_bids.stacking import BASELINE_FILE
 
-    keras.utils.set_random_seed(3)
-    model = build_model(19, 2, 512, 128.0, _keras_models()[name])
-    rng = np.random.default_rng(0)
-    move_batchnorm_statistics(model, rng)  # so that folding is tested
-    model.save(tmp_path / "model.keras")
-    windows = rng.standard_normal((9, 512, 19)).astype(np.float32)
-    expected = keras.ops.convert_to_numpy(model(windows, training=False))
-    engine = NumpyModel.load(tmp_path / "model.keras")
-    np.testing.assert_allclose(engine.predict(windows), expected, atol=2e-6)
-    np.testing.assert_allclose(engine.predict(windows, threads=2, batch=4), expected, atol=2e-6)
-
-
-def test_numpy_engine_refuses_graphs_it_does_not_know(tmp_path):
-    """Only the per-channel encoder's mean/max summary may branch; anything else is left to Keras, not guessed."""
-    import keras
-    from keras import layers
-
-    from neurocare_bids.inference import NumpyModel, UnsupportedModel
-
-    inputs = keras.Input((512, 19), name="eeg")
-    a = layers.Conv1D(4, 3, name="a")(inputs)
-    b = layers.Conv1D(4, 5, name="b")(inputs)
-    x = layers.Concatenate(name="both")([layers.GlobalMaxPooling1D(name="pa")(a), layers.GlobalMaxPooling1D(name="pb")(b)])
-    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "fork.keras")
-    with pytest.raises(UnsupportedModel, match="not fed by the layer before it"):
-        NumpyModel.load(tmp_path / "fork.keras")
-
-    x = layers.Reshape((19, 512, 1), name="rows")(layers.Permute((2, 1), name="swap")(inputs))
-    x = layers.Conv2D(4, (1, 7), padding="same", name="conv")(x)
-    x = layers.AveragePooling2D((19, 1), name="mean_only")(x)
-    x = layers.Flatten(name="flat")(x)
-    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "half.keras")
-    with pytest.raises(UnsupportedModel):
-        NumpyModel.load(tmp_path / "half.keras")
-
-    # a spectral branch that is never joined, or that reads something other than the input
-    from neurocare_bids.models import SpectralFeatures
-
-    s = SpectralFeatures(128.0, name="spectral")(inputs)
-    x = layers.GlobalMaxPooling1D(name="pool")(layers.Conv1D(4, 3, name="conv")(inputs))
-    keras.Model(inputs, [layers.Dense(2, activation="softmax", name="out")(x), s]).save(tmp_path / "loose.keras")
-    with pytest.raises(UnsupportedModel, match="never joined"):
-        NumpyModel.load(tmp_path / "loose.keras")
-    c = layers.Conv1D(19, 3, padding="same", name="c")(inputs)
-    s = SpectralFeatures(128.0, name="spectral")(c)
-    x = layers.Concatenate(name="join")([layers.GlobalMaxPooling1D(name="pool")(c), s])
-    keras.Model(inputs, layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "late.keras")
-    with pytest.raises(UnsupportedModel, match="must read the model's input"):
-        NumpyModel.load(tmp_path / "late.keras")
-
-
-
-def test_a_model_with_the_channel_feature_branch_is_applied_with_keras(model_folder, tmp_path):
-    """The NumPy engine does not know the per-channel feature branch: apply mode runs such a model on Keras,
-    with Keras's own numbers (the branch is registered by importing neurocare_bids.models)."""
-    import keras
-
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.config import ModelConfig
-    from neurocare_bids.inference import NumpyModel, UnsupportedModel
-    from neurocare_bids.models import build_model
-
-    folder = tmp_path / "model"
-    shutil.copytree(model_folder, folder)
-    card = json.loads((folder / "model_card.json").read_text())
+    shutil.copytree(model_folder, target)
+    card = json.loads((target / "model_card.json").read_text())
     n_times, n_chans = int(card["Input"]["WindowSamples"]), len(card["Input"]["Channels"])
+    sfreq = float(card["Input"]["SamplingFrequency"])
     keras.utils.set_random_seed(4)
-    net = build_model(n_chans, 2, n_times, float(card["Input"]["SamplingFrequency"]),
-                      ModelConfig(conv_filters=[4, 4], lstm_units=[4], channel_features=6))
-    net.save(folder / card["ModelFile"])
-    with pytest.raises(UnsupportedModel):
-        NumpyModel.load(folder / card["ModelFile"])
-    trained = load_model(folder)
-    assert trained.engine == "keras"
-    windows = np.random.default_rng(2).standard_normal((5, n_times, n_chans)).astype(np.float32)
+    net = build_model(n_chans, 2, n_times, sfreq, ModelConfig(conv_filters=[4, 4], lstm_units=[4], channel_features=6))
+    move_batchnorm_statistics(net, np.random.default_rng(4))
+    net.save(target / card["ModelFile"])
+    if stacked:
+        rng = np.random.default_rng(5)
+        windows = rng.standard_normal((60, n_times, n_chans)).astype(np.float32)
+        windows[30:, :, :5] *= 4
+        FeatureBaseline("hgb", max_iter=20).fit(windows, np.repeat([0, 1], 30), sfreq).save(target / BASELINE_FILE)
+        card["Stacking"] = {"BaselineFile": BASELINE_FILE, "BaselineWeight": 0.25}
+        (target / "model_card.json").write_text(json.dumps(card))
+    export_model_folder(target)  # model.onnx and the card's ONNX entry, as neurocare-bids export-model writes them
+    return target, net
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["network", "stacked"])
+def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path, stacked):
+    """The default engine is ONNX Runtime, on every layer the presets use (here the per-channel feature branch),
+    alone or stacked with the feature baseline, and gives Keras's probabilities to 1e-5, in any batch or thread
+    count; ``--engine keras`` runs the same folder on Keras."""
+    import keras
+
+    from neurocare_bids.apply import ONNX_BATCH, load_model
+    from neurocare_bids.baseline import FeatureBaseline, window_features
+    from neurocare_bids.stacking import combine
+
+    folder, net = _network_folder(model_folder, tmp_path / "model", stacked)
+    onnx_model, keras_model = load_model(folder), load_model(folder, "keras")
+    suffix = " + features" if stacked else ""
+    assert (onnx_model.engine, keras_model.engine) == (f"onnx{suffix}", f"keras{suffix}")
+    n_times, n_chans = onnx_model.window_samples, len(onnx_model.channels)
+    rng = np.random.default_rng(2)
+    windows = rng.standard_normal((ONNX_BATCH + 3, n_times, n_chans)) * rng.uniform(0.5, 3, n_chans)
+    windows = windows.astype(np.float32)
     expected = keras.ops.convert_to_numpy(net(windows, training=False))[:, 1]
-    np.testing.assert_allclose(trained._predict(windows, 1), expected, atol=1e-6)
+    if stacked:
+        baseline = FeatureBaseline.load(folder / "features.joblib")
+        expected = combine(expected, baseline.predict_proba_features(window_features(windows, onnx_model.sfreq)), 0.25)
+    assert np.ptp(expected) > 1e-3  # windows told apart: not a constant output
+    for threads in (1, 2):
+        np.testing.assert_allclose(onnx_model.predict(windows, threads), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(onnx_model.predict(windows[1:2]), expected[1:2], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(keras_model.predict(windows), expected, atol=1e-6, rtol=0)
+
+
+def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
+    """What makes apply mode start fast: loading and running the model imports neither TensorFlow nor Keras."""
+    code = ("import sys, numpy as np; from neurocare_bids.apply import load_model; m = load_model(sys.argv[1]); "
+            "m.predict(np.zeros((2, m.window_samples, len(m.channels)), np.float32)); "
+            "print(m.engine, sorted(k for k in ('tensorflow', 'keras', 'tf2onnx') if k in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, str(model_folder)], capture_output=True, text=True,
+                            timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnx", "[]"] and result.stderr == ""
+
+
+@pytest.mark.parametrize("engine, message", [("numpy", "the NumPy engine was removed: use --engine onnx"),
+                                             ("tflite", "unknown engine 'tflite' (choose onnx or keras)")])
+def test_refuses_an_engine_that_does_not_exist(model_folder, tmp_path, engine, message):
+    from neurocare_bids.apply import load_model
+    from neurocare_bids.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_model(model_folder, engine)
+    assert load_model(model_folder, "auto").engine == "onnx"  # the former default's name, kept for old scripts
+    bids = tmp_path / "bids"
+    add_recording(bids, "01", duration=60.0, events=None)
+    result = run_cli(bids, tmp_path / "out", "participant", "--model", model_folder, "--engine", engine,
+                     "--skip-bids-validation")
+    assert result.returncode == 64 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_keras_engine_refuses_a_damaged_keras_file(model_folder, tmp_path):
+    from neurocare_bids.apply import ModelError, load_model
+
+    broken = _broken_copy(model_folder, tmp_path / "model", lambda f: (f / "model.keras").write_bytes(b"not a zip"))
+    assert load_model(broken).engine == "onnx"  # the ONNX engine does not read model.keras
+    with pytest.raises(ModelError, match="cannot be loaded by Keras") as refused:
+        load_model(broken, "keras")
+    assert refused.value.exit_code == 65 and "\n" not in str(refused.value)
+
 
 def test_applies_the_feature_baseline(model_folder, tmp_path):
     """A ``features`` preset folder (gradient boosting on window features) is applied the same way."""
@@ -445,4 +459,5 @@ def test_benchmark_script_runs(model_folder, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "real-time factor" in result.stdout
     figures = json.loads((tmp_path / "bench.json").read_text())
-    assert figures["numpy"]["windows"] == (360 - 4) // 2 + 1 and figures["numpy"]["engine"] == "numpy"
+    assert figures["onnx"]["windows"] == (360 - 4) // 2 + 1 and figures["onnx"]["engine"] == "onnx"
+    assert figures["startup"]["onnx"]["wall_s"] > 0

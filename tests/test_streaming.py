@@ -74,6 +74,8 @@ def model_folder(prepared, tmp_path_factory):
     """
     import keras
 
+    from neurocare_bids.onnx_export import export_model_folder
+
     trained = trained_model_folder(prepared, tmp_path_factory)
     folder = tmp_path_factory.mktemp("detector") / "model"
     shutil.copytree(trained, folder)
@@ -100,6 +102,7 @@ def model_folder(prepared, tmp_path_factory):
     card["OperatingPoints"] = {"f1": dict(card["PostProcessing"]),
                                "alarm": {**card["PostProcessing"], "min_duration": 0.0, "smoothing": 1}}
     (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+    export_model_folder(folder)  # its model.onnx and card entry, as the group level ships them (the default engine)
     return folder
 
 

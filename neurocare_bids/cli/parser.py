@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--model", type=Path, metavar="MODEL",
                        help="apply this trained model (a group level's group/model/ folder, or the model file in "
                             "it) instead of writing training windows: seizure events and probabilities per recording")
-    apply.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
-                       help="with --model: run it with NumPy (fast start, no TensorFlow) or Keras (e.g. on a GPU); "
-                            "default: NumPy when it supports the model")
+    apply.add_argument("--engine", default="onnx", metavar="{onnx,keras}",
+                       help="with --model: run its network with ONNX Runtime (model.onnx: fast start, no TensorFlow; "
+                            "CUDA with onnxruntime-gpu) or Keras (model.keras, TensorFlow); default: onnx")
 
     run = parser.add_argument_group("running")
     run.add_argument("--config", type=Path, metavar="FILE.toml",
@@ -103,8 +103,9 @@ def build_stream_parser() -> argparse.ArgumentParser:
     parser.add_argument("--line-freq", type=float, metavar="HZ",
                         help="mains frequency when the recording has no BIDS sidecar saying it (default: the "
                              "model's)")
-    parser.add_argument("--engine", choices=("auto", "numpy", "keras"), default="auto",
-                        help="run the model with NumPy or Keras (default: NumPy when it supports the model)")
+    parser.add_argument("--engine", default="onnx", metavar="{onnx,keras}",
+                        help="run the network with ONNX Runtime (model.onnx, no TensorFlow) or Keras (model.keras); "
+                             "default: onnx")
     parser.add_argument("--operating-point", choices=("alarm", "f1"),
                         help="the model card's post-processing to detect with: 'alarm', tuned for the soonest "
                              "alarms within postprocessing.max_fp_per_24h false alarms, or 'f1', tuned for SzCORE's "
