@@ -27,8 +27,8 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
     from neurocare_bids.cv import Fold
     from neurocare_bids.fsutils import atomic_write
     from neurocare_bids.group import (GROUP, _predictions_tsv, _prediction, _read_predictions, aggregate,
-                                      collect_window_files, with_detection)
-    from neurocare_bids.postprocess import tune
+                                      collect_window_files, tune_operating_points, with_detection)
+    from neurocare_bids.postprocess import smooth
     from neurocare_bids.stacking import StackedDetector, choose_weight, combine
 
     import numpy as np
@@ -67,20 +67,16 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
         stacked = {split: with_detection([{**n, "probs": combine(n["probs"], b["probs"], weight)}
                                           for n, b in zip(*parts[split])], cfg.postprocessing)
                    for split in parts}
-        post = cfg.postprocessing
-        params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
-                  "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
-        if post.tune and stacked["validation"]:
-            chosen = tune([{**p, "probs": p["detection"]} for p in stacked["validation"]], smoothing=post.smoothing,
-                          merge_gap=post.merge_gap, ties=post.ties)
-            params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
-                          tuned=True, validation_f1=chosen.get("f1"))
+        validation_files = [by_source[p["source"]] for p in stacked["validation"]]
+        params, points = tune_operating_points(cfg, stacked["validation"], validation_files)
+        for p in stacked["test"]:  # as run_fold does: the chosen point's smoothing
+            p["scores"] = smooth(p["detection"], params["smoothing"])
         folder = out / GROUP / f"fold-{fold.index}"
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / "predictions.tsv", _predictions_tsv(
             [(split, p) for split in ("validation", "test") for p in stacked[split]]))
         atomic_write(folder / "fold.json", json.dumps(
-            {**summary, "postprocessing": params, "stacking": StackedDetector(None, None, weight, scores).summary(),
+            {**summary, "postprocessing": params, "operating_points": points, "stacking": StackedDetector(None, None, weight, scores).summary(),
              "stacked_from": [str(network_run), str(features_run)]}, indent=2) + "\n")
     if cfg is None:
         raise SystemExit(f"{network_run} has no finished folds")

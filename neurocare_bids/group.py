@@ -332,6 +332,15 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
         if stacks(cfg):
             model, val_predictions = _stack(cfg, model, train, validation, val_predictions, geometry, seed, label)
         val_predictions = with_detection(val_predictions, post)
+    params, points = tune_operating_points(cfg, val_predictions, validation)
+    return model, history, val_predictions, params, points
+
+
+def tune_operating_points(cfg: Config, val_predictions: list[dict], validation: list[WindowFile]
+                          ) -> tuple[dict, dict[str, dict]]:
+    """The F1 and alarm operating points chosen on the validation predictions (``with_detection`` applied),
+    and the one ``postprocessing.objective`` names, whose smoothing the predictions' ``scores`` then follow."""
+    post = cfg.postprocessing
     params = {"threshold": post.threshold, "min_duration": post.min_duration, "smoothing": post.smoothing,
               "merge_gap": post.merge_gap, "centre": post.centre, "tuned": False}
     points = {"f1": params}
@@ -355,7 +364,7 @@ def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFi
     if params["smoothing"] != post.smoothing:  # the alarm point's own smoothing: what the threshold applies to
         for p in val_predictions:
             p["scores"] = smooth(p["detection"], params["smoothing"])
-    return model, history, val_predictions, params, points
+    return params, points
 
 
 def _lookahead(files: list[WindowFile]) -> float:

@@ -201,6 +201,9 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         assert derived["stacking"]["BaselineWeight"] == real["stacking"]["BaselineWeight"]
         for key in ("threshold", "min_duration"):
             assert derived["postprocessing"][key] == real["postprocessing"][key]
+        for point in ("f1", "alarm"):  # both operating points, as the group level tunes them
+            for key in ("threshold", "min_duration", "smoothing"):
+                assert derived["operating_points"][point][key] == real["operating_points"][point][key], (point, key)
     real = json.loads((stacked_out / "group" / "metrics.json").read_text())
     derived = json.loads((tmp_path / "derived" / "group" / "metrics.json").read_text())
     for level, key in (("event", "f1"), ("event", "fp_per_24h"), ("window", "pr_auc"), ("window", "roc_auc")):
