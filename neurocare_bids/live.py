@@ -29,6 +29,9 @@ log = logging.getLogger("neurocare")
 
 DEFAULT_ALARM_OUTLET = "neurocare-alarms"
 POLL_SECONDS = 0.05  # sleep between empty pulls
+# liblsl sends pushed samples asynchronously: an outlet destroyed at once can drop its last markers before a
+# connected consumer has them (seen under load). With consumers connected, the outlet lives this long after the end.
+MARKER_LINGER_SECONDS = 1.0
 GAP_TOLERANCE = 0.5  # seconds of timestamp discrepancy tolerated as jitter before a gap or jump is reported
 # LSL's unit names and mne-lsl's power-of-ten multipliers of volts ("-6": µV), to µV
 _LSL_UNITS = {"microvolts": 1.0, "millivolts": 1e3, "volts": 1e6, "nanovolts": 1e-3,
@@ -165,6 +168,8 @@ def stream_lsl(args) -> int:
     _say(args, {"kind": "end", "reason": stop.reason, "seizures": len(detector.events),
                 "signal_seconds": round(seconds, 3)},
          f"end of stream: {stop.reason}: {len(detector.events)} seizure(s) in {seconds:.1f} s of signal")
+    if outlet.has_consumers:  # let the last alarms and events reach them (see MARKER_LINGER_SECONDS)
+        time.sleep(MARKER_LINGER_SECONDS)
     del outlet
     return 0
 
