@@ -49,7 +49,8 @@ VARIANTS = {
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }
-METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc", "pr_auc_unsmoothed")
+METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc", "pr_auc_unsmoothed",
+           "pr_auc_subject_mean")
 
 
 def main() -> int:
@@ -87,7 +88,8 @@ def main() -> int:
                 runs.append({"event_f1": metrics["event"]["f1"], "event_sensitivity": metrics["event"]["sensitivity"],
                              "fp_per_24h": metrics["event"]["fp_per_24h"], "pr_auc": metrics["window"]["pr_auc"],
                              "roc_auc": metrics["window"]["roc_auc"],
-                             "pr_auc_unsmoothed": metrics["window"].get("unsmoothed", {}).get("pr_auc")})
+                             "pr_auc_unsmoothed": metrics["window"].get("unsmoothed", {}).get("pr_auc"),
+                             "pr_auc_subject_mean": metrics["window"].get("subject_mean", {}).get("pr_auc")})
         if len(runs) == len(args.seeds):
             rows.append({"variant": name, "description": description, **summarise(runs),
                          "seeds": " ".join(map(str, args.seeds))})
@@ -188,7 +190,7 @@ def table(rows: list[dict]) -> str:
         return _value(r[key]) + (f" ± {sd:.3f}" if sd is not None else "")
 
     lines = ["| variant | event F1 | event sensitivity | FP/24 h | window PR-AUC | window ROC-AUC | PR-AUC before "
-             "smoothing |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "smoothing | PR-AUC, mean over subjects |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['description']} | " + " | ".join(cell(r, key) for key in METRICS) + " |")
     return "\n".join(lines)

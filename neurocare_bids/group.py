@@ -529,6 +529,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     fold_rows, per_recording, exports = [], [], []
     pooled = {"labels": [], "scores": [], "detection": [], "thresholds": []}
     out_of_fold, latencies = [], []
+    by_subject: dict[str, tuple[list, list]] = {}  # participant_id -> (labels, scores) of its test windows
     for fold in folds:
         summary = json.loads((group_dir / f"fold-{fold.index}" / "fold.json").read_text(encoding="utf-8"))
         params = summary["postprocessing"]
@@ -551,6 +552,9 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             fold_records.append(record)
             fold_labels.append(labels)
             fold_scores.append(p["scores"])
+            subject = by_subject.setdefault(f"sub-{f.subject}", ([], []))
+            subject[0].append(labels)
+            subject[1].append(p["scores"])
             fold_detection.append(detection)
             pooled["thresholds"].append(np.full(len(labels), params["threshold"]))
             _write_recording_events(out_dir, f, events, params, summary.get("operating_points"), fold.index)
@@ -568,6 +572,7 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
     window = _window_metrics(y, scores, detection, np.concatenate(pooled["thresholds"]))
     window["threshold"] = "per fold (tuned on inner validation)"
     events = with_latencies(szcore_summary(per_recording), per_recording)
+    window["subject_mean"] = _subject_ranking(by_subject, events["subjects"])
     export_tree(out_dir / "szcore", exports, bids_dir=bids_dir)
     metrics = {"window": window, "event": events["event"], "sample": events["sample"], "folds": fold_rows,
                "subjects": events["subjects"], "latencies": latencies, "model": cfg.model.preset,
@@ -581,13 +586,31 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
           r["event"].get("fp_per_24h")] for r in metrics["folds"]]))
     atomic_write(group_dir / "metrics_subjects.tsv", _table(
         ["participant_id", "event_sensitivity", "event_precision", "event_f1", "fp_per_24h", "latency_median_s",
-         "latency_mean_s"],
+         "latency_mean_s", "window_roc_auc", "window_pr_auc"],
         [[s["participant_id"], s["event"].get("sensitivity"), s["event"].get("precision"), s["event"].get("f1"),
-          s["event"].get("fp_per_24h"), s["event"].get("latency_median_s"), s["event"].get("latency_mean_s")]
+          s["event"].get("fp_per_24h"), s["event"].get("latency_median_s"), s["event"].get("latency_mean_s"),
+          s.get("window", {}).get("roc_auc"), s.get("window", {}).get("pr_auc")]
          for s in metrics["subjects"]]))
     out_of_fold.sort(key=lambda item: item[1]["source"])
     atomic_write(group_dir / "predictions.tsv", _predictions_tsv(out_of_fold))
     return metrics
+
+
+def _subject_ranking(by_subject: dict[str, tuple[list, list]], subjects: list[dict]) -> dict:
+    """Each subject's window ROC-AUC and PR-AUC of its own test windows (into ``subjects[].window``) and their
+    means over the subjects with seizure windows. Why: the pooled AUCs also ask that scores be comparable across
+    patients and folds (one threshold for all); these ask only how well each patient's windows are ranked, and
+    weigh every patient alike, as SzCORE's event scores do."""
+    for sub in subjects:
+        labels, scores = by_subject.get(sub["participant_id"], ([], []))
+        if labels:
+            sub["window"] = ranking_metrics(np.concatenate(labels), np.concatenate(scores))
+    out = {}
+    for key in ("roc_auc", "pr_auc"):
+        values = [sub["window"][key] for sub in subjects if sub.get("window", {}).get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    out["n_subjects"] = sum(1 for sub in subjects if sub.get("window", {}).get("pr_auc") is not None)
+    return out
 
 
 def _window_metrics(labels, scores, detection, threshold) -> dict:

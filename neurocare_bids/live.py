@@ -23,7 +23,7 @@ import numpy as np
 from .apply import load_model
 from .errors import DataError, NoInputError, UsageError
 from .signal_reader import _TO_MICROVOLT
-from .streaming import DetectedEvent, StreamingDetector, describe_latency, format_event, stream_latency
+from .streaming import DetectedEvent, StreamingDetector, describe_latency, event_record, format_event, stream_latency
 
 log = logging.getLogger("neurocare")
 
@@ -60,14 +60,6 @@ def microvolt_scale(units: list[str | None] | None, n_channels: int) -> np.ndarr
         key = (unit or "").strip().lower().replace(" ", "")
         scale.append(_LSL_UNITS.get(key, _TO_MICROVOLT.get(key, 1.0)))
     return np.asarray(scale, dtype=float)
-
-
-def event_record(event: DetectedEvent, wall_clock: float) -> dict:
-    """The JSON line (and marker) of an alarm or event."""
-    return {"kind": "event" if event.final else "alarm", "onset": round(event.onset, 4),
-            "duration": round(event.duration, 4), "confidence": round(event.confidence, 4),
-            "detected_at": round(event.detected_at, 4), "latency": round(event.latency, 4),
-            "wall_clock": round(wall_clock, 3)}
 
 
 class _Stop:

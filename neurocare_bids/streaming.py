@@ -408,6 +408,14 @@ def stream_latency(detector: StreamingDetector) -> dict:
     return parts
 
 
+def event_record(event: DetectedEvent, wall_clock: float) -> dict:
+    """The JSON line (``stream --json``; the live marker too) of an alarm or event."""
+    return {"kind": "event" if event.final else "alarm", "onset": round(event.onset, 4),
+            "duration": round(event.duration, 4), "confidence": round(event.confidence, 4),
+            "detected_at": round(event.detected_at, 4), "latency": round(event.latency, 4),
+            "wall_clock": round(wall_clock, 3)}
+
+
 def describe_latency(detector: StreamingDetector) -> str:
     """:func:`stream_latency` in words, for the first line of the ``stream`` command."""
     parts = stream_latency(detector)
@@ -468,6 +476,7 @@ def format_event(event: DetectedEvent) -> str:
 
 def stream_file(args) -> int:
     """``neurocare-bids stream FILE --model MODEL``: replay a recording as if live; print each event as found."""
+    import json
     import time
 
     from .errors import DataError
@@ -487,9 +496,19 @@ def stream_file(args) -> int:
     if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
         raise DataError(f"{args.file.name}: the model's channels are recorded at different rates; streaming "
                         "needs one rate")
-    print(f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
-          f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); "
-          f"{describe_latency(detector)}", flush=True)
+    def say(record: dict, text: str) -> None:  # one line: the JSON object with --json, else the text
+        print(json.dumps(record) if getattr(args, "json", False) else text, flush=True)
+
+    say({"kind": "start", "file": args.file.name, "channels": len(source.ch_names), "sfreq": source.sfreq,
+         **{k: round(v, 3) for k, v in stream_latency(detector).items()}},
+        f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
+        f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); "
+        f"{describe_latency(detector)}")
+
+    def report(events: list[DetectedEvent]) -> None:
+        for event in events:
+            say(event_record(event, time.time()), format_event(event))
+
     chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
     everything = list(range(len(source.ch_names)))
     started = time.monotonic()
@@ -499,18 +518,19 @@ def stream_file(args) -> int:
             data = source.read(everything, start, stop)
             if args.realtime:  # the samples "arrive" once their time has come
                 time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
-            for event in detector.feed(data.T):
-                print(format_event(event), flush=True)
-        for event in detector.flush():
-            print(format_event(event), flush=True)
+            report(detector.feed(data.T))
+        report(detector.flush())
         if not detector.tracker.raw:  # as batch mode warns: "0 seizures" alone would read as a clean result
             import logging
 
             logging.getLogger("neurocare").warning(
                 "%s: recording (%.1f s) is shorter than one window (%g s): no windows", args.file.name,
                 source.n_times / source.sfreq, model.window_duration)
-        print(f"end of stream: {len(detector.events)} seizure(s) in {source.n_times / source.sfreq:.1f} s of "
-              f"signal (replayed in {time.monotonic() - started:.1f} s)", flush=True)
+        seconds = source.n_times / source.sfreq
+        say({"kind": "end", "reason": "end of file", "seizures": len(detector.events),
+             "signal_seconds": round(seconds, 3)},
+            f"end of stream: {len(detector.events)} seizure(s) in {seconds:.1f} s of signal (replayed in "
+            f"{time.monotonic() - started:.1f} s)")
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as command-line tools do
         import os
         import sys

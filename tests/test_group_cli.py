@@ -228,6 +228,34 @@ def test_latency_of_each_detected_seizure_follows_from_predictions_tsv(sequentia
     assert "<h3>Detection latency</h3>" in html and 'aria-label="latency"' in html
 
 
+def test_per_subject_window_ranking_recomputed_from_the_predictions(sequential):
+    """``subjects[].window`` and ``window.subject_mean``: each subject's AUCs of its own out-of-fold smoothed
+    scores, as sklearn computes them from predictions.tsv, their mean, and the same in metrics_subjects.tsv."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    _, out, _ = sequential
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    rows = [r for r in _tsv(out / "group" / "predictions.tsv") if r["split"] == "test"]
+    table = {r["participant_id"]: r for r in _tsv(out / "group" / "metrics_subjects.tsv")}
+    expected = {}
+    for sub in {r["participant_id"] for r in rows}:
+        y = np.array([int(r["label"]) for r in rows if r["participant_id"] == sub])
+        p = np.array([float(r["smoothed_probability"]) for r in rows if r["participant_id"] == sub])
+        if 0 < y.sum() < y.size:
+            expected[sub] = (roc_auc_score(y, p), average_precision_score(y, p))
+    assert expected, "the quick group run should have subjects with seizure windows"
+    got = {s["participant_id"]: s["window"] for s in metrics["subjects"] if s.get("window", {}).get("pr_auc")}
+    assert sorted(got) == sorted(expected)
+    for sub, (roc, pr) in expected.items():  # predictions.tsv keeps 6 significant digits
+        assert got[sub]["roc_auc"] == pytest.approx(roc, abs=2e-4)
+        assert got[sub]["pr_auc"] == pytest.approx(pr, abs=2e-4)
+        assert float(table[sub]["window_pr_auc"]) == pytest.approx(pr, abs=2e-4)
+    mean = metrics["window"]["subject_mean"]
+    assert mean["n_subjects"] == len(expected)
+    assert mean["pr_auc"] == pytest.approx(np.mean([pr for _, pr in expected.values()]), abs=2e-4)
+    assert mean["roc_auc"] == pytest.approx(np.mean([roc for roc, _ in expected.values()]), abs=2e-4)
+
+
 def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
     bids, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())

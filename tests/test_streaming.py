@@ -289,6 +289,30 @@ def test_stream_cli_prints_events_as_detected(model_folder, recording, tmp_path)
     assert replayed >= 600 / 1000 * 0.9  # --realtime: it waited for the samples' time
 
 
+def test_stream_cli_json_of_a_file_carries_the_text_lines_events(model_folder, recording):
+    """``stream FILE --json``: the replay's start, alarms, events and end as JSON objects, the same events (and
+    signal times) as its text lines, alarms before their events (what benchmarks/latency.py reads)."""
+    text = run_cli("stream", recording, "--model", model_folder, "--operating-point", "f1")
+    result = run_cli("stream", recording, "--model", model_folder, "--operating-point", "f1", "--json")
+    assert result.returncode == 0 and text.returncode == 0, result.stderr + text.stderr
+    records = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert records[0]["kind"] == "start" and records[0]["file"] == recording.name
+    assert records[0]["earliest"] == pytest.approx(29.891, abs=1e-3)  # as the text line says (29.9 s)
+    assert records[-1] == {"kind": "end", "reason": "end of file", "seizures": len(
+        [r for r in records if r["kind"] == "event"]), "signal_seconds": 600.0}
+    finals = [m for m in (re.search(r"seizure ([\d.]+)-([\d.]+) s", line) for line in text.stdout.splitlines()
+                          if "confidence" in line) if m]
+    events = [r for r in records if r["kind"] == "event"]
+    assert len(events) == len(finals) >= 1
+    for r, m in zip(events, finals):
+        assert r["onset"] == pytest.approx(float(m[1]), abs=0.05)
+        assert r["onset"] + r["duration"] == pytest.approx(float(m[2]), abs=0.05)
+        assert r["latency"] == pytest.approx(r["detected_at"] - r["onset"], abs=1e-3)
+    for event in events:  # each complete event was alarmed first, at the same onset
+        alarm = next(r for r in records if r["kind"] == "alarm" and r["onset"] == event["onset"])
+        assert alarm["detected_at"] <= event["detected_at"] and records.index(alarm) < records.index(event)
+
+
 def test_stream_cli_uses_the_alarm_operating_point(model_folder, recording, tmp_path):
     """Without --operating-point, stream detects with the card's alarm point (tuned for the soonest alarms),
     exactly as batch mode does with that point; a card without it is refused for --operating-point alarm."""

@@ -110,6 +110,9 @@ def build_stream_parser() -> argparse.ArgumentParser:
                         help="the model card's post-processing to detect with: 'alarm', tuned for the soonest "
                              "alarms within postprocessing.max_fp_per_24h false alarms, or 'f1', tuned for SzCORE's "
                              "event F1 (default: alarm when the card has it)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per line: kind (start, alarm, event, end), onset, duration, "
+                             "confidence, detected_at, latency, wall_clock")
     live = parser.add_argument_group("live input (Lab Streaming Layer), instead of FILE")
     live.add_argument("--lsl", metavar="NAME",
                       help="connect to the LSL EEG stream of this name and detect until SIGINT/SIGTERM or until it "
@@ -120,9 +123,6 @@ def build_stream_parser() -> argparse.ArgumentParser:
     live.add_argument("--alarm-outlet", default="neurocare-alarms", metavar="NAME",
                       help="LSL marker stream (one string channel) each alarm and event is pushed to, as the JSON "
                            "object --json prints (default: neurocare-alarms)")
-    live.add_argument("--json", action="store_true",
-                      help="print one JSON object per line: kind (start, alarm, event, end), onset, duration, "
-                           "confidence, detected_at, latency, wall_clock")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     return parser
 

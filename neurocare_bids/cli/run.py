@@ -72,8 +72,6 @@ def _stream(args) -> int:
         from ..live import stream_lsl
 
         return stream_lsl(args)
-    if args.json:
-        raise UsageError("--json is for live input (--lsl NAME)")
     from ..streaming import stream_file
 
     return stream_file(args)
