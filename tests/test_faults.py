@@ -257,3 +257,50 @@ def test_unwritable_output_exits_73_and_the_rest_is_processed(dataset, tmp_path)
     assert not list(blocked.glob("sub-*"))
     for result in (result,):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_a_tfrecord_is_written_exits_130_and_keeps_finished_outputs(dataset, tmp_path):
+    """SIGINT to the process group (what Ctrl-C sends), workers included, while TFRecords are half written: code
+    130, one line, the temporaries and the scratch files removed, finished outputs kept; a rerun completes."""
+    bids, reference = dataset
+    expected = _outputs(reference)
+    out, work = tmp_path / "out", tmp_path / "work"
+    with read_only_input(bids):
+        proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "participant",
+                                 "--skip-bids-validation", "--nprocs", "2", "-w", work],
+                                env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            seen = _interrupt_when(proc, lambda: _partial(out, set()), "a TFRecord being written")
+            done, finished = _done(out), _finished(out)
+            assert _temporaries(out) and not set(seen) & done and done < set(RECORDINGS)
+            os.killpg(proc.pid, signal.SIGINT)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+            _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "neurocare-bids: interrupted" and "Traceback" not in stderr, stderr
+    assert_clean(out)
+    assert not list(work.iterdir())
+    assert _done(out) >= done and _finished(out).items() >= finished.items()
+    assert _complete_outputs_only(out) == len(_done(out))
+    assert _finished(out) == {k: expected[k] for k in _finished(out)}
+
+    result = run_cli(bids, out, "participant", "--skip-bids-validation", "--nprocs", "2", "-w", work)
+    assert result.returncode == 0, result.stderr
+    assert _outputs(out) == expected
+
+
+def test_nprocs_1_and_2_write_identical_bytes(dataset, tmp_path):
+    """One recording at a time (its blocks filtered in two threads) or two at a time (one thread each): the
+    same TFRecords and sidecars, byte for byte."""
+    bids, reference = dataset
+    out = tmp_path / "out"
+    result = run_cli(bids, out, "participant", "--skip-bids-validation", "--nprocs", "1")
+    assert result.returncode == 0, result.stderr
+    assert f"{len(RECORDINGS)} written" in result.stdout
+    mine, theirs = _outputs(out), _outputs(reference)
+    assert sum(k.endswith("_windows.tfrecord") for k in mine) == sum(k.endswith("_windows.json") for k in mine) \
+        == len(RECORDINGS)
+    assert mine == theirs
