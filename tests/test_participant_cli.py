@@ -564,3 +564,41 @@ def test_filters_are_the_documented_ones(tmp_path):
     passed = expected > 0.1
     np.testing.assert_allclose(np.angle(response[passed]), 0.0, atol=0.01)  # zero phase
     assert np.abs(response[freqs == 50.0]) < 1e-3  # the mains frequency removed
+
+
+def test_rerun_with_a_changed_configuration_recomputes_and_the_same_one_reuses(siena, tmp_path):
+    """README: a rerun skips a recording whose sidecar records the same input checksums and configuration hash;
+    the hash covers the input, montage, preprocessing, windows and output sections, not the execution options nor
+    the group level's sections. A changed option must give what a fresh run with it gives, never stale outputs."""
+    def config(name: str, text: str):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def run(out, cfg, *extra):
+        result = run_cli(siena, out, "participant", "--skip-bids-validation", "--no-reports", "--config", cfg, *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def outputs(out):
+        return {k: v for k, v in tree_checksums(out).items() if k.startswith("sub-")}
+
+    base = "[windows]\nseizure_overlap = 0.5\n"
+    out = tmp_path / "out"
+    assert "2 written, 0 up to date" in run(out, config("base", base))
+    first = outputs(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("sub-*/ses-01/eeg/*")}
+    # the same output configuration: execution options and group-level sections changed, nothing recomputed
+    same = config("same", base + "[training]\nepochs = 3\n[postprocessing]\nthreshold = 0.7\n[execution]\nseed = 7\n")
+    assert "0 written, 2 up to date" in run(out, same, "--nprocs", "1")
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes and outputs(out) == first
+
+    changes = {"labels": "[windows]\nseizure_overlap = 0.25\n",  # the same signal, other labels
+               "filter": "[windows]\nseizure_overlap = 0.25\n[preprocessing]\nh_freq = 20.0\n"}  # other samples
+    for name, text in changes.items():
+        changed = config(name, text)
+        assert "2 written, 0 up to date" in run(out, changed), name
+        run(tmp_path / name, changed)  # a fresh run with that configuration
+        assert outputs(out) == outputs(tmp_path / name) != first, name
+    assert json.loads(outputs_of(out)[1].read_text())["Preprocessing"]["h_freq"] == 20.0
+    assert "0 written, 2 up to date" in run(out, changed)  # the new outputs are up to date with their configuration
