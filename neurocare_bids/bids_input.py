@@ -70,6 +70,8 @@ class Recording:
             if not path.exists():
                 raise DataError(f"{path.name}: {'broken symbolic link' if path.is_symlink() else 'missing file'}"
                                 f" ({_NOT_FETCHED})")
+            if not path.is_file():  # a folder (or a device) where the sidecar or events.tsv should be
+                raise DataError(f"{path.name}: not a file")
 
 
 def source_stem(filename: str) -> str:

@@ -461,3 +461,31 @@ def test_benchmark_script_runs(model_folder, tmp_path):
     figures = json.loads((tmp_path / "bench.json").read_text())
     assert figures["onnx"]["windows"] == (360 - 4) // 2 + 1 and figures["onnx"]["engine"] == "onnx"
     assert figures["startup"]["onnx"]["wall_s"] > 0
+
+
+def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):
+    """The whole way through the CLI: participant level on three generated subjects, the group level trains the
+    feature baseline (``model.preset = "features"``, seconds to train), apply mode on a new subject's recording.
+    Each annotated seizure of the new recording is found, near its onset, and nothing else is."""
+    train, new = tmp_path / "train", tmp_path / "new"
+    for i, subject in enumerate(("01", "02", "03")):
+        add_recording(train, subject, duration=240.0, seizures=[(40.0 + 20 * i, 30.0, "sz"), (160.0, 40.0, "sz")],
+                      seed=31 + i)
+    seizures = [(70.0, 30.0), (190.0, 35.0)]
+    add_recording(new, "21", duration=300.0, seizures=[(o, d, "sz") for o, d in seizures], events=None, seed=41)
+    out, applied, config = tmp_path / "out", tmp_path / "applied", tmp_path / "features.toml"
+    # Recordings a quarter seizure: no centring on the median (README: for recordings that are not mostly background)
+    config.write_text('[model]\npreset = "features"\n[cv]\nfolds = 3\n[postprocessing]\ncentre = false\n')
+    for args in ((train, out, "participant"), (train, out, "group", "--config", config),
+                 (new, applied, "participant", "--model", out / "group" / "model")):
+        result = run_cli(*args, *(["--skip-bids-validation"] if "participant" in args else []), "--no-reports",
+                         timeout=600)
+        assert result.returncode == 0, result.stderr
+
+    [events] = applied.glob("sub-21/ses-01/eeg/*_desc-neurocare_events.tsv")
+    found = [(float(r["onset"]), float(r["duration"])) for r in _tsv(events)]
+    assert all(r["eventType"] == "sz" for r in _tsv(events)), found
+    for onset, duration in seizures:  # found, starting within 10 s of the onset, and overlapping the seizure
+        assert any(abs(o - onset) <= 10 and o < onset + duration and o + d > onset for o, d in found), (onset, found)
+    for o, d in found:  # and no false alarm
+        assert any(o < onset + duration and o + d > onset for onset, duration in seizures), (o, d, found)

@@ -353,3 +353,33 @@ def test_group_level_errors(prepared, tmp_path):
     result = run_cli(bids, copy, "participant", "--fold", "1", "--skip-bids-validation")
     assert result.returncode == 64 and "group level only" in result.stderr
     assert all("Traceback" not in r for r in (result.stderr,))
+
+
+def test_a_finished_fold_is_not_reused_with_another_group_configuration_or_seed(prepared, sequential, tmp_path):
+    """README: a later group run "skips the folds already done (same data, seed and group configuration)" (the
+    reuse itself: test_separate_fold_jobs_then_aggregation_equal_a_sequential_run). On a copy of a finished group
+    level, a changed group option trains fold 1 again and its fold.json records the new option; a changed seed,
+    which assigns other folds, is refused (64) with the finished folds left as they were, never mixed."""
+    bids, config = prepared[0], prepared[2]
+    out = tmp_path / "out"
+    shutil.copytree(sequential[1], out)
+    fold = out / "group" / "fold-1"
+    before = json.loads((fold / "fold.json").read_text())
+    assert before["group_config"]["postprocessing"]["merge_gap"] == 30.0
+
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text() + "[postprocessing]\nmerge_gap = 20.0\n")
+    result = run_cli(bids, out, "group", "--config", changed, "--fold", "1", "--no-reports", "-v", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "already done" not in result.stderr and "fold 1/4: test" in result.stderr
+    after = json.loads((fold / "fold.json").read_text())
+    assert after["group_config"]["postprocessing"]["merge_gap"] == 20.0
+    assert {k: v for k, v in after["group_config"].items() if k != "postprocessing"} == \
+        {k: v for k, v in before["group_config"].items() if k != "postprocessing"}
+
+    trained = {p: p.read_bytes() for p in (out / "group").rglob("*") if p.is_file()}
+    result = run_cli(bids, out, "group", "--config", changed, "--seed", "7", "--fold", "1", "--no-reports",
+                     timeout=600)
+    assert result.returncode == 64, result.stderr
+    assert "folds.tsv was made for other subjects or settings; use --overwrite" in result.stderr
+    assert {p: p.read_bytes() for p in (out / "group").rglob("*") if p.is_file()} == trained

@@ -514,3 +514,91 @@ def test_causal_preprocessing_windows_need_no_later_signal(tmp_path):
     np.testing.assert_array_equal(windows(causal, "01")[:33], windows(causal, "02")[:33])
     assert np.abs(windows(causal, "01")[36] - windows(causal, "02")[36]).max() > 10
     assert np.abs(windows(zero, "01")[32] - windows(zero, "02")[32]).max() > 1e-3
+
+
+def test_filters_are_the_documented_ones(tmp_path):
+    """README: zero-phase Butterworth band-pass 0.5-30 Hz, order 4 per edge, forward and backward, and a zero-phase
+    notch (Q 30) at the sidecar's PowerLineFrequency (50 Hz; 100 Hz is above Nyquist). Sines at frequencies in
+    the pass band, at its edges, in the transition and stop bands and at the mains frequency go in, one per
+    electrode, as an EDF at the output rate (no resampling); the gain and phase of each, read back from the
+    TFRecord, must be those of the filters designed here from the documented numbers, not from the app's."""
+    from scipy import signal as sig
+
+    from neurocare_bids.tfrecord import read_windows as read_all
+
+    sfreq, duration, amplitude = 128.0, 600.0, 100.0
+    freqs = np.array([0.1, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 28.0, 30.0, 35.0, 40.0, 50.0, 55.0, 60.0])
+    rng = np.random.default_rng(7)
+    phases = rng.uniform(0, 2 * np.pi, len(freqs))
+    t = np.arange(int(duration * sfreq)) / sfreq
+    data = np.zeros((len(SIENA_LABELS), len(t)))
+    data[:len(freqs)] = amplitude * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])
+    root = tmp_path / "bids"
+    add_recording(root, "01", data=data, sfreq=sfreq, duration=duration, seizures=[], line_freq=50)
+    config = tmp_path / "raw.toml"
+    config.write_text("[preprocessing]\nzscore = false\n")  # µV out, to compare amplitudes
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation", "--config", config)
+    assert result.returncode == 0, result.stderr
+
+    tfrecord, sidecar = outputs_of(out)
+    windows = read_all(sidecar)["eeg"]  # (299, 512, 19): windows of 4 s every 2 s
+    y = np.concatenate(windows[::2]).astype(np.float64)  # every other window: the recording, end to end
+    assert y.shape == (len(t), len(SIENA_LABELS))
+    # the average reference: output channel i = x_i - mean(x), so x_i contributes (1 - 1/19) of itself.
+    # Fit every frequency's sine and cosine at once in the steady state (away from the edges) of each channel.
+    keep = (t >= 100) & (t < 500)
+    basis = np.concatenate([np.sin(2 * np.pi * freqs[:, None] * t[keep]),
+                            np.cos(2 * np.pi * freqs[:, None] * t[keep])]).T
+    coef, *_ = np.linalg.lstsq(basis, y[keep, :len(freqs)], rcond=None)
+    own = np.arange(len(freqs))
+    response = (coef[own, own] + 1j * coef[own + len(freqs), own]) / (
+        amplitude * (1 - 1 / len(SIENA_LABELS)) * np.exp(1j * phases))  # A sin(wt+p): A cos p sin, A sin p cos
+
+    band = sig.butter(4, [0.5, 30.0], "bandpass", fs=sfreq, output="sos")
+    notch = sig.tf2sos(*sig.iirnotch(50.0, 30.0, fs=sfreq))
+    _, h = sig.sosfreqz(np.concatenate([band, notch]), worN=freqs, fs=sfreq)
+    expected = np.abs(h) ** 2  # forward and backward: the magnitude squared, no phase shift
+    np.testing.assert_allclose(np.abs(response), expected, rtol=0.01, atol=2e-3)
+    np.testing.assert_allclose(np.abs(response[[2, 9]]), 0.5, rtol=0.01)  # -3 dB per pass at each edge
+    passed = expected > 0.1
+    np.testing.assert_allclose(np.angle(response[passed]), 0.0, atol=0.01)  # zero phase
+    assert np.abs(response[freqs == 50.0]) < 1e-3  # the mains frequency removed
+
+
+def test_rerun_with_a_changed_configuration_recomputes_and_the_same_one_reuses(siena, tmp_path):
+    """README: a rerun skips a recording whose sidecar records the same input checksums and configuration hash;
+    the hash covers the input, montage, preprocessing, windows and output sections, not the execution options nor
+    the group level's sections. A changed option must give what a fresh run with it gives, never stale outputs."""
+    def config(name: str, text: str):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def run(out, cfg, *extra):
+        result = run_cli(siena, out, "participant", "--skip-bids-validation", "--no-reports", "--config", cfg, *extra)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def outputs(out):
+        return {k: v for k, v in tree_checksums(out).items() if k.startswith("sub-")}
+
+    base = "[windows]\nseizure_overlap = 0.5\n"
+    out = tmp_path / "out"
+    assert "2 written, 0 up to date" in run(out, config("base", base))
+    first = outputs(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("sub-*/ses-01/eeg/*")}
+    # the same output configuration: execution options and group-level sections changed, nothing recomputed
+    same = config("same", base + "[training]\nepochs = 3\n[postprocessing]\nthreshold = 0.7\n[execution]\nseed = 7\n")
+    assert "0 written, 2 up to date" in run(out, same, "--nprocs", "1")
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes and outputs(out) == first
+
+    changes = {"labels": "[windows]\nseizure_overlap = 0.25\n",  # the same signal, other labels
+               "filter": "[windows]\nseizure_overlap = 0.25\n[preprocessing]\nh_freq = 20.0\n"}  # other samples
+    for name, text in changes.items():
+        changed = config(name, text)
+        assert "2 written, 0 up to date" in run(out, changed), name
+        run(tmp_path / name, changed)  # a fresh run with that configuration
+        assert outputs(out) == outputs(tmp_path / name) != first, name
+    assert json.loads(outputs_of(out)[1].read_text())["Preprocessing"]["h_freq"] == 20.0
+    assert "0 written, 2 up to date" in run(out, changed)  # the new outputs are up to date with their configuration
