@@ -181,9 +181,8 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
                 seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
     """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
     from .losses import build_loss
-    from .models import SEED_TRAINING, build_model
+    from .models import SEED_TRAINING
 
-    _setup_determinism(seed)
     place = placement(cfg)
     seed_preset = cfg.model.preset == "seed"
     lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
@@ -195,7 +194,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         raise UsageError(f"training.batch_size ({batch}) must be a multiple of the {place.replicas} devices "
                          "that JAX trains on")
     with place.scope():  # variables on every replica; batches split across them
-        model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+        model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
     steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
@@ -219,6 +218,15 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
     return model, history.history
+
+
+def initial_network(cfg: Config, geometry: WindowGeometry, seed: int):
+    """The network as a training with ``seed`` starts it (every random generator seeded first): the same
+    weights on every number of devices, for one Keras backend (tests measure how far training moves them)."""
+    from .models import build_model
+
+    _setup_determinism(seed)
+    return build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
 
 
 def build_optimizer(cfg: Config, learning_rate: float):
