@@ -159,7 +159,7 @@ def _free_ports(n: int) -> list[int]:
 def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
     """--distributed with a two-worker cluster (TF_CONFIG, as Slurm's resolver would give): both train in step,
     only the chief writes the fold's outputs, and they agree with a one-device run within the tolerance."""
-    bids, out, config = prepared
+    bids, out, _ = prepared
     base = tmp_path / "quick.toml"
     base.write_text(MOVING_CONFIG)
     single = tmp_path / "single"
