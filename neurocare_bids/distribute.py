@@ -1,7 +1,7 @@
 """Where training runs: one device, all GPUs of a node, or several nodes of a Slurm job.
 
-``execution.distribution`` picks the ``tf.distribute`` strategy that every training of the group level
-(folds and final model) is built, compiled and fitted under:
+On Keras's TensorFlow backend (the default), ``execution.distribution`` picks the ``tf.distribute`` strategy
+that every training of the group level (folds and final model) is built, compiled and fitted under:
 
 * ``auto`` (default): ``MirroredStrategy`` over all GPUs when more than one is visible (or over
   ``execution.cpu_replicas`` logical CPU devices), otherwise the default single-device strategy;
@@ -14,10 +14,18 @@
 ``training.batch_size`` is the global batch, split across the replicas, so the optimisation is the same
 whatever the number of devices; batch-norm statistics are per replica, so results agree with a single
 device run within a tolerance, not bit for bit (README states it).
+
+On the JAX backend (``KERAS_BACKEND=jax``) the same settings choose a ``keras.distribution.DataParallel``
+over the devices JAX sees (its GPUs, else its CPU devices: ``execution.cpu_replicas`` or
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``), set for the whole process: ``auto`` and ``mirrored``
+use every device when there are several, ``single`` one. ``multi-worker`` is TensorFlow's only (a usage
+error on JAX). The input pipeline stays ``tf.data``; Keras hands its batches to JAX and splits each global
+batch across the devices (which must divide it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -32,15 +40,26 @@ log = logging.getLogger("neurocare")
 class Placement:
     """The strategy and this process's part in it."""
 
-    strategy: object
-    kind: str  # "single", "mirrored" or "multi-worker"
+    strategy: object  # a tf.distribute strategy; None on JAX (the keras.distribution is set globally)
+    kind: str  # "single", "mirrored", "multi-worker" (TensorFlow) or "data-parallel" (JAX)
     replicas: int
     worker_index: int = 0
     workers: int = 1
+    backend: str = "tensorflow"
 
     @property
     def is_chief(self) -> bool:
         return self.worker_index == 0
+
+    def scope(self):
+        """Where models are built and compiled: the strategy's scope on TensorFlow; on JAX nothing is needed
+        (the process-wide ``keras.distribution`` lays the variables out)."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def card(self) -> dict:
+        """How the training ran, for ``fold.json`` and the model card."""
+        return {"KerasBackend": self.backend, "Distribution": self.kind, "Replicas": self.replicas,
+                "Workers": self.workers}
 
 
 _PLACEMENT: Placement | None = None
@@ -58,6 +77,13 @@ def placement(cfg: Config) -> Placement:
 
 
 def _create(cfg: Config) -> Placement:
+    import keras
+
+    if keras.config.backend() == "jax":
+        return _create_jax(cfg)
+    if keras.config.backend() != "tensorflow":
+        raise UsageError(f"the group level trains on Keras's TensorFlow or JAX backend, not "
+                         f"'{keras.config.backend()}' (KERAS_BACKEND)")
     import tensorflow as tf
 
     mode, cpu_replicas = cfg.execution.distribution, cfg.execution.cpu_replicas
@@ -74,6 +100,30 @@ def _create(cfg: Config) -> Placement:
         log.warning("distribution = 'mirrored' but only one device is visible; training on it")
     strategy = tf.distribute.MirroredStrategy(devices=devices)
     return Placement(strategy, "mirrored", strategy.num_replicas_in_sync)
+
+
+def _create_jax(cfg: Config) -> Placement:
+    import jax
+    import keras
+
+    mode, cpu_replicas = cfg.execution.distribution, cfg.execution.cpu_replicas
+    if mode == "multi-worker":
+        raise UsageError("--distributed (multi-worker training) needs Keras's TensorFlow backend; on JAX, one "
+                         "process trains data-parallel over every device of its node: leave KERAS_BACKEND=jax "
+                         "or --distributed out")
+    if cpu_replicas > 1:
+        try:
+            jax.config.update("jax_num_cpu_devices", cpu_replicas)
+        except RuntimeError:  # JAX's devices already initialised in this process: keep what exists
+            log.warning("could not split the CPU into %d devices (JAX already initialised)", cpu_replicas)
+    devices = jax.devices()  # the default platform's: GPUs when JAX has them, else the CPU devices
+    if mode == "single" or len(devices) < 2:
+        if mode == "mirrored":
+            log.warning("distribution = 'mirrored' but JAX sees only one device; training on it")
+        return Placement(None, "single", 1, backend="jax")
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    return Placement(None, "data-parallel", len(devices), backend="jax")
 
 
 def _split_cpu(tf, n: int) -> None:

@@ -181,9 +181,8 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
                 seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
     """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
     from .losses import build_loss
-    from .models import SEED_TRAINING, build_model
+    from .models import SEED_TRAINING
 
-    _setup_determinism(seed)
     place = placement(cfg)
     seed_preset = cfg.model.preset == "seed"
     lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
@@ -191,8 +190,11 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     n_windows = sum(f.window_count for f in train)
     n_seizure = sum(f.seizure_window_count for f in train)
     loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
-    with place.strategy.scope():  # variables on every replica; batches split across them
-        model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+    if place.backend == "jax" and batch % place.replicas:
+        raise UsageError(f"training.batch_size ({batch}) must be a multiple of the {place.replicas} devices "
+                         "that JAX trains on")
+    with place.scope():  # variables on every replica; batches split across them
+        model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
     steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
@@ -218,6 +220,15 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     return model, history.history
 
 
+def initial_network(cfg: Config, geometry: WindowGeometry, seed: int):
+    """The network as a training with ``seed`` starts it (every random generator seeded first): the same
+    weights on every number of devices, for one Keras backend (tests measure how far training moves them)."""
+    from .models import build_model
+
+    _setup_determinism(seed)
+    return build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
+
+
 def build_optimizer(cfg: Config, learning_rate: float):
     """Adam, keeping a moving average of the weights (``training.weight_averaging``) except for the seed preset,
     which is trained as the original code was."""
@@ -241,6 +252,10 @@ class _AveragedWeights:
         model = self.use_average.model
         self.last_step = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
         model.optimizer.finalize_variable_values(model.trainable_variables)  # the average → the weights
+        for variable in model.trainable_variables:
+            # a copy of its own: on JAX the assignment shares the average's buffer, which the next compiled
+            # predict or train step donates (deletes), leaving the optimizer's average unreadable (model.save)
+            variable.assign(keras.ops.convert_to_numpy(variable))
 
     def _swap_out(self, epoch, logs=None):
         model = self.resume_training.model
@@ -419,7 +434,7 @@ def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dic
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    return path, export_trained(model, folder, cfg.model.preset, label)
+    return path, export_trained(model, folder, cfg.model.preset, label, saved=path)
 
 
 def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path) -> dict:
@@ -449,7 +464,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
                "train": list(fold.train), "postprocessing": params, "operating_points": points, "seed": seed,
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
-               "version": __version__, "onnx": onnx,
+               "version": __version__, "onnx": onnx, "trained_on": _training_entry(cfg),
                "stacking": model.summary() if isinstance(model, StackedDetector) else None}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -742,6 +757,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "CrossValidation": {"window": metrics["window"], "event": metrics["event"]},
         "Configuration": _group_config(cfg),
         "Software": _versions(),
+        # the Keras backend and devices it was trained on (not read by apply mode: model.keras loads on any backend)
+        "TrainedOn": _training_entry(cfg),
         # for people, not read by apply mode: the sections of Mitchell et al.'s model cards (model_card.py)
         "ModelCard": model_card_sections(cfg, files, metrics, architecture, stacking, training_subjects,
                                          validation_subjects, bids_dir),
@@ -792,11 +809,17 @@ def _architecture(model) -> dict:
     return model_summary(model)
 
 
+def _training_entry(cfg: Config) -> dict | None:
+    """How the network was trained: Keras backend, distribution and replicas (None for the features preset)."""
+    return None if cfg.model.preset == "features" else placement(cfg).card()
+
+
 def _versions() -> dict:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "neurocare-bids": __version__}
-    for name in ("tensorflow", "keras", "numpy", "scikit-learn", "mne", "timescoring"):
+    out = {"python": platform.python_version(), "neurocare-bids": __version__, "keras-backend": keras.config.backend()}
+    for name in ("tensorflow", "keras", *(("jax", "jaxlib") if keras.config.backend() == "jax" else ()),
+                 "numpy", "scikit-learn", "mne", "timescoring"):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:

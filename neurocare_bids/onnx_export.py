@@ -6,6 +6,11 @@ layers compute their periodograms as matrix products for that reason). Each expo
 on random windows before it is renamed into place, and described (file, SHA-256, opset, tensor names) in
 the model card or ``fold.json``.
 
+On Keras's JAX backend the model is exported the same way from its saved ``model.keras`` (the file does not
+depend on the backend), in a child process on the TensorFlow backend, which the package always has for its input
+pipeline; the copy is then also checked against the JAX model. Keras's own JAX route (jax2onnx) is not used: it
+is one more dependency, and untested here on our layers.
+
 The ``features`` preset is not exported: its model is a gradient-boosting classifier behind NumPy/SciPy
 feature extraction (Welch spectra, per-channel statistics), and only the classifier would convert
 (skl2onnx); shipping half a pipeline whose other half must be re-implemented exactly is worse than none.
@@ -19,6 +24,9 @@ import hashlib
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,17 +112,58 @@ def _quiet():
         tf2onnx_log.setLevel(level)
 
 
-def export_trained(model, folder: Path, preset: str, label: str) -> dict:
+def export_saved(model_path: Path, model, folder: Path) -> dict:
+    """``export_onnx`` for a model trained on another Keras backend than TensorFlow (JAX): its saved file is
+    exported by tf2onnx in a child process on the TensorFlow backend (checked there against Keras on TensorFlow),
+    then the copy is checked here against ``model`` on the training backend; one that differs is removed."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONWARNINGS": "ignore"}
+    code = ("import json, sys; from neurocare_bids.onnx_export import _export_file; "
+            "print(json.dumps(_export_file(sys.argv[1], sys.argv[2])))")
+    done = subprocess.run([sys.executable, "-c", code, str(model_path), str(folder)], capture_output=True,
+                          text=True, env=env)
+    if done.returncode:
+        lines = done.stderr.strip().splitlines()
+        raise RuntimeError(f"the TensorFlow exporter failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+    entry = json.loads(done.stdout.strip().splitlines()[-1])
+    path = Path(folder) / ONNX_FILE
+    try:
+        _, difference = _check(model, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    import keras
+
+    entry["Exporter"] += f" (from {Path(model_path).name}; trained on Keras's {keras.config.backend()} backend)"
+    entry["MaxAbsDifference"] = max(entry["MaxAbsDifference"], difference)
+    return entry
+
+
+def _export_file(model_path: str, folder: str) -> dict:
+    """The child process of :func:`export_saved`: load the saved model on TensorFlow and export it."""
+    import keras
+
+    from . import models  # noqa: F401 - registers our layers for loading
+
+    return export_onnx(keras.models.load_model(model_path, compile=False), Path(folder))
+
+
+def export_trained(model, folder: Path, preset: str, label: str, saved: Path | None = None) -> dict:
     """The ONNX entry of a model just trained and saved in ``folder``: exported, or why not.
 
-    A failed export is a warning, not a failed run: the Keras model is saved and complete (hours of
+    ``saved``: the model's file, exported instead of ``model`` when Keras runs on another backend than
+    TensorFlow (:func:`export_saved`). A failed export is a warning, not a failed run: the Keras model is saved and complete (hours of
     training), apply mode runs it, and ``neurocare-bids export-model`` retries the export later. A stale
     ``model.onnx`` of an earlier training is removed, so the folder never pairs a model with another's copy.
     """
     if preset == "features":
         (Path(folder) / ONNX_FILE).unlink(missing_ok=True)
         return {"File": None, "Reason": FEATURES_REASON}
+    import keras
+
     try:
+        if keras.config.backend() != "tensorflow" and saved is not None:
+            return export_saved(saved, model, folder)
         return export_onnx(model, folder)
     except Exception as exc:  # noqa: BLE001 - any exporter failure; Ctrl-C and SIGTERM still stop the run
         (Path(folder) / ONNX_FILE).unlink(missing_ok=True)
@@ -164,7 +213,8 @@ def export_model_folder(folder: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a damaged file
         raise NeuroCareError(f"{model_path} cannot be loaded ({_one_line(exc)})", EXIT_DATA) from None
     try:
-        entry = export_onnx(model, folder)
+        entry = (export_onnx(model, folder) if keras.config.backend() == "tensorflow"
+                 else export_saved(model_path, model, folder))
     except Exception as exc:  # noqa: BLE001
         raise NeuroCareError(f"{model_path} did not export to ONNX ({_one_line(exc)}); please report it",
                              EXIT_INTERNAL) from None

@@ -1,0 +1,77 @@
+"""The group level on Keras's JAX backend (the optional ``jax`` extra), end to end on the tiny demo dataset: CLI as a
+subprocess with ``KERAS_BACKEND=jax``, outputs read back, and the trained model applied. Data-parallel training over
+several JAX devices is compared with one device in test_distribute.py."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import NATIVE_LOG, QUICK_GROUP_CONFIG, add_recording, run_cli
+
+pytest.importorskip("jax", reason="the optional 'jax' extra is not installed (pip install -e '.[jax]'; "
+                                  "make install installs it)")
+
+JAX = {"KERAS_BACKEND": "jax"}
+
+
+def _probabilities(out, bids, recording) -> np.ndarray:
+    stem = recording.name[: recording.name.rindex("_")]
+    series = out / recording.parent.relative_to(bids) / f"{stem}_desc-seizureprob_timeseries.tsv.gz"
+    return np.loadtxt(gzip.open(series, "rt"), delimiter="\t", ndmin=2)[:, 1]
+
+
+def test_group_level_end_to_end_on_jax_then_apply(prepared, tmp_path):
+    bids, participant_out, _ = prepared
+    out = tmp_path / "out"
+    shutil.copytree(participant_out, out)
+    config = tmp_path / "jax.toml"
+    # Two folds and the final model, the network alone; weight averaging (the default) on, which swaps weights
+    # between the optimizer and the model at every epoch's end.
+    config.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n[cv]\nfolds = 2\n")
+    result = run_cli(bids, out, "group", "--config", config, env=JAX, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and not NATIVE_LOG.search(result.stderr), result.stderr
+    metrics = json.loads((out / "group" / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2 and 0 <= metrics["window"]["pr_auc"] <= 1
+    for folder in (out / "group" / "fold-1", out / "group" / "fold-2", out / "group" / "model"):
+        assert (folder / "model.keras").is_file() and (folder / "model.onnx").is_file()
+    fold = json.loads((out / "group" / "fold-1" / "fold.json").read_text())
+    assert fold["trained_on"] == {"KerasBackend": "jax", "Distribution": "single", "Replicas": 1, "Workers": 1}
+    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
+    assert card["TrainedOn"]["KerasBackend"] == "jax" and card["Software"]["keras-backend"] == "jax"
+    assert card["Software"]["jax"] and card["Software"]["jaxlib"]
+    # ONNX: exported from model.keras by tf2onnx on TensorFlow, checked there and against the JAX model here
+    onnx = card["ONNX"]
+    assert onnx["File"] == "model.onnx" and "jax backend" in onnx["Exporter"], onnx
+    assert onnx["MaxAbsDifference"] <= 1e-5
+    assert hashlib.sha256((out / "group" / "model" / "model.onnx").read_bytes()).hexdigest() == onnx["SHA256"]
+
+    # Apply mode on a new recording: the default engine (ONNX Runtime, no Keras backend involved) and the Keras
+    # engine on JAX give the same probabilities.
+    new = tmp_path / "new"
+    recording = add_recording(new, "11", duration=300.0, seizures=[(120.0, 30.0, "sz")], events=None, seed=11)
+    model = out / "group" / "model"
+    runs = {}
+    for engine, env in (("onnx", None), ("keras", JAX)):
+        target = tmp_path / f"applied-{engine}"
+        result = run_cli(new, target, "participant", "--model", model, "--engine", engine, "--skip-bids-validation",
+                         env=env)
+        assert result.returncode == 0, result.stderr
+        runs[engine] = _probabilities(target, new, recording)
+    assert len(runs["onnx"]) == (300 - 4) // 2 + 1
+    np.testing.assert_allclose(runs["onnx"], runs["keras"], atol=1e-5)
+
+
+def test_multi_worker_is_refused_on_jax(prepared, tmp_path):
+    bids, participant_out, config = prepared
+    out = tmp_path / "out"
+    shutil.copytree(participant_out, out)
+    result = run_cli(bids, out, "group", "--config", config, "--distributed", env=JAX)
+    assert result.returncode == 64, result.stderr
+    assert "needs Keras's TensorFlow backend" in result.stderr and "Traceback" not in result.stderr
