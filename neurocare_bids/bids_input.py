@@ -271,6 +271,7 @@ def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just stop, silently
     try:
+        _import_pybids()
         sender.send(("ok", discover(bids_dir, selection)))
     except NeuroCareError as exc:
         sender.send(("error", (str(exc), exc.exit_code)))
@@ -278,3 +279,18 @@ def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
         sender.send(("error", (f"internal error while indexing: {type(exc).__name__}: {exc}", 1)))
     finally:
         sender.close()
+
+
+def _import_pybids() -> None:
+    """Import pybids with the cyclic garbage collector held off (the CLI forks this process with it disabled:
+    importing creates many objects and no garbage), then freeze what the import built and collect again while
+    indexing, whose garbage grows with the dataset."""
+    import gc
+
+    try:
+        import bids  # noqa: F401
+    except ImportError:
+        pass  # load_layout reports it
+    finally:
+        gc.freeze()
+        gc.enable()
