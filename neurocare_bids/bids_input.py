@@ -242,6 +242,7 @@ def discover_in_background(bids_dir: Path, selection: ExecutionConfig):
     import sys
 
     if not sys.platform.startswith("linux"):
+        _import_pybids()
         recordings = discover(bids_dir, selection)
         return lambda: recordings
     context = multiprocessing.get_context("fork")
@@ -282,9 +283,9 @@ def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
 
 
 def _import_pybids() -> None:
-    """Import pybids with the cyclic garbage collector held off (the CLI forks this process with it disabled:
-    importing creates many objects and no garbage), then freeze what the import built and collect again while
-    indexing, whose garbage grows with the dataset."""
+    """Import pybids with the cyclic garbage collector held off, as the CLI starts indexing (importing creates
+    many objects and no garbage), then freeze what the import built and collect again while indexing, whose
+    garbage grows with the dataset."""
     import gc
 
     try:
