@@ -244,6 +244,7 @@ def discover_in_background(bids_dir: Path, selection: ExecutionConfig):
     import sys
 
     if not sys.platform.startswith("linux"):
+        _import_pybids()
         recordings = discover(bids_dir, selection)
         return lambda: recordings
     context = multiprocessing.get_context("fork")
@@ -273,6 +274,7 @@ def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just stop, silently
     try:
+        _import_pybids()
         sender.send(("ok", discover(bids_dir, selection)))
     except NeuroCareError as exc:
         sender.send(("error", (str(exc), exc.exit_code)))
@@ -280,3 +282,18 @@ def _discover_child(bids_dir: Path, selection: ExecutionConfig, sender) -> None:
         sender.send(("error", (f"internal error while indexing: {type(exc).__name__}: {exc}", 1)))
     finally:
         sender.close()
+
+
+def _import_pybids() -> None:
+    """Import pybids with the cyclic garbage collector held off, as the CLI starts indexing (importing creates
+    many objects and no garbage), then freeze what the import built and collect again while indexing, whose
+    garbage grows with the dataset."""
+    import gc
+
+    try:
+        import bids  # noqa: F401
+    except ImportError:
+        pass  # load_layout reports it
+    finally:
+        gc.freeze()
+        gc.enable()
