@@ -285,7 +285,8 @@ def live(args, recordings: list[dict], model: Path) -> dict | None:
         raise RuntimeError(f"live player never started: {p_err.strip()[-500:]}")
     records = _json_lines(out)
     rows = alarm_latencies(records, [(on, off)], offset=tmin, started=started)
-    return {"recording": r["path"].name, "onset": on, "played": [tmin, tmax], **rows[0],
+    return {"recording": r["path"].name, "played": [tmin, tmax], **rows[0], "onset": on,
+            "stream_onset": rows[0]["onset"],
             "start": next((x for x in records if x.get("kind") == "start"), None)}
 
 
