@@ -32,25 +32,16 @@ def main() -> int:
     import numpy as np
 
     from neurocare_bids.config import Config
-    from neurocare_bids.input_pipeline import WindowFile, check_geometry, training_dataset
     from neurocare_bids.losses import build_loss
     from neurocare_bids.models import build_model
 
     cfg = Config()
     cfg.augmentation.enabled = not args.no_augmentation
-    sidecars = sorted(args.derivatives.glob("sub-*/**/*_desc-preproc_windows.json"))
-    if not sidecars:
-        parser.error(f"no participant-level outputs under {args.derivatives}")
-    loaded = [WindowFile.from_sidecar(p, p.relative_to(args.derivatives).parts[0][4:]) for p in sidecars]
-    files = [f for f, _ in loaded]
-    geometry = check_geometry([(p, meta) for p, (_, meta) in zip(sidecars, loaded)])
-
-    stream = iter(training_dataset(files, geometry, cfg.augmentation, args.batch_size, seed=1))
-    for _ in range(3):  # fill the shuffle buffers
-        next(stream)
-    start = time.perf_counter()
-    batches = [next(stream) for _ in range(args.batches)]
-    pipeline = args.batches * args.batch_size / (time.perf_counter() - start)
+    try:
+        files, geometry = load_outputs(args.derivatives)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    pipeline, _, batches = time_pipeline(files, geometry, cfg.augmentation, args.batch_size, args.batches)
 
     keras.utils.set_random_seed(1)
     model = build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
@@ -77,6 +68,39 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def load_outputs(derivatives: Path, subjects: set[str] | None = None):
+    """The participant-level outputs under ``derivatives`` (only ``subjects``' when given, labels without
+    ``sub-``): their ``WindowFile``s and common geometry."""
+    from neurocare_bids.input_pipeline import WindowFile, check_geometry
+
+    sidecars = sorted(derivatives.glob("sub-*/**/*_desc-preproc_windows.json"))
+    if subjects is not None:
+        sidecars = [p for p in sidecars if p.relative_to(derivatives).parts[0][4:] in subjects]
+    if not sidecars:
+        raise FileNotFoundError(f"no participant-level outputs under {derivatives}")
+    loaded = [WindowFile.from_sidecar(p, p.relative_to(derivatives).parts[0][4:]) for p in sidecars]
+    return [f for f, _ in loaded], check_geometry([(p, meta) for p, (_, meta) in zip(sidecars, loaded)])
+
+
+def time_pipeline(files, geometry, augmentation, batch_size: int, n_batches: int):
+    """Windows/s the training stream delivers alone (after 3 batches that fill the shuffle buffers), windows per
+    CPU-second of this process over the same stretch (all its threads: the rate per core), and the batches."""
+    import resource
+
+    from neurocare_bids.input_pipeline import training_dataset
+
+    stream = iter(training_dataset(files, geometry, augmentation, batch_size, seed=1))
+    for _ in range(3):  # fill the shuffle buffers
+        next(stream)
+    cpu0, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    batches = [next(stream) for _ in range(n_batches)]
+    wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    windows = n_batches * batch_size
+    return windows / wall, windows / max(cpu, 1e-9), batches
 
 
 if __name__ == "__main__":

@@ -721,3 +721,47 @@ def test_no_reports_skips_the_pages_but_keeps_the_citation(siena, tmp_path):
     result = run_cli(siena, out, "participant", "--skip-bids-validation")  # up to date, pages written now
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("sub-*.html")) == ["sub-01.html", "sub-02.html"]
+
+
+# ---------------------------------------------------------------------- long runs (issue 18: 128 h of traces)
+def _path_vertices(svg: str) -> list[int]:
+    """Vertices of each path of an inline SVG (matplotlib writes ``M x y L x y ...``)."""
+    import re
+
+    return [d.count("L ") + 1 for d in re.findall(r'\bd="([^"]*)"', svg)]
+
+
+def test_long_traces_are_a_bounded_min_max_envelope_that_keeps_a_one_window_peak_and_dip():
+    import re
+
+    from neurocare_bids.reports import figures
+
+    rng = np.random.default_rng(0)
+    n = 200_000  # 111 h of 2-s windows in one recording
+    x = np.arange(n) * 2.0
+    y = 0.3 + 0.1 * rng.random(n)
+    y[123_457], y[54_321] = 0.99, 0.001  # one window each
+    ex, ey = figures.envelope(x, y, 1500)
+    assert len(ex) <= 1500 and np.all(np.diff(ex) > 0)
+    assert ey.max() == 0.99 and ey.min() == 0.001
+    assert 123_457 * 2.0 in ex and 54_321 * 2.0 in ex  # drawn where they are
+    short_x, short_y = figures.envelope(x[:1500], y[:1500], 1500)  # at or below the bound: every point as is
+    assert np.array_equal(short_x, x[:1500]) and np.array_equal(short_y, y[:1500])
+
+    long_svg = str(figures.probability_trace(x + 2.0, y, y, n * 2.0 + 2.0, [(246_900.0, 247_000.0)], [], 0.5,
+                                             "trace-long", 400))
+    short_svg = str(figures.probability_trace(x[:300] + 2.0, y[:300], y[:300], 602.0, [], [], 0.5, "trace-short"))
+    assert max(_path_vertices(long_svg)) <= 400 + 1  # matplotlib's simplification repeats the last vertex
+    assert len(long_svg) < 40_000  # ~8 MB of path without the envelope
+    # a short recording is drawn as before: every window, coordinates not rounded
+    assert short_svg == str(figures.probability_trace(x[:300] + 2.0, y[:300], y[:300], 602.0, [], [], 0.5,
+                                                      "trace-short", 10**9))
+    assert re.search(r"\d\.\d{2}", short_svg)  # and its coordinates unrounded
+
+
+def test_the_traces_of_a_page_share_a_point_budget():
+    from neurocare_bids.reports import figures, group
+
+    assert group.trace_points(1) == group.trace_points(41) == figures.MAX_POINTS  # Siena: full resolution
+    assert 686 * group.trace_points(686) <= group.TRACE_PAGE_POINTS  # CHB-MIT's 686 recordings share the budget
+    assert group.trace_points(10_000) == group.MIN_TRACE_POINTS  # but never fewer than that per trace

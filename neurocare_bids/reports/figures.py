@@ -2,7 +2,7 @@
 
 Every figure is SVG text placed in the page itself, so a report is one file that works offline. Text
 stays text (``svg.fonttype = none``: small files, searchable), dense traces are reduced to at most
-``MAX_POINTS`` points per line with a per-bin maximum (a seizure peak is never dropped), and element ids
+``MAX_POINTS`` points per line with a per-bin minimum and maximum (a seizure peak is never dropped), and element ids
 are prefixed (and hashes salted) with the figure's name, so that the many figures of a page never share an
 id and the same inputs give the same bytes.
 """
@@ -39,14 +39,17 @@ def _styled(func):
     return wrapper
 
 
-def to_svg(fig, name: str) -> Markup:
-    """The figure as an inline ``<svg>`` element (no XML prolog), its ids unique to ``name``."""
+def to_svg(fig, name: str, decimals: int | None = None) -> Markup:
+    """The figure as an inline ``<svg>`` element (no XML prolog), its ids unique to ``name``; with ``decimals``,
+    its path coordinates rounded to that many decimals."""
     with matplotlib.rc_context({"svg.hashsalt": name}):
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    if decimals is not None:
+        text = round_paths(text, decimals)
     # matplotlib numbers its element ids per figure (figure_1, axes_1...): prefix them, and every reference
     # to them, so that the ids of a page's many figures stay unique.
     prefix = re.sub(r"[^A-Za-z0-9_-]", "_", name) + "-"
@@ -78,12 +81,32 @@ def _label_room(labels: list[str]) -> float:
 
 
 def envelope(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_points`` points of a trace: the maximum of each of equal bins (peaks survive)."""
+    """At most ``max_points`` points of a trace (unchanged when it has no more): ``max_points // 2`` equal bins,
+    each drawn as its minimum and its maximum in the order they occur, so that neither a one-window peak nor a
+    one-window dip is lost, whatever the recording's length (a bin is about one pixel of a report's figure)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) <= max_points:
         return x, y
-    edges = np.linspace(0, len(x), max_points + 1).astype(int)
-    return x[edges[:-1]], np.maximum.reduceat(y, edges[:-1])
+    bins = max(1, max_points // 2)
+    starts = np.linspace(0, len(x), bins + 1).astype(int)[:-1]
+    lengths = np.diff(np.append(starts, len(x)))
+    owner = np.repeat(np.arange(bins), lengths)
+    # per bin, the index of its minimum and of its maximum (sorting by (bin, value) once: no Python loop)
+    order = np.lexsort((y, owner))
+    first = order[starts]  # the smallest value of each bin
+    last = order[starts + lengths - 1]  # the largest
+    pairs = np.sort(np.stack([first, last], axis=1), axis=1).ravel()  # in time order within the bin
+    keep = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # one point where min and max are the same window
+    return x[keep], y[keep]
+
+
+def round_paths(svg: str, decimals: int = 1) -> str:
+    """Path coordinates of an SVG rounded to ``decimals`` (matplotlib writes up to six, in points: a tenth of a
+    point is invisible, and a dense trace's file shrinks by about a third)."""
+    def short(match: re.Match) -> str:
+        return re.sub(r"-?\d+\.\d+", lambda m: f"{float(m.group(0)):.{decimals}f}".rstrip("0").rstrip("."),
+                      match.group(0))
+    return re.sub(r'\bd="[^"]*"', short, svg)
 
 
 def _hours(duration: float) -> tuple[float, str]:
@@ -211,15 +234,18 @@ def confusion(matrix: dict, name: str) -> Markup:
 
 @_styled
 def probability_trace(onsets: np.ndarray, probs: np.ndarray, smoothed: np.ndarray, duration: float,
-                      seizures: list, events: list[tuple[float, float]], threshold: float, name: str) -> Markup:
-    """A test recording: seizure probability, the tuned threshold, reference seizures and detections."""
+                      seizures: list, events: list[tuple[float, float]], threshold: float, name: str,
+                      max_points: int = MAX_POINTS) -> Markup:
+    """A test recording: seizure probability, the tuned threshold, reference seizures and detections. A trace of
+    more than ``max_points`` windows is drawn as its min/max envelope (``envelope``) with path coordinates
+    rounded to a tenth of a point; a shorter one exactly as before."""
     scale, xlabel = _hours(duration)
     fig, ax = _figure(9, 1.8, (0.6, 1.5, 0.45, 0.1))
     for a, b in seizures:
         ax.axvspan(a / scale, b / scale, color=SEIZURE, alpha=0.25, lw=0)
-    x, y = envelope(onsets / scale, probs)
+    x, y = envelope(onsets / scale, probs, max_points)
     ax.plot(x, y, color="#aaaaaa", lw=0.6, label="window probability")
-    x, y = envelope(onsets / scale, smoothed)
+    x, y = envelope(onsets / scale, smoothed, max_points)
     ax.plot(x, y, color="k", lw=0.9, label="smoothed")
     ax.axhline(threshold, color=DETECTED, ls="--", lw=0.8, label=f"threshold {threshold:.2f}")
     ax.broken_barh([(a / scale, (b - a) / scale) for a, b in events], (1.04, 0.08), color=DETECTED)
@@ -227,7 +253,7 @@ def probability_trace(onsets: np.ndarray, probs: np.ndarray, smoothed: np.ndarra
     ax.plot([], [], color=DETECTED, lw=4, label="detected event")
     ax.set(xlim=(0, duration / scale), ylim=(0, 1.14), xlabel=xlabel, ylabel="P(seizure)")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return to_svg(fig, name)
+    return to_svg(fig, name, decimals=1 if len(onsets) > max_points else None)
 
 
 @_styled

@@ -21,6 +21,12 @@ log = logging.getLogger("neurocare")
 
 ABLATIONS = "ablations.tsv"
 MAX_CURVE_POINTS = 2000
+# Points per line that all the probability traces of one page share: each trace gets an equal share, between
+# MIN_TRACE_POINTS and figures.MAX_POINTS (about one min/max pair per pixel of the 690-pixel-wide plot). Siena
+# (41 recordings, 128 h) keeps full resolution; CHB-MIT (686 recordings, 980 h) gets 218 points per trace (109
+# min/max pairs: a one-window peak still shows), so its group.html is about 14 MB instead of 55.
+TRACE_PAGE_POINTS = 150_000
+MIN_TRACE_POINTS = 200
 
 
 def build_group_report(out_dir: Path, methods=None) -> Path:
@@ -113,7 +119,7 @@ def _predictions(path: Path) -> dict[str, dict]:
     per recording with postprocessing.centre) and scores (those smoothed: what the threshold applies to and the
     window metrics are computed from; the detection probabilities in files written before they existed)."""
     out: dict[str, dict] = {}
-    for row in read_tsv(path):
+    for row in _iter_tsv(path):  # streamed: 980 h of windows are 1.8 million rows, a list of dicts ~3 GB
         item = out.setdefault(row["recording"], {"participant_id": row["participant_id"], "onsets": [], "labels": [],
                                                  "probs": [], "scores": []})
         item["onsets"].append(float(row["onset"]))
@@ -125,6 +131,21 @@ def _predictions(path: Path) -> dict[str, dict]:
         for key in ("onsets", "labels", "probs", "scores"):
             item[key] = np.asarray(item[key])[order]
     return out
+
+
+def _iter_tsv(path: Path):
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(fh, delimiter="\t")
+    except OSError:
+        return
+
+
+def trace_points(n_traces: int) -> int:
+    """Points per line of each of ``n_traces`` probability traces on one page (see TRACE_PAGE_POINTS)."""
+    return int(min(figures.MAX_POINTS, max(MIN_TRACE_POINTS, TRACE_PAGE_POINTS // max(1, n_traces))))
 
 
 def _thin(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -177,6 +198,7 @@ def _traces(out_dir: Path, recordings: list[dict], predictions: dict[str, dict],
     from ..szcore import read_events_tsv
 
     params = {row["fold"]: row["postprocessing"] for row in folds}
+    max_points = trace_points(sum(1 for rec in recordings if rec["source"] in predictions))
     traces = []
     for rec in recordings:
         item = predictions.get(rec["source"])
@@ -197,7 +219,7 @@ def _traces(out_dir: Path, recordings: list[dict], predictions: dict[str, dict],
             "detected": detected, "note": note,
             "figure": figures.probability_trace(item["onsets"] + rec["window_duration"] / 2, item["probs"], smoothed,
                                                 rec["duration"], rec["seizures"], detected, post["threshold"],
-                                                f"trace-{rec['stem']}"),
+                                                f"trace-{rec['stem']}", max_points),
         })
     return traces
 
