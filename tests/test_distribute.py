@@ -18,8 +18,8 @@ from conftest import NATIVE_LOG, run_cli
 
 
 # Enough training that it visibly moves the network's outputs (20 steps of 64 windows: the window probabilities move
-# by about 0.19 on average on TensorFlow, 0.067 on JAX, whose initial weights differ), with nothing random on the model's side that depends on the devices: no dropout (its
-# masks are drawn per replica on TensorFlow) and no weight averaging (the last step's weights are saved). The network
+# by about 0.19 on average on TensorFlow, 0.067 on JAX, whose initial weights differ), with nothing random on the
+# model's side that depends on the devices: no dropout (its masks are drawn per replica on TensorFlow) and no weight averaging (the last step's weights are saved). The network
 # alone: with stacking the tiny network may get weight 0 and the gradient boosting (not distributed) decide alone.
 MOVING_CONFIG = """
 [training]
