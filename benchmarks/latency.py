@@ -63,6 +63,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))  # this checkout's neurocare_bids
 
 from ablations import _merge  # noqa: E402  (TOML sections merged)
+from preprocess import app_command as app  # noqa: E402  (the installed entry point)
 from preprocess import measure  # noqa: E402  (the exact-rusage helper)
 
 PIPELINES = {
@@ -135,11 +136,6 @@ def alarm_latencies(records: list[dict], seizures: list[tuple[float, float]], of
 
 
 # ---------------------------------------------------------------------- the runs
-def app() -> list[str]:
-    script = Path(sys.executable).with_name("neurocare-bids")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "neurocare_bids"]
-
-
 def run(cmd: list[str], what: str, env: dict | None = None) -> None:
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -23,7 +23,8 @@ import numpy as np
 from .apply import load_model
 from .errors import DataError, NoInputError, UsageError
 from .signal_reader import _TO_MICROVOLT
-from .streaming import DetectedEvent, StreamingDetector, describe_latency, event_record, format_event, stream_latency
+from .streaming import (DetectedEvent, StreamingDetector, describe_latency, event_record, format_event, say,
+                        stream_latency)
 
 log = logging.getLogger("neurocare")
 
@@ -120,16 +121,16 @@ def stream_lsl(args) -> int:
         raise DataError(f"LSL stream '{name}': {exc}") from None
     scale = microvolt_scale(sinfo.get_channel_units(), len(ch_names))
     outlet = StreamOutlet(StreamInfo(args.alarm_outlet, "Markers", 1, 0.0, "string", f"neurocare-bids-{os.getpid()}"))
-    _say(args, {"kind": "start", "stream": name, "channels": len(ch_names), "sfreq": sfreq,
-                "alarm_outlet": args.alarm_outlet, **{k: round(v, 3) for k, v in stream_latency(detector).items()}},
-         f"LSL stream '{name}': {len(ch_names)} channels at {sfreq:g} Hz; model {model.folder} ({model.engine} "
-         f"engine); {describe_latency(detector)}; alarms pushed to LSL outlet '{args.alarm_outlet}'")
+    say(args, {"kind": "start", "stream": name, "channels": len(ch_names), "sfreq": sfreq,
+               "alarm_outlet": args.alarm_outlet, **{k: round(v, 3) for k, v in stream_latency(detector).items()}},
+        f"LSL stream '{name}': {len(ch_names)} channels at {sfreq:g} Hz; model {model.folder} ({model.engine} "
+        f"engine); {describe_latency(detector)}; alarms pushed to LSL outlet '{args.alarm_outlet}'")
 
     def report(events: list[DetectedEvent]) -> None:
         for event in events:
             record = event_record(event, time.time())
             outlet.push_sample([json.dumps(record)])
-            _say(args, record, format_event(event))
+            say(args, record, format_event(event))
 
     last_ts, last_data, warned_nan = None, time.monotonic(), False
     with _Stop() as stop:
@@ -157,9 +158,9 @@ def stream_lsl(args) -> int:
             report(detector.flush())
             inlet.close_stream()
     seconds = detector.n_in / sfreq
-    _say(args, {"kind": "end", "reason": stop.reason, "seizures": len(detector.events),
-                "signal_seconds": round(seconds, 3)},
-         f"end of stream: {stop.reason}: {len(detector.events)} seizure(s) in {seconds:.1f} s of signal")
+    say(args, {"kind": "end", "reason": stop.reason, "seizures": len(detector.events),
+               "signal_seconds": round(seconds, 3)},
+        f"end of stream: {stop.reason}: {len(detector.events)} seizure(s) in {seconds:.1f} s of signal")
     if outlet.has_consumers:  # let the last alarms and events reach them (see MARKER_LINGER_SECONDS)
         time.sleep(MARKER_LINGER_SECONDS)
     del outlet
@@ -177,8 +178,3 @@ def _check_timing(name: str, stamps: np.ndarray, last: float | None, sfreq: floa
         else:
             log.warning("LSL stream '%s': the timestamps jumped back %.2f s at %.1f s of signal (the source's "
                         "clock was reset?); detection goes on", name, -steps[i], at)
-
-
-def _say(args, record: dict, text: str) -> None:
-    """One line on stdout: the JSON object with ``--json``, else the text."""
-    print(json.dumps(record) if args.json else text, flush=True)

@@ -416,6 +416,13 @@ def event_record(event: DetectedEvent, wall_clock: float) -> dict:
             "wall_clock": round(wall_clock, 3)}
 
 
+def say(args, record: dict, text: str) -> None:
+    """One line of the ``stream`` command on stdout: the JSON object with ``--json``, else the text."""
+    import json
+
+    print(json.dumps(record) if args.json else text, flush=True)
+
+
 def describe_latency(detector: StreamingDetector) -> str:
     """:func:`stream_latency` in words, for the first line of the ``stream`` command."""
     parts = stream_latency(detector)
@@ -476,7 +483,6 @@ def format_event(event: DetectedEvent) -> str:
 
 def stream_file(args) -> int:
     """``neurocare-bids stream FILE --model MODEL``: replay a recording as if live; print each event as found."""
-    import json
     import time
 
     from .errors import DataError
@@ -496,10 +502,7 @@ def stream_file(args) -> int:
     if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
         raise DataError(f"{args.file.name}: the model's channels are recorded at different rates; streaming "
                         "needs one rate")
-    def say(record: dict, text: str) -> None:  # one line: the JSON object with --json, else the text
-        print(json.dumps(record) if getattr(args, "json", False) else text, flush=True)
-
-    say({"kind": "start", "file": args.file.name, "channels": len(source.ch_names), "sfreq": source.sfreq,
+    say(args, {"kind": "start", "file": args.file.name, "channels": len(source.ch_names), "sfreq": source.sfreq,
          **{k: round(v, 3) for k, v in stream_latency(detector).items()}},
         f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "
         f"{source.n_times / source.sfreq:.1f} s; model {model.folder} ({model.engine} engine); "
@@ -507,7 +510,7 @@ def stream_file(args) -> int:
 
     def report(events: list[DetectedEvent]) -> None:
         for event in events:
-            say(event_record(event, time.time()), format_event(event))
+            say(args, event_record(event, time.time()), format_event(event))
 
     chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
     everything = list(range(len(source.ch_names)))
@@ -527,7 +530,7 @@ def stream_file(args) -> int:
                 "%s: recording (%.1f s) is shorter than one window (%g s): no windows", args.file.name,
                 source.n_times / source.sfreq, model.window_duration)
         seconds = source.n_times / source.sfreq
-        say({"kind": "end", "reason": "end of file", "seizures": len(detector.events),
+        say(args, {"kind": "end", "reason": "end of file", "seizures": len(detector.events),
              "signal_seconds": round(seconds, 3)},
             f"end of stream: {len(detector.events)} seizure(s) in {seconds:.1f} s of signal (replayed in "
             f"{time.monotonic() - started:.1f} s)")

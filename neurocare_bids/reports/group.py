@@ -14,7 +14,7 @@ import numpy as np
 
 from ..metrics import MERGE_BELOW, SPLIT_ABOVE, TOLERANCE_END, TOLERANCE_START
 from . import figures
-from .readers import read_json, read_tsv, source_relpath
+from .readers import iter_tsv, read_json, read_tsv, source_relpath
 from .render import write_html
 
 log = logging.getLogger("neurocare")
@@ -119,7 +119,7 @@ def _predictions(path: Path) -> dict[str, dict]:
     per recording with postprocessing.centre) and scores (those smoothed: what the threshold applies to and the
     window metrics are computed from; the detection probabilities in files written before they existed)."""
     out: dict[str, dict] = {}
-    for row in _iter_tsv(path):  # streamed: 980 h of windows are 1.8 million rows, a list of dicts ~3 GB
+    for row in iter_tsv(path):  # streamed: 980 h of windows are 1.8 million rows, a list of dicts ~3 GB
         item = out.setdefault(row["recording"], {"participant_id": row["participant_id"], "onsets": [], "labels": [],
                                                  "probs": [], "scores": []})
         item["onsets"].append(float(row["onset"]))
@@ -131,16 +131,6 @@ def _predictions(path: Path) -> dict[str, dict]:
         for key in ("onsets", "labels", "probs", "scores"):
             item[key] = np.asarray(item[key])[order]
     return out
-
-
-def _iter_tsv(path: Path):
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            yield from csv.DictReader(fh, delimiter="\t")
-    except OSError:
-        return
 
 
 def trace_points(n_traces: int) -> int:

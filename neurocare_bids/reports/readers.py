@@ -36,11 +36,16 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
+    return list(iter_tsv(path))
+
+
+def iter_tsv(path: Path):
+    """The rows of a TSV file one at a time (none when it cannot be read), for files too long to hold as dicts."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh, delimiter="\t"))
+            yield from csv.DictReader(fh, delimiter="\t")
     except OSError:
-        return []
+        return
 
 
 def source_relpath(meta: dict) -> str:
