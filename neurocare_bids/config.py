@@ -156,7 +156,8 @@ class ModelConfig:
         "`multichannel`: the first Conv1D reads all channels at once (the NeuroCare design). `per_channel`: the "
         "Conv1D blocks read each channel on its own with weights shared by all channels, and their features are "
         "pooled over channels (mean and maximum) before the LSTM, so the detector does not depend on where a "
-        "seizure starts or on the channel order; about 3x slower to train on CPUs (see README, ablations).",
+        "seizure starts or on the channel order; about 3x slower to train on CPUs (see the documentation, "
+        "Performance: ablations).",
         choices=("multichannel", "per_channel"))
     conv_filters: list[int] = option([32, 64, 64], "Filters of each Conv1D block (Conv1D + BatchNorm + ReLU, "
                                                    "then max-pooling and dropout).")
@@ -430,7 +431,7 @@ class Config:
 
     def to_toml(self, *, with_docs: bool = True) -> str:
         lines = [f"# NeuroCare-BIDS {__version__} configuration.",
-                 "# Every key is optional; see the README's configuration reference.", ""]
+                 "# Every key is optional; see the documentation's Configuration page (docs/configuration.md).", ""]
         for name, cls in SECTIONS.items():
             section = getattr(self, name)
             if with_docs:
@@ -460,17 +461,46 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def reference_markdown() -> str:
-    """The configuration reference as a Markdown table (pasted into README by ``make docs``)."""
-    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+def reference_markdown(heading_level: int = 3) -> str:
+    """The configuration reference in Markdown, read from the dataclasses above: one heading and one table per
+    section (key, type, default, allowed values, meaning). The documentation's Configuration page is this text,
+    generated at every build (docs/hooks.py), so it cannot drift from the code."""
+    hashes = {**{name: "Part of the configuration hash: changing a key recomputes the participant level's "
+                       "outputs" for name in OUTPUT_SECTIONS},
+              **{name: "Group level: a finished fold is checked against these keys; the participant level's "
+                       "outputs stay up to date" for name in GROUP_SECTIONS}}
+    out = []
     for name, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        summary = " ".join(line.strip() for line in (cls.__doc__ or "").strip().split("\n\n")[0].splitlines())
+        out += [f"{'#' * heading_level} `[{name}]`", "",
+                f"{summary} {hashes.get(name, 'Not part of the configuration hash')}.", "",
+                "| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
         for f in dataclasses.fields(cls):
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-            doc = f.metadata["doc"]
-            if f.metadata["choices"]:
-                doc += " One of: " + ", ".join(f"`{c}`" for c in f.metadata["choices"]) + "."
-            rows.append(f"| `{name}.{f.name}` | `{_toml_value(default)}` | {doc} |")
-    return "\n".join(rows)
+            doc = f.metadata["doc"].replace("|", "\\|")
+            out.append(f"| `{name}.{f.name}` | {_type_name(hints[f.name])} | `{_toml_value(default)}` | "
+                       f"{_allowed(f.metadata)} | {doc} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is list:
+        return f"list of {_type_name(get_args(hint)[0])}"
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(hint, str(hint))
+
+
+def _allowed(meta) -> str:
+    """The constraints that validation enforces, in words (the same metadata :func:`_check_constraints` reads)."""
+    if meta["choices"]:
+        return ", ".join(f"`{c}`" for c in meta["choices"])
+    lo, hi = meta["minimum"], meta["maximum"]
+    if lo is None and hi is None:
+        return ""
+    low = None if lo is None else f"{'>' if meta['exclusive_minimum'] else '≥'} {lo:g}"
+    high = None if hi is None else f"≤ {hi:g}"
+    return " and ".join(x for x in (low, high) if x)
 
 
 # ---------------------------------------------------------------------- helpers
