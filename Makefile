@@ -11,7 +11,7 @@ NPROCS ?= 0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,jax]'  # jax: the group level on KERAS_BACKEND=jax (tests/test_jax.py)
+	$(BIN)/python -m pip install --quiet -e '.[test,jax,docs]'  # jax: the group level on KERAS_BACKEND=jax (tests/test_jax.py); docs: make docs
 	$(BIN)/python -m pip install --quiet --no-deps epilepsy2bids==0.0.7
 	touch $@
 
@@ -39,9 +39,11 @@ container-test: install
 bench: install
 	$(BIN)/python benchmarks/preprocess.py
 
-## docs: print the configuration reference table for README.md
+## docs: build the documentation site into site/ (mkdocs.yml, docs/; offline; every warning, such as a broken link
+## or anchor, is an error). The references are generated from the code at each build (docs/hooks.py).
 docs: install
-	@$(BIN)/python -c "from neurocare_bids.config import reference_markdown; print(reference_markdown())"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+	@echo "Documentation: site/index.html"
 
 clean:
-	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache
+	rm -rf $(DEMO_DIR) build dist site *.egg-info .pytest_cache
