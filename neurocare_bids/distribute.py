@@ -13,7 +13,7 @@ that every training of the group level (folds and final model) is built, compile
 
 ``training.batch_size`` is the global batch, split across the replicas, so the optimisation is the same
 whatever the number of devices; batch-norm statistics are per replica, so results agree with a single
-device run within a tolerance, not bit for bit (README states it).
+device run within a tolerance, not bit for bit (the documentation states it: Group level, several GPUs).
 
 On the JAX backend (``KERAS_BACKEND=jax``) the same settings choose a ``keras.distribution.DataParallel``
 over the devices JAX sees (its GPUs, else its CPU devices: ``execution.cpu_replicas`` or

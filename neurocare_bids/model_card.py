@@ -285,7 +285,8 @@ def _limitations(data: dict, factors: dict, spread: dict, post) -> list[str]:
                    "fewer false alarms cost sensitivity (OperatingPoints.alarm: soonest alarms within "
                    f"{max_fp:g} false alarms per 24 h on those subjects).")
     out.append("Results on the easy synthetic demo data do not carry over to clinical EEG; for harder data (subtle "
-               "seizures, differing backgrounds, artefact mimics) see README, 'The hard benchmark'.")
+               "seizures, differing backgrounds, artefact mimics) see the documentation, Performance: "
+               "'The hard benchmark'.")
     return out
 
 

@@ -63,7 +63,7 @@ class RecordingResult:
 
 
 def tfrecord_schema(window_samples: int, n_channels: int, dtype: str) -> dict:
-    """The features of every ``tf.train.Example``, as documented in the README."""
+    """The features of every ``tf.train.Example``, as documented (Outputs: TFRecord schema)."""
     return {
         "eeg": {"type": "bytes", "dtype": np.dtype(dtype).newbyteorder("<").str,
                 "shape": [window_samples, n_channels],

@@ -1,8 +1,8 @@
 """Stacking: the CNN-BiLSTM and the feature baseline as one detector, combined on their log-odds.
 
-Why: on the hard benchmark (README) neither ranks every patient's windows well: the network ranks the
-seizures of the patients with right-sided onsets far better than the baseline, the baseline those of
-other patients. A weighted mean of their log-odds keeps what each does well. The weight is
+Why: on the hard benchmark (documentation, Performance) neither ranks every patient's windows well: the
+network ranks the seizures of the patients with right-sided onsets far better than the baseline, the
+baseline those of other patients. A weighted mean of their log-odds keeps what each does well. The weight is
 chosen per training on the inner validation subjects only (never the test fold), from a short grid that
 includes 0 and 1, so the combination is never worse there than the better of the two.
 

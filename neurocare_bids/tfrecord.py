@@ -7,7 +7,7 @@ protobuf map of named lists. Encoding here is deterministic (features sorted by 
 windows give byte-identical files. The tests read these files back with TensorFlow's own reader.
 
 :func:`read_windows` and :func:`iter_windows` are the public reader of the participant level's windows, for
-users of NumPy or PyTorch who should not need TensorFlow for the derivatives (see the README).
+users of NumPy or PyTorch who should not need TensorFlow for the derivatives (see the documentation, Outputs).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from neurocare_bids import __version__
-from neurocare_bids.cli.parser import build_demo_parser, build_parser
+from neurocare_bids.cli.parser import build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -177,7 +177,8 @@ def _segments(words: list[str]) -> list[list[str]]:
 def app_options(script_text: str) -> list[tuple[str, str]]:
     """(parser, option) for every option a script gives the app: the words after the image or command
     (`"$SIF"`, `*.sif`, `neurocare-bids[:tag]`, `run.py`) in a `docker|podman|apptainer run` or a direct call,
-    and the contents of NEUROCARE_ARGS arrays. parser is "demo" for `demo-data`, else "main"."""
+    and the contents of NEUROCARE_ARGS arrays. parser is the command (`demo-data`, `stream`, `export-model`) or
+    "main"."""
     found = []
     for line in _logical_lines(script_text):
         try:
@@ -194,7 +195,7 @@ def app_options(script_text: str) -> list[tuple[str, str]]:
             for i, word in enumerate(segment):
                 if APP_COMMAND.match(word) and not re.match(r"\w+=", word):  # not SIF=x.sif
                     rest = segment[i + 1:]
-                    parser = "demo" if rest[:1] == ["demo-data"] else "main"
+                    parser = rest[0] if rest[:1] and rest[0] in SUBCOMMANDS else "main"
                     found += [(parser, w.split("=", 1)[0]) for w in rest if w.startswith("-") and w != "-"]
                     break
     for body in ARRAY.findall(script_text):
@@ -203,17 +204,21 @@ def app_options(script_text: str) -> list[tuple[str, str]]:
     return found
 
 
+SUBCOMMANDS = {"demo-data": build_demo_parser, "stream": build_stream_parser, "export-model": build_export_parser}
+
+
 def unknown_options(script_text: str) -> list[str]:
-    known = {"main": set(build_parser()._option_string_actions),
-             "demo": set(build_demo_parser()._option_string_actions)}
+    known = {name: set(build()._option_string_actions)
+             for name, build in {"main": build_parser, **SUBCOMMANDS}.items()}
     return [option for parser, option in app_options(script_text) if option not in known[parser]]
 
 
 def test_option_check_finds_a_misspelt_option():
     script = ('apptainer run --nv --cleanenv "$SIF" /data/bids /data/out group --fold 2 --n-procs 4\n'
               'NEUROCARE_ARGS=(--participant-label 01 --work-directory /work)\n'
-              'neurocare-bids demo-data /tmp/x --subjects 3 --recording 1\n')
-    assert sorted(unknown_options(script)) == ["--n-procs", "--recording", "--work-directory"]
+              'neurocare-bids demo-data /tmp/x --subjects 3 --recording 1\n'
+              'neurocare-bids stream x.edf --model m --realtime --real-time\n')
+    assert sorted(unknown_options(script)) == ["--n-procs", "--real-time", "--recording", "--work-directory"]
     assert ("main", "--fold") in app_options(script) and ("main", "--nv") not in app_options(script)
     assert app_options("SIF=/x/neurocare-bids.sif BIDS_DIR=/b examples/hpc/submit.sh --account=p\n") == []
     assert app_options("podman build --build-arg VARIANT=gpu -t neurocare-bids:0.1.0 .\n") == []
@@ -243,12 +248,27 @@ def test_hpc_recipes_cover_participant_array_fold_array_gpu_and_aggregation():
         assert "--cleanenv" in text[name] and "--bind" in text[name] and "-w /work" in text[name]
 
 
-def test_readme_container_and_hpc_commands_use_existing_options():
-    readme = (ROOT / "README.md").read_text()
-    sections = re.findall(r"^## (Containers|Running on a cluster \(HPC\))\n(.*?)(?=^## )", readme,
-                          re.MULTILINE | re.DOTALL)
-    assert [name for name, _ in sections] == ["Containers", "Running on a cluster (HPC)"]
-    blocks = [block for _, body in sections for block in re.findall(r"```bash\n(.*?)```", body, re.DOTALL)]
-    assert len(blocks) >= 4
-    assert sum(len(app_options(block)) for block in blocks) >= 5
-    assert [unknown_options(block) for block in blocks if unknown_options(block)] == []
+def documented_commands(text: str) -> list[str]:
+    """The command lines of a Markdown page: its code blocks (bash, sh, text or plain), and its inline code that
+    starts with the app (`neurocare-bids stream --lsl NAME ...`); the brackets of a synopsis (`[--json]`) dropped."""
+    blocks = re.findall(r"^```(bash|sh|text)?\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    spans = re.findall(r"(?<!`)`((?:\S*neurocare-bids|\S*run\.py) [^`]+)`(?!`)", text)
+    return ([body if kind in ("bash", "sh") else re.sub(r"[][]", " ", body) for kind, body in blocks]
+            + [re.sub(r"[][]", " ", span) for span in spans])
+
+
+def test_documented_commands_use_existing_options():
+    """Every option that README.md and the documentation's pages give the app exists (a stale option fails)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    found = {page.relative_to(ROOT).as_posix(): documented_commands(page.read_text()) for page in pages}
+    for name in ("docs/usage/containers.md", "docs/usage/hpc.md"):  # the container and cluster recipes
+        assert len([c for c in found[name] if "\n" in c]) >= 2 and sum(len(app_options(c)) for c in found[name]) >= 2
+    assert sum(len(app_options(c)) for commands in found.values() for c in commands) >= 40
+    unknown = {name: [u for c in commands for u in unknown_options(c)] for name, commands in found.items()}
+    assert {name: u for name, u in unknown.items() if u} == {}
+
+
+def test_documented_command_check_finds_a_stale_option():
+    text = ("Run `neurocare-bids stream --lsl EEG --model m --jsn`.\n\n"
+            "```bash\nneurocare-bids b o group --folds 2\n```\n")
+    assert sorted(u for c in documented_commands(text) for u in unknown_options(c)) == ["--folds", "--jsn"]
