@@ -242,7 +242,7 @@ def run_app(workdir: Path, edf: Path, hours: float, tag: str, keep: bool) -> dic
     out = workdir / f"out-app-{tag}"
     scratch = workdir / "scratch"
     scratch.mkdir(exist_ok=True)
-    # Like for like: the MNE peer writes no HTML report either (the report's cost is measured apart, README).
+    # Like for like: the MNE peer writes no HTML report either (the report's cost is measured apart: docs).
     cmd = [*app_command(), str(bids), str(out), "participant", "--skip-bids-validation", "--nprocs", "1",
            "--no-reports", "-w", str(scratch)]
     log = workdir / f"app-{tag}.log"

@@ -20,7 +20,7 @@ measured piece by piece, and the wall time of a full cross-validation projected 
    per-fold, per-subject and per-seizure rows: it grows with subjects and seizures, not with hours).
 5. **Projection** of a full cross-validation (``cv.folds`` folds, each training up to ``training.epochs`` epochs
    over its training subjects' windows, plus the final model): on this CPU from the measured training rate; on
-   one GPU from README's measured 29,354 train / 148,410 predict windows/s (``neurocare`` model, JAX, one H200,
+   one GPU from the measured 29,354 train / 148,410 predict windows/s (``neurocare`` model, JAX, one H200,
    ``benchmarks/gpu_train.py``, 2026-11-26); on N array tasks (one fold per GPU task, then the final model).
    Input-pipeline cores needed to feed that GPU = 29,354 / windows per CPU-second.
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import preprocess as pre  # noqa: E402  (benchmarks/preprocess.py: measure, generator, machine, versions)
 
-GPU_TRAIN_WPS = 29_354.0  # README, Performance, group level: neurocare, JAX 0.11.2, one H200, batch 256
+GPU_TRAIN_WPS = 29_354.0  # docs/performance.md, group level: neurocare, JAX 0.11.2, one H200, batch 256
 GPU_PREDICT_WPS = 148_410.0
 SIENA = {"hours": 128.0, "subjects": 14, "recording_hours": 3.0}  # 41 recordings, 47 seizures
 CHBMIT = {"hours": 980.0, "subjects": 24, "recording_hours": 1.0}  # 686 recordings (mostly 1 h), 198 seizures
@@ -305,7 +305,7 @@ def markdown(res: dict) -> str:
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", "| projected full cross-validation (upper bound: all epochs) | this size | Siena 128 h | "
               "CHB-MIT 980 h |", "| --- | ---: | ---: | ---: |"]
-    for key, label in (("cpu", "this CPU"), ("gpu", "one H200 (README's 29,354 train windows/s)"),
+    for key, label in (("cpu", "this CPU"), ("gpu", "one H200 (docs, Performance: 29,354 train windows/s)"),
                        ("tasks", f"{res['tasks']} GPU array tasks (one fold each) + final model")):
         lines.append(f"| {label} | " + " | ".join(_h(res["projection"][size][key]["wall_s"])
                                                   for size in ("run", "siena", "chbmit")) + " |")
@@ -406,7 +406,7 @@ def main(argv=None) -> int:
                "participant": parts, "group_probe_run": probe, "group_probe": g, "sizes": sizes,
                "sizes_full": sizes_full, "projection": projection, "tasks": args.tasks,
                "gpu_reference": {"train_windows_per_s": GPU_TRAIN_WPS, "predict_windows_per_s": GPU_PREDICT_WPS,
-                                 "source": "README Performance, group level: neurocare, JAX 0.11.2, one H200"}}
+                                 "source": "docs/performance.md, group level: neurocare, JAX 0.11.2, one H200"}}
         print()
         print(markdown(res))
         for k in ("siena", "chbmit"):

@@ -1,6 +1,6 @@
 """benchmarks/latency.py: what it reads from a group run and how it matches alarms to seizures.
 
-The benchmark's runs take tens of minutes (README, Performance); here its summaries are checked on a real group
+The benchmark's runs take tens of minutes (docs/performance.md); here its summaries are checked on a real group
 run and on alarm records shaped as ``stream --json`` prints them.
 """
 
