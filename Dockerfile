@@ -83,7 +83,7 @@ RUN --mount=type=bind,from=wheels,source=/wheels/app,target=/wheels/app \
         /wheels/app/*.whl \
  && chmod 0755 /opt/neurocare/bin/neurocare-entrypoint \
  && /opt/neurocare/bin/neurocare-bids --version \
- && TF_CPP_MIN_LOG_LEVEL=2 /opt/neurocare/bin/python -c "import keras, mne, mne_bids, bids, tensorflow, neurocare_bids.group" \
+ && TF_CPP_MIN_LOG_LEVEL=2 /opt/neurocare/bin/python -c "import keras, mne, mne_bids, bids, tensorflow, neurocare_bids.evaluation.group" \
  && DENO_DIR=/tmp/deno /opt/neurocare/bin/bids-validator-deno --version \
  && rm -rf /tmp/deno
 

@@ -153,7 +153,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def write_tsv(derivatives: Path, rows: list[dict]) -> Path:
     """``DERIVATIVES/group/ablations.tsv``; rebuilds ``group.html`` when the group level has aggregated there."""
-    from neurocare_bids.fsutils import atomic_write
+    from neurocare_bids.io.fsutils import atomic_write
 
     path = derivatives / "group" / "ablations.tsv"
     columns = ["variant", "description", *METRICS]

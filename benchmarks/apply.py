@@ -60,7 +60,7 @@ BLOCK_SECONDS = 300
 TARGET = 3000.0
 CHECKOUT = HERE.parent
 # start-up alone: interpreter, imports, the model folder checked and loaded, one window predicted
-STARTUP = ("import sys, numpy as np; from neurocare_bids.apply import load_model; "
+STARTUP = ("import sys, numpy as np; from neurocare_bids.detection.apply import load_model; "
            "m = load_model(sys.argv[1], sys.argv[2]); "
            "m.predict(np.zeros((1, m.window_samples, len(m.channels)), np.float32))")
 
@@ -69,7 +69,7 @@ def generate(root: Path, hours: float, seed: int) -> Path:
     """A minimal BIDS dataset holding one synthetic recording (no events.tsv); returns the EDF path."""
     import numpy as np
 
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     rng = np.random.default_rng(seed)
     n = int(round(hours * 3600 * SFREQ))
@@ -110,9 +110,9 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
 
     from neurocare_bids import __version__
     from neurocare_bids.config import Config
-    from neurocare_bids.derivatives import CARD_FORMAT
-    from neurocare_bids.models import build_model, model_summary
-    from neurocare_bids.onnx_export import export_onnx
+    from neurocare_bids.io.derivatives import CARD_FORMAT
+    from neurocare_bids.training.models import build_model, model_summary
+    from neurocare_bids.training.onnx_export import export_onnx
 
     cfg = Config()
     keras.utils.set_random_seed(seed)

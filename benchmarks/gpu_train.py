@@ -148,8 +148,8 @@ def bench_preset(preset: str, batch: int, args: argparse.Namespace) -> dict[str,
     import numpy as np
 
     from neurocare_bids.config import ModelConfig, TrainingConfig
-    from neurocare_bids.losses import build_loss
-    from neurocare_bids.models import SEED_TRAINING, build_model, model_summary
+    from neurocare_bids.training.losses import build_loss
+    from neurocare_bids.training.models import SEED_TRAINING, build_model, model_summary
 
     n_times = round(args.seconds * args.sfreq)
     keras.utils.set_random_seed(args.seed)

@@ -32,8 +32,8 @@ def main() -> int:
     import numpy as np
 
     from neurocare_bids.config import Config
-    from neurocare_bids.losses import build_loss
-    from neurocare_bids.models import build_model
+    from neurocare_bids.training.losses import build_loss
+    from neurocare_bids.training.models import build_model
 
     cfg = Config()
     cfg.augmentation.enabled = not args.no_augmentation
@@ -73,7 +73,7 @@ def main() -> int:
 def load_outputs(derivatives: Path, subjects: set[str] | None = None):
     """The participant-level outputs under ``derivatives`` (only ``subjects``' when given, labels without
     ``sub-``): their ``WindowFile``s and common geometry."""
-    from neurocare_bids.input_pipeline import WindowFile, check_geometry
+    from neurocare_bids.training.input_pipeline import WindowFile, check_geometry
 
     sidecars = sorted(derivatives.glob("sub-*/**/*_desc-preproc_windows.json"))
     if subjects is not None:
@@ -89,7 +89,7 @@ def time_pipeline(files, geometry, augmentation, batch_size: int, n_batches: int
     CPU-second of this process over the same stretch (all its threads: the rate per core), and the batches."""
     import resource
 
-    from neurocare_bids.input_pipeline import training_dataset
+    from neurocare_bids.training.input_pipeline import training_dataset
 
     stream = iter(training_dataset(files, geometry, augmentation, batch_size, seed=1))
     for _ in range(3):  # fill the shuffle buffers

@@ -74,11 +74,11 @@ PIPELINES = {
 TARGET_LATENCY, MOONSHOT_LATENCY, F1_MARGIN = 10.0, 5.0, 0.05
 TOLERANCE_START, TOLERANCE_END = 30.0, 60.0  # SzCORE: an alarm this close to a seizure detects it
 NEW_PATIENT_SEED = 2718  # the new patient's generator seed: not the dataset's
-STARTUP_APPLY = ("import sys, numpy as np; from neurocare_bids.apply import load_model; "
+STARTUP_APPLY = ("import sys, numpy as np; from neurocare_bids.detection.apply import load_model; "
                  "m = load_model(sys.argv[1]); "
                  "m.predict(np.zeros((1, m.window_samples, len(m.channels)), np.float32))")
-STARTUP_STREAM = ("import sys, numpy as np; from neurocare_bids.apply import load_model; "
-                  "from neurocare_bids.streaming import StreamingDetector; "
+STARTUP_STREAM = ("import sys, numpy as np; from neurocare_bids.detection.apply import load_model; "
+                  "from neurocare_bids.detection.streaming import StreamingDetector; "
                   "m = load_model(sys.argv[1]); m.use_operating_point('alarm'); "
                   "d = StreamingDetector(m, list(sys.argv[2].split(',')), float(sys.argv[3]), line_freq=50.0); "
                   "m.predict(np.zeros((1, m.window_samples, len(m.channels)), np.float32))")

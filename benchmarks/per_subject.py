@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocare_bids.metrics import ranking_metrics
+from neurocare_bids.evaluation.metrics import ranking_metrics
 
 
 def subject_rows(run: Path) -> list[dict]:

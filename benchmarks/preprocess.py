@@ -183,7 +183,7 @@ def generate_signals(path: Path, hours: float, seed: int):
 
 def write_bids(root: Path, signals, hours: float) -> Path:
     """A minimal BIDS dataset around one recording; returns the EDF path."""
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     eeg_dir = root / "sub-01" / "ses-01" / "eeg"
     eeg_dir.mkdir(parents=True)

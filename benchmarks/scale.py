@@ -65,7 +65,7 @@ def subject_plan(hours: float, subjects: int, recording_hours: float) -> list[li
 
 def write_subject(bids: Path, workdir: Path, label: str, durations: list[float], seed: int) -> int:
     """Write one subject's recordings (EDF+, sidecar, events); returns their bytes."""
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     eeg_dir = bids / f"sub-{label}" / "ses-01" / "eeg"
     eeg_dir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +151,9 @@ def group_probe(derivatives: Path, subjects: list[str], steps: int, batches: int
     import numpy as np
 
     from neurocare_bids.config import Config
-    from neurocare_bids.input_pipeline import training_dataset
-    from neurocare_bids.losses import build_loss
-    from neurocare_bids.models import build_model
+    from neurocare_bids.training.input_pipeline import training_dataset
+    from neurocare_bids.training.losses import build_loss
+    from neurocare_bids.training.models import build_model
 
     cfg = Config()
     files, geometry = ip.load_outputs(derivatives, set(subjects))
@@ -193,7 +193,7 @@ def output_sizes(out: Path, subjects: list[str], full_windows: int, full_recordi
     per trace × the full run (the group level's writer and the report's own drawing code)."""
     import numpy as np
 
-    from neurocare_bids.group import _predictions_tsv
+    from neurocare_bids.evaluation.group import _predictions_tsv
     from neurocare_bids.reports import group as report
 
     participants = {f"sub-{s}" for s in subjects}

@@ -24,12 +24,12 @@ from pathlib import Path
 
 def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path) -> dict:
     from neurocare_bids.config import Config
-    from neurocare_bids.cv import Fold
-    from neurocare_bids.fsutils import atomic_write
-    from neurocare_bids.group import (GROUP, _predictions_tsv, _prediction, _read_predictions, aggregate,
-                                      collect_window_files, tune_operating_points, with_detection)
-    from neurocare_bids.postprocess import smooth
-    from neurocare_bids.stacking import StackedDetector, choose_weight, combine
+    from neurocare_bids.detection.postprocess import smooth
+    from neurocare_bids.detection.stacking import StackedDetector, choose_weight, combine
+    from neurocare_bids.evaluation.cv import Fold
+    from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _prediction, _read_predictions, aggregate,
+                                                 collect_window_files, tune_operating_points, with_detection)
+    from neurocare_bids.io.fsutils import atomic_write
 
     import numpy as np
 

@@ -3,7 +3,7 @@
     python examples/pytorch_windows.py OUTPUT_DIR [--workers 2] [--batch-size 64]
 
 ``WindowsDataset`` streams the windows of every recording under a participant-level output folder with
-:func:`neurocare_bids.tfrecord.iter_windows` (NumPy only, one window in memory at a time per worker). Each
+:func:`neurocare_bids.io.tfrecord.iter_windows` (NumPy only, one window in memory at a time per worker). Each
 DataLoader worker reads its own share of the files, so no window is read twice. Items are ``(eeg, label)``:
 eeg a float32 tensor (channels, samples), the layout braindecode's models take, e.g.
 ``ShallowFBCSPNet(n_chans=19, n_outputs=2, n_times=512)``. torch is not a dependency of NeuroCare-BIDS:
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from neurocare_bids.tfrecord import iter_windows
+from neurocare_bids.io.tfrecord import iter_windows
 
 
 class WindowsDataset(IterableDataset):

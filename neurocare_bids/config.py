@@ -26,8 +26,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from . import __version__
+from .detection.postprocess import OBJECTIVES, TIE_RULES
 from .errors import ConfigError
-from .postprocess import OBJECTIVES, TIE_RULES
 
 # The 19 electrodes of the 10-20 system in the order SzCORE (epilepsy2bids) writes them.
 SZCORE_ELECTRODES = [

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from neurocare_bids.config import SZCORE_ELECTRODES
-from neurocare_bids.edf import write_edf
+from neurocare_bids.io.edf import write_edf
 
 SIENA_LABELS = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
 EVENTS_HEADER = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
@@ -159,7 +159,7 @@ def tree_checksums(root: Path) -> dict[str, str]:
 
 def read_windows(path: Path) -> list[dict]:
     """Decode every example of a TFRecord with our own reader (TF's is used in test_tfrecord.py)."""
-    from neurocare_bids.tfrecord import decode_example, iter_records
+    from neurocare_bids.io.tfrecord import decode_example, iter_records
 
     return [decode_example(r) for r in iter_records(path)]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import EVENTS_HEADER, SIENA_LABELS, add_recording, synthetic_eeg
-from neurocare_bids.edf import write_edf
+from neurocare_bids.io.edf import write_edf
 
 DURATION = 20.0  # seconds: 9 windows of 4 s with a 2 s stride
 SFREQ = 128.0  # no resampling: the quickest path through the pipeline

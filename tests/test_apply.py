@@ -60,8 +60,8 @@ def centred_copy(model_folder: Path, target: Path) -> Path:
 
 def apply_api(model, path: Path, tmp_path: Path):
     """Batch apply mode on one recording through the Python API (for comparisons with streaming)."""
-    from neurocare_bids.apply import open_for_model, predict_recording
-    from neurocare_bids.participant import mains_frequency
+    from neurocare_bids.detection.apply import open_for_model, predict_recording
+    from neurocare_bids.preprocessing.participant import mains_frequency
 
     warnings: list[str] = []
     recording = _recording(path)
@@ -71,7 +71,7 @@ def apply_api(model, path: Path, tmp_path: Path):
 
 
 def _recording(path: Path):
-    from neurocare_bids.bids_input import Recording, source_stem
+    from neurocare_bids.io.bids_input import Recording, source_stem
 
     root = path.parents[3]
     entities = dict(part.split("-", 1) for part in source_stem(path.name).split("_"))
@@ -138,7 +138,7 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     np.testing.assert_allclose(rows[:, 0], np.arange(len(rows)) * 2.0)
     assert meta["SamplingFrequency"] == 0.5 and meta["StartTime"] == 0 and meta["WindowDuration"] == 4.0
     assert ((rows[:, 1:] >= 0) & (rows[:, 1:] <= 1)).all()
-    from neurocare_bids.postprocess import probabilities_to_events, smooth
+    from neurocare_bids.detection.postprocess import probabilities_to_events, smooth
 
     np.testing.assert_allclose(rows[:, 2], smooth(rows[:, 1], post["smoothing"]), atol=2e-6)
     assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "onnx"
@@ -173,7 +173,7 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
 def test_apply_centres_as_the_card_says(model_folder, tmp_path):
     """A card with ``PostProcessing.centre``: events come from the probabilities centred on the recording's median
     log-odds, which the timeseries sidecar records (the raw column stays the model's output)."""
-    from neurocare_bids.postprocess import centre_probabilities, probabilities_to_events, smooth
+    from neurocare_bids.detection.postprocess import centre_probabilities, probabilities_to_events, smooth
 
     centred_model = centred_copy(model_folder, tmp_path / "model")
     bids, out = tmp_path / "bids", tmp_path / "out"
@@ -206,7 +206,7 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
     windows: the preprocessing is the same, to the float32 sample."""
     import keras
 
-    from neurocare_bids import models  # noqa: F401 - our layers, for loading (run alone, no other test imported it)
+    from neurocare_bids.training import models  # noqa: F401 - our layers, for loading (run alone, no other test did)
 
     bids, participant_out, _ = prepared
     out = tmp_path / "out"
@@ -227,7 +227,7 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
     np.testing.assert_allclose(rows[:, 1], expected, atol=1e-5)  # ONNX Runtime's numbers, Keras's to 1e-5
 
     # and the windows apply mode feeds its model are the training windows, to the bit
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     trained = load_model(model_folder)
     seen = []
@@ -264,7 +264,7 @@ def _edit_card(**values):
 
 def _unreadable_onnx(folder: Path):
     """A model.onnx that is not ONNX but whose card records its checksum (as export-model would)."""
-    from neurocare_bids.onnx_export import sha256_file
+    from neurocare_bids.training.onnx_export import sha256_file
 
     (folder / "model.onnx").write_bytes(b"not ONNX")
     _edit_card(ONNX={**json.loads((folder / "model_card.json").read_text())["ONNX"],
@@ -306,7 +306,7 @@ def test_cli_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
 
 @pytest.mark.parametrize("name", list(BROKEN_FOLDERS))
 def test_load_model_refuses_an_unusable_model_folder(model_folder, tmp_path, name):
-    from neurocare_bids.apply import ModelError, load_model
+    from neurocare_bids.detection.apply import ModelError, load_model
 
     change, message, code = BROKEN_FOLDERS[name]
     broken = _broken_copy(model_folder, tmp_path / "model", change)
@@ -327,11 +327,11 @@ def _network_folder(model_folder: Path, target: Path, stacked: bool = False):
     folder and the network."""
     import keras
 
-    from neurocare_bids.baseline import FeatureBaseline
     from neurocare_bids.config import ModelConfig
-    from neurocare_bids.models import build_model
-    from neurocare_bids.onnx_export import export_model_folder
-    from neurocare_bids.stacking import BASELINE_FILE
+    from neurocare_bids.detection.stacking import BASELINE_FILE
+    from neurocare_bids.training.baseline import FeatureBaseline
+    from neurocare_bids.training.models import build_model
+    from neurocare_bids.training.onnx_export import export_model_folder
 
     shutil.copytree(model_folder, target)
     card = json.loads((target / "model_card.json").read_text())
@@ -359,9 +359,9 @@ def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path,
     count; ``--engine keras`` runs the same folder on Keras."""
     import keras
 
-    from neurocare_bids.apply import ONNX_BATCH, load_model
-    from neurocare_bids.baseline import FeatureBaseline, window_features
-    from neurocare_bids.stacking import combine
+    from neurocare_bids.detection.apply import ONNX_BATCH, load_model
+    from neurocare_bids.detection.stacking import combine
+    from neurocare_bids.training.baseline import FeatureBaseline, window_features
 
     folder, net = _network_folder(model_folder, tmp_path / "model", stacked)
     onnx_model, keras_model = load_model(folder), load_model(folder, "keras")
@@ -384,8 +384,8 @@ def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path,
 
 def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
     """What makes apply mode start fast: loading and running the model imports neither TensorFlow nor Keras."""
-    code = ("import sys, numpy as np; from neurocare_bids.apply import load_model; m = load_model(sys.argv[1]); "
-            "m.predict(np.zeros((2, m.window_samples, len(m.channels)), np.float32)); "
+    code = ("import sys, numpy as np; from neurocare_bids.detection.apply import load_model; "
+            "m = load_model(sys.argv[1]); m.predict(np.zeros((2, m.window_samples, len(m.channels)), np.float32)); "
             "print(m.engine, sorted(k for k in ('tensorflow', 'keras', 'tf2onnx') if k in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code, str(model_folder)], capture_output=True, text=True,
                             timeout=120, cwd=Path(__file__).resolve().parents[1])
@@ -396,7 +396,7 @@ def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
 @pytest.mark.parametrize("engine, message", [("numpy", "the NumPy engine was removed: use --engine onnx"),
                                              ("tflite", "unknown engine 'tflite' (choose onnx or keras)")])
 def test_refuses_an_engine_that_does_not_exist(model_folder, tmp_path, engine, message):
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
     from neurocare_bids.errors import UsageError
 
     with pytest.raises(UsageError, match=re.escape(message)):
@@ -411,7 +411,7 @@ def test_refuses_an_engine_that_does_not_exist(model_folder, tmp_path, engine, m
 
 
 def test_keras_engine_refuses_a_damaged_keras_file(model_folder, tmp_path):
-    from neurocare_bids.apply import ModelError, load_model
+    from neurocare_bids.detection.apply import ModelError, load_model
 
     broken = _broken_copy(model_folder, tmp_path / "model", lambda f: (f / "model.keras").write_bytes(b"not a zip"))
     assert load_model(broken).engine == "onnx"  # the ONNX engine does not read model.keras
@@ -422,8 +422,8 @@ def test_keras_engine_refuses_a_damaged_keras_file(model_folder, tmp_path):
 
 def test_applies_the_feature_baseline(model_folder, tmp_path):
     """A ``features`` preset folder (gradient boosting on window features) is applied the same way."""
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.baseline import FeatureBaseline
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.training.baseline import FeatureBaseline
 
     folder = tmp_path / "features"
     shutil.copytree(model_folder, folder)

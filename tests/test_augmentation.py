@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from neurocare_bids.config import AugmentationConfig
-from neurocare_bids.demo import CHANNELS
-from neurocare_bids.montage import DOUBLE_BANANA, mirror_electrode, mirror_permutation
+from neurocare_bids.io.demo import CHANNELS
+from neurocare_bids.preprocessing.montage import DOUBLE_BANANA, mirror_electrode, mirror_permutation
 
 
 def test_mirror_permutation_of_the_average_and_bipolar_montages():
@@ -32,7 +32,7 @@ def _only_mirror(probability: float) -> AugmentationConfig:
 def test_mirror_flips_whole_windows_with_its_probability():
     import tensorflow as tf
 
-    from neurocare_bids.input_pipeline import _augment_batch
+    from neurocare_bids.training.input_pipeline import _augment_batch
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((400, 32, len(CHANNELS))).astype("float32")
@@ -56,7 +56,7 @@ def test_mirror_leaves_the_other_augmentations_draws_alone(mirror):
     default runs' numbers stay reproducible): with the identity as 'mirror' the batch equals the plain one."""
     import tensorflow as tf
 
-    from neurocare_bids.input_pipeline import _augment_batch
+    from neurocare_bids.training.input_pipeline import _augment_batch
 
     x = tf.constant(np.random.default_rng(1).standard_normal((16, 64, 1)).astype("float32"))
     y = tf.constant([1, 0] * 8, tf.int32)

@@ -8,8 +8,8 @@ from scipy import signal, stats
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from neurocare_bids.baseline import (BANDS, PER_CHANNEL, FeatureBaseline, QuantileBins, feature_names, n_features,
-                                     window_features)
+from neurocare_bids.training.baseline import (BANDS, PER_CHANNEL, FeatureBaseline, QuantileBins, feature_names,
+                                              n_features, window_features)
 
 SFREQ = 128.0
 N_TIMES = 512

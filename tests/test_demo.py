@@ -18,8 +18,8 @@ import pytest
 from scipy.signal import welch
 
 from conftest import run_cli
-from neurocare_bids import demo
-from neurocare_bids.demo import CHANNELS, EVENT_COLUMNS, SEIZURE_TYPES, make_demo_dataset
+from neurocare_bids.io import demo
+from neurocare_bids.io.demo import CHANNELS, EVENT_COLUMNS, SEIZURE_TYPES, make_demo_dataset
 
 SMALL = dict(n_subjects=2, recordings_per_subject=1, recording_duration=300.0)
 

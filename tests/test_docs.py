@@ -159,7 +159,7 @@ def test_the_site_builds_strictly_with_the_generated_pages(tmp_path):
     configuration = (site / "configuration.html").read_text()
     assert "preprocessing.causal" in configuration and "execution.wandb_project" in configuration
     assert "--lsl-timeout" in (site / "usage" / "cli.html").read_text()
-    assert "iter_windows" in (site / "api" / "neurocare_bids.tfrecord.html").read_text()
+    assert "iter_windows" in (site / "api" / "neurocare_bids.io.tfrecord.html").read_text()
     assert (site / "benchmarks.html").is_file() and (site / "images" / "demo-group.png").is_file()
     for page in site.rglob("*.html"):  # offline: no script, style sheet or font from another site
         html = page.read_text()

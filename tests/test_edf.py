@@ -10,14 +10,8 @@ import mne
 import numpy as np
 import pytest
 
-from neurocare_bids import edf
-from neurocare_bids.edf import (
-    BDF_DIGITAL_MAX,
-    BDF_DIGITAL_MIN,
-    DIGITAL_MAX,
-    DIGITAL_MIN,
-    write_edf,
-)
+from neurocare_bids.io import edf
+from neurocare_bids.io.edf import BDF_DIGITAL_MAX, BDF_DIGITAL_MIN, DIGITAL_MAX, DIGITAL_MIN, write_edf
 
 START = datetime(2021, 3, 14, 15, 9, 26)
 NAMES = ["Fp1-Avg", "F3-Avg", "C3-Avg", "P3-Avg"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import EVENTS_HEADER
 from neurocare_bids.config import InputConfig
 from neurocare_bids.errors import DataError
-from neurocare_bids.events import merge_intervals, read_seizures, seizure_fraction, window_labels
+from neurocare_bids.io.annotations import merge_intervals, read_seizures, seizure_fraction, window_labels
 
 
 def _events(tmp_path, rows, header=EVENTS_HEADER):

@@ -15,7 +15,7 @@ import numpy as np
 
 from conftest import SIENA_LABELS, run_cli
 from hostile import recording
-from neurocare_bids.edf import write_edf
+from neurocare_bids.io.edf import write_edf
 
 STEM = "sub-{0}/ses-01/eeg/sub-{0}_ses-01_task-szMonitoring_run-00"
 MEMORY_LIMIT = 16 << 30  # address space: ample for a run (a few GB), not for the 39 GB block below

@@ -124,11 +124,11 @@ def test_metrics_predictions_events_and_model(sequential):
     script = ("import sys, keras\n"
               "try:\n    keras.models.load_model(sys.argv[1])\nexcept TypeError as e:\n"
               "    assert 'SpectralFeatures' in str(e) or 'ChannelFeatures' in str(e), e\nelse:\n    sys.exit('loaded without our layer')\n"
-              "import neurocare_bids.models\nprint(keras.models.load_model(sys.argv[1]).output_shape)\n")
+              "import neurocare_bids.training.models\nprint(keras.models.load_model(sys.argv[1]).output_shape)\n")
     loaded = subprocess.run([sys.executable, "-c", script, str(out / "group" / "model" / card["ModelFile"])],
                             capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0 and loaded.stdout.strip() == "(None, 2)", loaded.stderr[-2000:]
-    import neurocare_bids.models  # noqa: F401 - registers our layers and the focal loss
+    import neurocare_bids.training.models  # noqa: F401 - registers our layers and the focal loss
 
     model = keras.models.load_model(out / "group" / "model" / card["ModelFile"])
     assert model.output_shape == (None, 2)
@@ -172,8 +172,8 @@ def test_latency_of_each_detected_seizure_follows_from_predictions_tsv(sequentia
     post-processing, each window known once its end plus the recording's filter look-ahead had arrived (from its
     sidecar: the zero-phase filters' block margin and the resampling filter's reach), the alarms matched to the
     reference seizures with SzCORE's tolerances; overall, per subject (metrics_subjects.tsv) and in group.html."""
-    from neurocare_bids.streaming import EventTracker
-    from neurocare_bids.szcore import read_events_tsv
+    from neurocare_bids.detection.streaming import EventTracker
+    from neurocare_bids.detection.szcore import read_events_tsv
 
     bids, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())
@@ -330,7 +330,7 @@ def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepare
     assert points["alarm"]["max_fp_per_24h"] == 30.0
     rows = [r for r in _tsv(out / "group" / "fold-1" / "predictions.tsv") if r["split"] == "test"]
     rows.sort(key=lambda r: (r["recording"], int(r["window_index"])))
-    from neurocare_bids.postprocess import smooth
+    from neurocare_bids.detection.postprocess import smooth
 
     k = points["alarm"]["smoothing"]
     for recording in {r["recording"] for r in rows}:

@@ -166,7 +166,7 @@ def _summary(run: Run, level: str = "participant") -> dict[str, dict]:
 
 def assert_valid_windows(tfrecord: Path, sidecar: Path) -> dict:
     """A complete output: the sidecar describes the TFRecord, whose every window reads back finite."""
-    from neurocare_bids.fsutils import crc32c_file
+    from neurocare_bids.io.fsutils import crc32c_file
 
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     assert tfrecord.stat().st_size == meta["TFRecord"]["Bytes"]

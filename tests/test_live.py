@@ -121,7 +121,7 @@ def test_live_stream_reports_the_file_replays_events_and_pushes_them_as_markers(
     # samples in float64 (volts; the file reader gives µV: the same numbers up to the last bit of the scaling) and
     # from the first sample (it waits for its consumer), and the detector's results do not depend on chunk
     # sizes, so the reports are the same to float rounding: times exactly, confidences within 1e-6.
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     model = load_model(model_folder)
     model.use_operating_point("alarm")  # what `stream` detects with unless told otherwise
@@ -245,7 +245,7 @@ def test_stream_needs_a_file_or_a_live_stream(tmp_path):
 def test_declared_units_become_microvolts():
     """As the EDF reader scales a file's physical units: LSL's unit names, mne-lsl's powers of ten of volts (what
     ``PlayerLSL`` declares, "0": its samples are volts), the EDF spellings; µV when the stream declares none."""
-    from neurocare_bids.live import microvolt_scale
+    from neurocare_bids.detection.live import microvolt_scale
 
     units = ["microvolts", "volts", "0", "-6", "mV", "uV", "nanovolts", None]
     np.testing.assert_array_equal(microvolt_scale(units, 8), [1, 1e6, 1e6, 1, 1e3, 1, 1e-3, 1])

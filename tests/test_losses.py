@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from neurocare_bids.config import TrainingConfig
-from neurocare_bids.losses import FocalLoss, WeightedCrossEntropy, build_loss, inverse_frequency_weights
+from neurocare_bids.training.losses import FocalLoss, WeightedCrossEntropy, build_loss, inverse_frequency_weights
 
 P = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype="float32")  # softmax outputs
 LABELS = np.array([0, 1, 1])

@@ -9,9 +9,9 @@ import pytest
 from timescoring import scoring
 from timescoring.annotations import Annotation
 
-from neurocare_bids.metrics import (EventCounter, event_scores, mask_runs, sample_scores, szcore_mask,
-                                    szcore_summary, timescoring_scores, window_metrics)
-from neurocare_bids.postprocess import Event
+from neurocare_bids.detection.postprocess import Event
+from neurocare_bids.evaluation.metrics import (EventCounter, event_scores, mask_runs, sample_scores, szcore_mask,
+                                               szcore_summary, timescoring_scores, window_metrics)
 
 
 # ---------------------------------------------------------------------- window level
@@ -170,7 +170,7 @@ def test_szcore_summary_sums_per_subject_then_averages():
 
 def test_window_metrics_with_one_threshold_per_window():
     """Pooled cross-validation windows are each called at their own fold's threshold."""
-    from neurocare_bids.metrics import window_metrics
+    from neurocare_bids.evaluation.metrics import window_metrics
 
     y = [1, 0, 1, 0]
     p = [0.6, 0.6, 0.3, 0.2]
@@ -182,7 +182,7 @@ def test_window_metrics_with_one_threshold_per_window():
 
 # ---------------------------------------------------------------------- detection latency
 def test_seizure_latencies_computed_by_hand():
-    from neurocare_bids.metrics import latency_summary, seizure_latencies
+    from neurocare_bids.evaluation.metrics import latency_summary, seizure_latencies
 
     events = [Event(20.0, 24.0, 0.9), Event(60.0, 30.0, 0.9), Event(150.0, 50.0, 0.9)]
     alarms = [30.0, 75.0, 190.0]
@@ -201,7 +201,7 @@ def test_seizure_latencies_computed_by_hand():
 
 
 def test_latencies_are_summarised_over_seizures_and_per_subject():
-    from neurocare_bids.metrics import with_latencies
+    from neurocare_bids.evaluation.metrics import with_latencies
 
     per_recording = [
         {"subject": "01", "ref": [(100, 160)], "hyp": [(110, 150)], "duration": 3600, "latencies": [12.0]},

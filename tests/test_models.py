@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from neurocare_bids.config import ModelConfig
-from neurocare_bids.losses import FocalLoss
-from neurocare_bids.models import FIRST_KERNEL_SECONDS, SEED_TRAINING, build_model, model_summary
+from neurocare_bids.training.losses import FocalLoss
+from neurocare_bids.training.models import FIRST_KERNEL_SECONDS, SEED_TRAINING, build_model, model_summary
 
 SFREQ = 128.0
 # Keras's TensorFlow backend converts tensors with np.array(x, copy=False) semantics NumPy 2 warns about.
@@ -257,7 +257,7 @@ def test_gpu_benchmark_script_measures_both_presets_on_any_device(tmp_path):
 
 
 def test_spectral_features_are_band_powers_variance_and_line_length_summarised_over_channels():
-    from neurocare_bids.models import SPECTRAL_BANDS, SpectralFeatures
+    from neurocare_bids.training.models import SPECTRAL_BANDS, SpectralFeatures
 
     n_times, sfreq = 512, SFREQ
     t = np.arange(n_times) / sfreq
@@ -311,8 +311,8 @@ def test_channel_features_equal_the_feature_baselines_per_channel():
     """The per-channel branch computes, inside the model, what the feature baseline computes in NumPy:
     checked against ``baseline._channel_features`` (Hjorth, line length, variance, shape statistics) and a
     periodogram (band powers, finer bands than the baseline's Welch estimate)."""
-    from neurocare_bids import baseline
-    from neurocare_bids.models import CHANNEL_BANDS, ChannelFeatures, channel_feature_names
+    from neurocare_bids.training import baseline
+    from neurocare_bids.training.models import CHANNEL_BANDS, ChannelFeatures, channel_feature_names
 
     n_times, sfreq = 512, SFREQ
     t = np.arange(n_times) / sfreq

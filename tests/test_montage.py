@@ -7,7 +7,7 @@ import pytest
 
 from neurocare_bids.config import SZCORE_ELECTRODES, MontageConfig
 from neurocare_bids.errors import DataError
-from neurocare_bids.montage import DOUBLE_BANANA, build_montage, parse_label
+from neurocare_bids.preprocessing.montage import DOUBLE_BANANA, build_montage, parse_label
 
 
 @pytest.mark.parametrize("label, parsed", [

@@ -54,8 +54,8 @@ def test_onnx_runtime_equals_keras(name, tmp_path):
     import keras
     import onnxruntime as ort
 
-    from neurocare_bids.models import build_model
-    from neurocare_bids.onnx_export import ONNX_OPSET, export_onnx, sha256_file
+    from neurocare_bids.training.models import build_model
+    from neurocare_bids.training.onnx_export import ONNX_OPSET, export_onnx, sha256_file
 
     keras.utils.set_random_seed(3)
     rng = np.random.default_rng(0)
@@ -83,7 +83,7 @@ def test_matrix_spectral_layer_equals_the_fft_one_models_were_trained_with(sfreq
     import keras
     from keras import ops
 
-    from neurocare_bids.models import SPECTRAL_BANDS, SPECTRAL_EPS, SpectralFeatures, spectral_front_end
+    from neurocare_bids.training.models import SPECTRAL_BANDS, SPECTRAL_EPS, SpectralFeatures, spectral_front_end
 
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((3, n_times, 7)) * rng.uniform(0.1, 5.0, 7) + 2.0).astype(np.float32)
@@ -118,8 +118,8 @@ def _onnx_probabilities(path, windows):
 def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, monkeypatch):
     import keras
 
-    from neurocare_bids import models  # noqa: F401 - our layers, for loading
-    from neurocare_bids.onnx_export import ONNX_OPSET, sha256_file
+    from neurocare_bids.training import models  # noqa: F401 - our layers, for loading
+    from neurocare_bids.training.onnx_export import ONNX_OPSET, sha256_file
 
     _, out, _ = sequential
     group = out / "group"
@@ -149,7 +149,7 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
 
 
 def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, tmp_path):
-    from neurocare_bids.onnx_export import sha256_file
+    from neurocare_bids.training.onnx_export import sha256_file
 
     _, out, _ = sequential
     folder = tmp_path / "model"
@@ -203,7 +203,7 @@ def test_a_failed_export_is_a_warning_that_leaves_no_onnx_file(tmp_path, caplog)
     is refused, a stale model.onnx of an earlier training is removed, and the card says why."""
     import keras
 
-    from neurocare_bids.onnx_export import export_trained
+    from neurocare_bids.training.onnx_export import export_trained
 
     class Spectrum(keras.layers.Layer):
         def call(self, x):

@@ -310,7 +310,7 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path):
 def test_parallel_single_subject_jobs_share_one_output(tmp_path):
     """Eight one-subject jobs started at once into one OUT, as an HPC array does: every output valid, the
     shared files written once and whole, one log folder per job."""
-    from neurocare_bids.derivatives import BIDSIGNORE, dataset_description
+    from neurocare_bids.io.derivatives import BIDSIGNORE, dataset_description
 
     from conftest import read_only_input
 
@@ -363,7 +363,7 @@ def test_clinical_edf_plus_with_annotations_mixed_rates_and_odd_header(tmp_path)
     from datetime import datetime
 
     from conftest import synthetic_eeg
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     root = tmp_path / "bids"
     add_recording(root, "01", duration=60.0, seizures=[(20.0, 10.0, "sz")])
@@ -404,7 +404,7 @@ def test_block_size_does_not_change_the_windows(tmp_path):
 
 def test_montage_channels_at_different_rates_are_read_through_mne(tmp_path):
     from conftest import synthetic_eeg
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     root = tmp_path / "bids"
     add_recording(root, "01", duration=30.0, seizures=[])
@@ -427,7 +427,7 @@ def test_work_dir_inside_the_input_is_refused_before_writing(siena, tmp_path):
 
 def test_flat_electrode_is_reported(tmp_path):
     from conftest import synthetic_eeg
-    from neurocare_bids.edf import write_edf
+    from neurocare_bids.io.edf import write_edf
 
     root = tmp_path / "bids"
     add_recording(root, "01", duration=30.0, seizures=[])
@@ -451,9 +451,9 @@ def test_causal_preprocessing_windows_need_no_later_signal(tmp_path):
 
     from conftest import synthetic_eeg
     from neurocare_bids.config import Config
-    from neurocare_bids.group import _preprocessing_card
-    from neurocare_bids.input_pipeline import WindowFile, check_geometry
-    from neurocare_bids.preprocess import plan_from_sidecar
+    from neurocare_bids.evaluation.group import _preprocessing_card
+    from neurocare_bids.preprocessing.filters import plan_from_sidecar
+    from neurocare_bids.training.input_pipeline import WindowFile, check_geometry
 
     root, change, sfreq = tmp_path / "bids", 70.0, 256.0
     t = np.arange(int(120 * sfreq)) / sfreq
@@ -524,7 +524,7 @@ def test_filters_are_the_documented_ones(tmp_path):
     TFRecord, must be those of the filters designed here from the documented numbers, not from the app's."""
     from scipy import signal as sig
 
-    from neurocare_bids.tfrecord import read_windows as read_all
+    from neurocare_bids.io.tfrecord import read_windows as read_all
 
     sfreq, duration, amplitude = 128.0, 600.0, 100.0
     freqs = np.array([0.1, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 28.0, 30.0, 35.0, 40.0, 50.0, 55.0, 60.0])

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from neurocare_bids.metrics import szcore_summary
-from neurocare_bids.postprocess import Event, probabilities_to_events, smooth, tune
-from neurocare_bids.szcore import tsv_intervals
+from neurocare_bids.detection.postprocess import Event, probabilities_to_events, smooth, tune
+from neurocare_bids.detection.szcore import tsv_intervals
+from neurocare_bids.evaluation.metrics import szcore_summary
 
 
 def _events(onsets, probs, window=4.0, recording=1000.0, *, threshold=0.5, min_duration=0.0, merge_gap=0.0,
@@ -254,7 +254,7 @@ def test_event_is_a_plain_dataclass():
 
 
 def test_centring_moves_the_median_window_to_one_half_and_keeps_the_order():
-    from neurocare_bids.postprocess import centre_probabilities, log_odds
+    from neurocare_bids.detection.postprocess import centre_probabilities, log_odds
 
     rng = np.random.default_rng(4)
     probs = np.concatenate([rng.uniform(0.01, 0.2, 200), rng.uniform(0.6, 0.99, 21)])  # background + a seizure
@@ -279,7 +279,7 @@ def _alarms(probs, *, smoothing=1, min_duration=10.0, merge_gap=0.0, lookahead=0
     """Alarm times of windows 4 s long every 2 s (onsets 0, 2, 4 ...), threshold 0.5."""
     onsets = 2.0 * np.arange(len(probs))
     kwargs = {"threshold": 0.5, "min_duration": min_duration, "merge_gap": merge_gap, "smoothing": smoothing}
-    from neurocare_bids.postprocess import alarm_times
+    from neurocare_bids.detection.postprocess import alarm_times
 
     alarms = alarm_times(onsets, probs, 4.0, recording, lookahead=lookahead, **kwargs)
     return _spans(probabilities_to_events(onsets, probs, 4.0, recording, **kwargs)), alarms
@@ -334,7 +334,7 @@ def _ramping_recording(subject, *, burst_prob, duration=3600.0):
 
 
 def test_tune_alarm_is_soonest_within_the_false_alarm_bound():
-    from neurocare_bids.postprocess import tune_alarm
+    from neurocare_bids.detection.postprocess import tune_alarm
 
     recs = [_ramping_recording(s, burst_prob=0.6) for s in ("01", "02")]
     # the bursts give 48 false alarms per 24 h to any threshold up to 0.6: a bound of 2 forces a threshold above

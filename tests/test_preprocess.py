@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neurocare_bids.config import PreprocessingConfig
-from neurocare_bids.preprocess import RunningStats, design_plan, iter_blocks, process_block
+from neurocare_bids.preprocessing.filters import RunningStats, design_plan, iter_blocks, process_block
 
 
 def _signal(n_channels, n, seed=0):
@@ -129,8 +129,8 @@ def test_causal_blocks_equal_one_shot_filtering(n_seconds, block, seed, sfreq, o
 
     from scipy import signal
 
-    from neurocare_bids.participant import ordered_map
-    from neurocare_bids.preprocess import block_bounds, causal_filter
+    from neurocare_bids.preprocessing.filters import block_bounds, causal_filter
+    from neurocare_bids.preprocessing.participant import ordered_map
 
     plan = _causal(sfreq)
     x = _signal(2, int(sfreq * n_seconds), seed) + offset
@@ -154,7 +154,7 @@ def test_causal_blocks_equal_one_shot_filtering(n_seconds, block, seed, sfreq, o
 def test_a_failed_causal_block_releases_the_blocks_waiting_for_it():
     from concurrent.futures import ThreadPoolExecutor
 
-    from neurocare_bids.preprocess import causal_filter
+    from neurocare_bids.preprocessing.filters import causal_filter
 
     plan = _causal(128.0)
     x = _signal(2, 128 * 60)

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from conftest import EVENTS_HEADER
 from neurocare_bids.config import InputConfig, PreprocessingConfig
-from neurocare_bids.events import merge_intervals, read_seizures, seizure_fraction, window_labels
-from neurocare_bids.postprocess import Event, probabilities_to_events
-from neurocare_bids.preprocess import design_plan, iter_blocks, process_block
-from neurocare_bids.szcore import format_events_tsv, read_events_tsv, tsv_intervals
+from neurocare_bids.detection.postprocess import Event, probabilities_to_events
+from neurocare_bids.detection.szcore import format_events_tsv, read_events_tsv, tsv_intervals
+from neurocare_bids.io.annotations import merge_intervals, read_seizures, seizure_fraction, window_labels
+from neurocare_bids.preprocessing.filters import design_plan, iter_blocks, process_block
 
 seconds = st.floats(0, 400, allow_nan=False, allow_infinity=False)
 events = st.lists(st.tuples(st.floats(-50, 450), st.floats(0, 120)), max_size=8)

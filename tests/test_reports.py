@@ -138,8 +138,8 @@ def test_subject_reports_show_every_section_and_the_sidecars_numbers(reported):
 
 
 def test_window_labels_read_from_record_tails_equal_a_full_decode(prepared):
+    from neurocare_bids.io.tfrecord import decode_example, iter_records
     from neurocare_bids.reports.readers import window_labels
-    from neurocare_bids.tfrecord import decode_example, iter_records
 
     _, out, _ = prepared
     tfrecord = next(out.glob("sub-01/**/*_windows.tfrecord"))
@@ -309,7 +309,7 @@ def test_model_card_sections_come_from_the_run_and_show_in_the_group_report(repo
 
 
 def test_model_card_spread_flags_large_and_undefined_fold_metrics():
-    from neurocare_bids.model_card import _limitations, metric_spread
+    from neurocare_bids.evaluation.model_card import _limitations, metric_spread
 
     folds = [{"event": {"f1": f1, "sensitivity": s, "fp_per_24h": fp}, "window": {"pr_auc": 0.9}}
              for f1, s, fp in ((0.2, None, 0.0), (0.9, 1.0, 10.0), (0.5, 0.5, 2.0))]

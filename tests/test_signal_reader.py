@@ -8,9 +8,9 @@ import mne
 import numpy as np
 import pytest
 
-from neurocare_bids.edf import write_edf
 from neurocare_bids.errors import DataError
-from neurocare_bids.signal_reader import EDFSource, read_edf_header
+from neurocare_bids.io.edf import write_edf
+from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
 
 def _open(path):

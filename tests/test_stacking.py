@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 
 def test_combine_is_a_weighted_mean_of_log_odds():
-    from neurocare_bids.stacking import combine
+    from neurocare_bids.detection.stacking import combine
 
     net, base = np.array([0.1, 0.5, 0.9, 0.99]), np.array([0.8, 0.2, 0.5, 0.01])
     np.testing.assert_allclose(combine(net, base, 0.0), net, rtol=1e-12)
@@ -39,7 +39,7 @@ def _predictions(labels, probs):
 
 
 def test_choose_weight_follows_the_validation_ranking():
-    from neurocare_bids.stacking import WEIGHTS, choose_weight
+    from neurocare_bids.detection.stacking import WEIGHTS, choose_weight
 
     rng = np.random.default_rng(0)
     labels = np.r_[np.zeros(200, int), np.ones(20, int)]
@@ -77,8 +77,8 @@ def stacked_run(prepared, tmp_path_factory):
 
 def _fold_windows(out: Path, subjects: list[str]):
     """The stored windows of these subjects, in the order the group level reads them, as one array."""
-    from neurocare_bids.group import collect_window_files
-    from neurocare_bids.input_pipeline import read_windows
+    from neurocare_bids.evaluation.group import collect_window_files
+    from neurocare_bids.training.input_pipeline import read_windows
 
     files, geometry = collect_window_files(out, [])
     chosen = sorted((f for f in files if f.subject in subjects), key=lambda f: f.source)
@@ -90,9 +90,9 @@ def test_fold_probabilities_are_the_saved_parts_combined(stacked_run):
 
     import keras
 
-    from neurocare_bids import models  # noqa: F401 - our layers, for loading
-    from neurocare_bids.baseline import FeatureBaseline, window_features
-    from neurocare_bids.stacking import BASELINE_FILE, WEIGHTS, combine
+    from neurocare_bids.detection.stacking import BASELINE_FILE, WEIGHTS, combine
+    from neurocare_bids.training import models  # noqa: F401 - our layers, for loading
+    from neurocare_bids.training.baseline import FeatureBaseline, window_features
 
     _, out = stacked_run
     fold = out / "group" / "fold-1"
@@ -119,10 +119,10 @@ def test_fold_probabilities_are_the_saved_parts_combined(stacked_run):
 def test_final_model_card_and_apply_run_both_parts(stacked_run, tmp_path):
     import keras
 
-    from neurocare_bids import models  # noqa: F401
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.baseline import FeatureBaseline, window_features
-    from neurocare_bids.stacking import combine
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.detection.stacking import combine
+    from neurocare_bids.training import models  # noqa: F401
+    from neurocare_bids.training.baseline import FeatureBaseline, window_features
 
     _, out = stacked_run
     folder = out / "group" / "model"

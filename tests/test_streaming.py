@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import add_recording, run_cli
-from neurocare_bids.postprocess import alarm_times, probabilities_to_events
-from neurocare_bids.streaming import EventTracker, StreamingDetector
+from neurocare_bids.detection.postprocess import alarm_times, probabilities_to_events
+from neurocare_bids.detection.streaming import EventTracker, StreamingDetector
 from test_apply import apply_api, centred_copy, trained_model_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
@@ -74,7 +74,7 @@ def model_folder(prepared, tmp_path_factory):
     """
     import keras
 
-    from neurocare_bids.onnx_export import export_model_folder
+    from neurocare_bids.training.onnx_export import export_model_folder
 
     trained = trained_model_folder(prepared, tmp_path_factory)
     folder = tmp_path_factory.mktemp("detector") / "model"
@@ -114,7 +114,7 @@ def recording(tmp_path_factory):
 
 
 def _stream(model, path, chunk_seconds, **kwargs):
-    from neurocare_bids.signal_reader import EDFSource, read_edf_header
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
     source = EDFSource(path, read_edf_header(path), [])
     detector = StreamingDetector(model, source.ch_names, source.sfreq, **kwargs)
@@ -129,7 +129,7 @@ def _stream(model, path, chunk_seconds, **kwargs):
 
 @pytest.mark.parametrize("centre", [False, True])
 def test_stream_equals_batch_with_the_recordings_statistics(model_folder, recording, tmp_path, centre):
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     model = load_model(centred_copy(model_folder, tmp_path / "centred") if centre else model_folder)
     batch = apply_api(model, recording, tmp_path)
@@ -156,8 +156,8 @@ def _stream_as_batch(model, path, batch, **kwargs) -> list:
 def test_stream_centres_on_the_median_of_the_windows_so_far(model_folder, recording, tmp_path):
     """Without batch mode's offset, the stream centres each window on the median log-odds of the windows up to
     it: at the end of the stream that is batch mode's offset, and the centred windows end where batch's do."""
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.postprocess import centre_probabilities
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.detection.postprocess import centre_probabilities
 
     model = load_model(centred_copy(model_folder, tmp_path / "centred"))
     batch = apply_api(model, recording, tmp_path)
@@ -182,8 +182,8 @@ def test_stream_centres_on_the_median_of_the_windows_so_far(model_folder, record
 
 
 def test_latency_is_the_data_the_detection_needs(model_folder, recording):
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.streaming import stream_latency
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.detection.streaming import stream_latency
 
     model = load_model(model_folder)
     detector, reports = _stream(model, recording, 1.0, line_freq=50.0, calibration=60.0)
@@ -213,9 +213,9 @@ def test_a_causal_model_streams_without_filter_lookahead_as_batch_mode_applies_i
     """A card saying ``preprocessing.causal``: apply mode and the stream both filter forward only (the stream
     carrying the filter state from chunk to chunk), so they give the same probabilities and events, and the
     alarms wait for no filter look-ahead: they come when :func:`alarm_times` (the group level's latency) says."""
-    from neurocare_bids.apply import load_model
-    from neurocare_bids.postprocess import event_settings
-    from neurocare_bids.streaming import stream_latency
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.detection.postprocess import event_settings
+    from neurocare_bids.detection.streaming import stream_latency
 
     folder = tmp_path / "causal"
     shutil.copytree(model_folder, folder)
@@ -252,7 +252,7 @@ def test_a_causal_model_streams_without_filter_lookahead_as_batch_mode_applies_i
 
 
 def test_running_zscore_matches_batch_after_the_first_minutes(model_folder, recording, tmp_path):
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     model = load_model(model_folder)
     batch = apply_api(model, recording, tmp_path)
@@ -270,7 +270,7 @@ def test_running_zscore_matches_batch_after_the_first_minutes(model_folder, reco
 
 
 def test_stream_cli_prints_events_as_detected(model_folder, recording, tmp_path):
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     batch = apply_api(load_model(model_folder), recording, tmp_path)
     result = run_cli("stream", recording, "--model", model_folder, "--realtime", "--speed", "1000", "--chunk", "10",
@@ -316,7 +316,7 @@ def test_stream_cli_json_of_a_file_carries_the_text_lines_events(model_folder, r
 def test_stream_cli_uses_the_alarm_operating_point(model_folder, recording, tmp_path):
     """Without --operating-point, stream detects with the card's alarm point (tuned for the soonest alarms),
     exactly as batch mode does with that point; a card without it is refused for --operating-point alarm."""
-    from neurocare_bids.apply import load_model
+    from neurocare_bids.detection.apply import load_model
 
     model = load_model(model_folder)
     assert model.use_operating_point() == "alarm"

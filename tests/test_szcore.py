@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurocare_bids.metrics import szcore_mask, szcore_summary
+from neurocare_bids.evaluation.metrics import szcore_mask, szcore_summary
 from szcore_reference import annotations_module as _annotations
 from szcore_reference import evaluate_dataset as _evaluate_dataset
-from neurocare_bids.postprocess import Event, probabilities_to_events
-from neurocare_bids.szcore import (export_tree, format_events_tsv, read_events_tsv, tsv_intervals,
-                                   write_events_tsv)
+from neurocare_bids.detection.postprocess import Event, probabilities_to_events
+from neurocare_bids.detection.szcore import (export_tree, format_events_tsv, read_events_tsv, tsv_intervals,
+                                             write_events_tsv)
 
 HEADER = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
 

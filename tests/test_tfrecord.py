@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from neurocare_bids.errors import DataError
-from neurocare_bids.tfrecord import decode_example, encode_example, frame_record, iter_records
+from neurocare_bids.io.tfrecord import decode_example, encode_example, frame_record, iter_records
 
 
 def _write(path, examples):

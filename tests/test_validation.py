@@ -16,14 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurocare_bids.edf import write_edf
-from neurocare_bids.validation import (
-    HED_DOWNLOAD_NOTE,
-    ValidatorUnavailable,
-    _is_offline_hed_download,
-    find_validator,
-    validate_dataset,
-)
+from neurocare_bids.io.edf import write_edf
+from neurocare_bids.io.validation import (HED_DOWNLOAD_NOTE, ValidatorUnavailable, _is_offline_hed_download,
+                                          find_validator, validate_dataset)
 
 requires_validator = pytest.mark.skipif(
     find_validator() is None,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import add_recording, run_cli
-from neurocare_bids.validation import find_validator, validate_dataset
+from neurocare_bids.io.validation import find_validator, validate_dataset
 
 pytestmark = pytest.mark.skipif(find_validator() is None, reason="bids-validator-deno is not installed")
 OFFLINE = {var: "http://127.0.0.1:9" for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import add_recording, run_cli
 from neurocare_bids.errors import DataError
-from neurocare_bids.tfrecord import (decode_example, encode_example, frame_record, iter_records, iter_windows,
-                                     read_windows)
+from neurocare_bids.io.tfrecord import (decode_example, encode_example, frame_record, iter_records, iter_windows,
+                                        read_windows)
 
 FEATURES = {"eeg", "label", "seizure_fraction", "onset", "window_index", "subject", "session", "task", "run"}
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pytorch_windows.py"

@@ -109,10 +109,10 @@ def _stream(args) -> int:
         raise UsageError("give an EEG FILE to replay or --lsl NAME for a live stream, not both (see --help)"
                          if args.file else "give an EEG FILE to replay or --lsl NAME for a live stream (see --help)")
     if args.lsl is not None:
-        from ..live import stream_lsl
+        from ..detection.live import stream_lsl
 
         return stream_lsl(args)
-    from ..streaming import stream_file
+    from ..detection.streaming import stream_file
 
     return stream_file(args)
 
@@ -175,8 +175,8 @@ def _run(args) -> int:
                                 f"(choose {' or '.join(LEVELS)})")
     bids_dir, out_dir = args.bids_dir.absolute(), args.output_dir.absolute()
 
-    from ..bids_input import check_bids_dir
-    from ..derivatives import check_output_location
+    from ..io.bids_input import check_bids_dir
+    from ..io.derivatives import check_output_location
 
     check_bids_dir(bids_dir)
     check_output_location(bids_dir, out_dir)
@@ -199,9 +199,9 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
     global _exit_when_done
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..bids_input import discover_in_background
-    from ..derivatives import prepare_output
-    from ..fsutils import atomic_write, is_within
+    from ..io.bids_input import discover_in_background
+    from ..io.derivatives import prepare_output
+    from ..io.fsutils import atomic_write, is_within
 
     _exit_when_done = True
     # Indexing (a forked process), validation (a subprocess, waited for in a thread) and loading the
@@ -214,7 +214,7 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
         recordings_result = discover_in_background(bids_dir, cfg.execution)
         with ThreadPoolExecutor(1) as background:
             validation = None if cfg.execution.skip_bids_validation else background.submit(_validate, bids_dir)
-            from ..participant import run_participant_level
+            from ..preprocessing.participant import run_participant_level
 
             gc.freeze()
             gc.enable()
@@ -262,14 +262,14 @@ def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine:
     """Participant level with --model: apply a trained model to every selected recording (apply.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..bids_input import discover_in_background
-    from ..derivatives import prepare_output
-    from ..fsutils import atomic_write, is_within
+    from ..io.bids_input import discover_in_background
+    from ..io.derivatives import prepare_output
+    from ..io.fsutils import atomic_write, is_within
 
     recordings_result = discover_in_background(bids_dir, cfg.execution)
     with ThreadPoolExecutor(1) as background:
         validation = None if cfg.execution.skip_bids_validation else background.submit(_validate, bids_dir)
-        from ..apply import check_apply_output, load_model, print_summary, run_apply, summary_tsv
+        from ..detection.apply import check_apply_output, load_model, print_summary, run_apply, summary_tsv
 
         model = load_model(model_path.absolute(), engine)  # refused before anything is written
         if validation is not None:
@@ -298,8 +298,8 @@ def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine:
 
 def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, logging.Handler]:
     """A per-run log folder with the effective configuration and a debug log file."""
-    from ..derivatives import new_log_dir
-    from ..fsutils import atomic_write
+    from ..io.derivatives import new_log_dir
+    from ..io.fsutils import atomic_write
 
     log_dir = new_log_dir(out_dir, level)
     atomic_write(log_dir / "config.toml", cfg.to_toml())
@@ -312,8 +312,8 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
 
 
 def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
-    from ..derivatives import prepare_output
-    from ..tracking import check_tracking
+    from ..io.derivatives import prepare_output
+    from ..training.tracking import check_tracking
 
     check_tracking(cfg)  # before anything is written
     if not (out_dir / "dataset_description.json").exists():
@@ -322,7 +322,7 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
     log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
     try:
         import_tensorflow()  # its start-up lines held back into the run's log
-        from ..group import run_group_level
+        from ..evaluation.group import run_group_level
 
         metrics = run_group_level(cfg, bids_dir, out_dir, fold)
         _reports("group_reports", cfg, out_dir, metrics is not None)
@@ -372,7 +372,7 @@ def _print_group_summary(metrics: dict, out_dir: Path, log_dir: Path) -> None:
 
 
 def _validate(bids_dir: Path) -> None:
-    from ..validation import ValidatorUnavailable, validate_dataset
+    from ..io.validation import ValidatorUnavailable, validate_dataset
 
     try:
         report = validate_dataset(bids_dir)
@@ -402,7 +402,7 @@ def _print_summary(results, out_dir: Path, log_dir: Path) -> None:
 
 
 def _export_model(args) -> int:
-    from ..onnx_export import export_model_folder
+    from ..training.onnx_export import export_model_folder
 
     entry = export_model_folder(args.model_dir.absolute())
     print(f"Wrote {args.model_dir / entry['File']} (SHA-256 {entry['SHA256']}, opset {entry['Opset']}, "
@@ -411,7 +411,7 @@ def _export_model(args) -> int:
 
 
 def _demo_data(args) -> int:
-    from ..demo import make_demo_dataset
+    from ..io.demo import make_demo_dataset
 
     for name in ("subjects", "recordings"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

@@ -1,8 +1,11 @@
-"""Reports a person reads: per-subject and group HTML pages with figures, and the methods text to cite.
+"""Reports: the per-subject and group HTML pages a person reads, with figures, and the methods text to cite.
 
 A stage of its own that reads only what the participant and group levels left on disk, so a report can be
 rebuilt at any time from an output folder. Each level calls one function here at its end; a report that
 cannot be built is returned as a one-line message, never raised, so it cannot cost the run its outputs.
+
+Stage 6 of 7. Imports only `evaluation`, `detection`, `training`, `preprocessing`, `io` (what they wrote, and how to
+read it) and the shared modules (`config`, `console`, `errors`); only `cli` imports it.
 """
 
 from __future__ import annotations

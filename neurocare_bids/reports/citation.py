@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from .. import __version__
 from ..errors import EXIT_INTERNAL, NeuroCareError
-from ..fsutils import atomic_write
+from ..io.fsutils import atomic_write
 from .readers import read_json, read_tsv
 from .render import environment
 
@@ -219,13 +219,13 @@ def augmentation_facts(aug) -> list[str]:
 
 
 def group_facts(cfg, out_dir: Path, sfreq: float) -> dict:
-    from ..metrics import MERGE_BELOW, SPLIT_ABOVE, TOLERANCE_END, TOLERANCE_START
+    from ..evaluation.metrics import MERGE_BELOW, SPLIT_ABOVE, TOLERANCE_END, TOLERANCE_START
 
     folds = read_tsv(out_dir / "group" / "folds.tsv")
     card = read_json(out_dir / "group" / "model" / "model_card.json") or {}
     first_kernel = max(cfg.model.conv_kernel_size, round(0.5 * sfreq))
     if cfg.model.preset == "neurocare":
-        from ..models import first_kernel_size
+        from ..training.models import first_kernel_size
 
         first_kernel = first_kernel_size(sfreq, cfg.model)
     same_model = card.get("Configuration", {}).get("model") == dataclasses.asdict(cfg.model)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import MERGE_BELOW, SPLIT_ABOVE, TOLERANCE_END, TOLERANCE_START
+from ..evaluation.metrics import MERGE_BELOW, SPLIT_ABOVE, TOLERANCE_END, TOLERANCE_START
 from . import figures
 from .readers import iter_tsv, read_json, read_tsv, source_relpath
 from .render import write_html
@@ -184,8 +184,8 @@ def _fmt(value) -> str:
 
 def _traces(out_dir: Path, recordings: list[dict], predictions: dict[str, dict], folds: list[dict],
             fold_of: dict[str, int]) -> list[dict]:
-    from ..postprocess import smooth
-    from ..szcore import read_events_tsv
+    from ..detection.postprocess import smooth
+    from ..detection.szcore import read_events_tsv
 
     params = {row["fold"]: row["postprocessing"] for row in folds}
     max_points = trace_points(sum(1 for rec in recordings if rec["source"] in predictions))

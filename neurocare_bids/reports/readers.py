@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..tfrecord import _iter_fields, _read_varint, _varint, decode_example
+from ..io.tfrecord import _iter_fields, _read_varint, _varint, decode_example
 
 SPECTRUM_SEGMENTS = 4
 SPECTRUM_SEGMENT_SECONDS = 30.0
@@ -190,10 +190,10 @@ def power_spectra(bids_dir: Path, meta: dict, montage_cfg) -> dict:
     """
     from scipy import signal
 
-    from ..bids_input import Recording, open_source, open_with_mne
-    from ..montage import build_montage
-    from ..preprocess import plan_from_sidecar, process_block
-    from ..signal_reader import EDFSource
+    from ..io.bids_input import Recording, open_source, open_with_mne
+    from ..io.signal_reader import EDFSource
+    from ..preprocessing.filters import plan_from_sidecar, process_block
+    from ..preprocessing.montage import build_montage
 
     relpath = source_relpath(meta)
     path = bids_dir / relpath

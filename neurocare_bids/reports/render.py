@@ -8,7 +8,7 @@ from pathlib import Path
 import jinja2
 
 from .. import CODE_URL, __version__
-from ..fsutils import atomic_write
+from ..io.fsutils import atomic_write
 
 TEMPLATES = Path(__file__).parent / "templates"
 DECIMALS = 3  # every metric is shown rounded to this many decimals (the tests compare at this precision)

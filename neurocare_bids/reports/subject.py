@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..quality import NOISY_RATIO
+from ..preprocessing.quality import NOISY_RATIO
 from . import figures
 from .readers import label_runs, power_spectra, read_json, read_windows, source_relpath, window_labels
 from .render import write_html

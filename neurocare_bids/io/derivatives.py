@@ -13,8 +13,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import CODE_URL, __version__
-from .errors import OutputError
+from .. import CODE_URL, __version__
+from ..errors import OutputError
 from .fsutils import atomic_write, is_within, locked
 
 APP_NAME = "NeuroCare-BIDS"

@@ -28,8 +28,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from ..config import ModelConfig
 from . import losses  # noqa: F401 - registers the focal loss: importing this module is all a saved model needs
-from .config import ModelConfig
 
 SPECTRAL_EPS = 1e-6  # floor inside the spectral branch's logarithms
 

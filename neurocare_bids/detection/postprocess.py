@@ -193,7 +193,7 @@ def tune(recordings: Sequence[dict[str, Any]], *, thresholds: Sequence[float] = 
     """
     if ties not in TIE_RULES:
         raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
-    from .metrics import EventCounter, mask_runs, timescoring_scores, union_runs
+    from ..evaluation.metrics import EventCounter, mask_runs, timescoring_scores, union_runs
     from .szcore import tsv_arrays
 
     thresholds = [float(t) for t in thresholds]
@@ -283,7 +283,7 @@ def tune_alarm(recordings: Sequence[dict[str, Any]], *, max_fp_per_24h: float, m
     fewer false alarms, then the higher threshold. Where no setting meets the false-alarm bound, the one with
     the fewest false alarms (then the soonest) is returned with ``constraint_met`` False.
     """
-    from .metrics import seizure_latencies
+    from ..evaluation.metrics import seizure_latencies
 
     if not recordings:
         raise ValueError("tune_alarm needs recordings")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, NoInputError, UsageError
+from ..io.signal_reader import _TO_MICROVOLT
 from .apply import load_model
-from .errors import DataError, NoInputError, UsageError
-from .signal_reader import _TO_MICROVOLT
 from .streaming import (DetectedEvent, StreamingDetector, describe_latency, event_record, format_event, say,
                         stream_latency)
 

@@ -33,7 +33,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from .config import PreprocessingConfig
+from ..config import PreprocessingConfig
 
 MARGIN_TOLERANCE = 1e-9
 ALIAS_ATTENUATION_DB = 80.0

@@ -12,8 +12,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ExecutionConfig
-from .errors import DataError, NeuroCareError, NoInputError, NothingSelectedError
+from ..config import ExecutionConfig
+from ..errors import DataError, NeuroCareError, NoInputError, NothingSelectedError
 from .signal_reader import EDFSource, MNESource, SignalSource, read_edf_header
 
 log = logging.getLogger("neurocare")

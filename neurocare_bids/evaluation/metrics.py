@@ -155,7 +155,7 @@ def event_scores(ref_events, hyp_events, recording_duration: float) -> dict[str,
     """SzCORE event scores of one recording (timescoring defaults on epilepsy2bids-style 1 Hz masks).
 
     Events are ``(onset, offset)`` pairs or Events; give them as read back from the TSV files
-    (:func:`neurocare_bids.szcore.read_events_tsv`) to get szcore-evaluation's numbers to the bit.
+    (:func:`neurocare_bids.detection.szcore.read_events_tsv`) to get szcore-evaluation's numbers to the bit.
     """
     _, ev = _timescoring(ref_events, hyp_events, recording_duration)
     return _summary(ev.tp, ev.fp, ev.refTrue, ev.numSamples / ev.fs)
@@ -200,7 +200,7 @@ def seizure_latencies(seizures: Iterable, events: Iterable, alarms: Sequence[flo
     """Detection latency of each annotated seizure, in seconds; None for a seizure that was not detected.
 
     ``seizures`` and ``events`` are ``(onset, offset)`` pairs or Events; ``alarms[i]`` is when event ``i`` could
-    first be reported (:func:`neurocare_bids.postprocess.alarm_times`). A seizure is detected, as SzCORE's
+    first be reported (:func:`neurocare_bids.detection.postprocess.alarm_times`). A seizure is detected, as SzCORE's
     event scoring counts it, when an event overlaps it extended by ``TOLERANCE_START`` seconds before and
     ``TOLERANCE_END`` after; its latency is the earliest alarm of those events minus the annotated onset.
     Negative when that event was already under way at the onset (it began less than ``TOLERANCE_START``

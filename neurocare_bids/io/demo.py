@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .config import SZCORE_ELECTRODES
+from .. import __version__
+from ..config import SZCORE_ELECTRODES
 from .edf import write_edf
 
 __all__ = ["CHANNELS", "ELECTRODES", "EVENT_COLUMNS", "SEIZURE_TYPES", "make_demo_dataset"]
@@ -37,7 +37,7 @@ ELECTRODES = tuple(SZCORE_ELECTRODES)
 CHANNELS = tuple(f"{e}-Avg" for e in ELECTRODES)
 TASK = "szMonitoring"
 SESSION = "01"
-GENERATOR = "neurocare_bids.demo"
+GENERATOR = "neurocare_bids.demo"  # the name demo datasets record (GeneratedBy, README) since 0.1.0: unchanged
 # HED-SCORE seizure types as epilepsy2bids names them; one per subject, as in Siena.
 SEIZURE_TYPES = ("sz_foc_ia", "sz_foc_a", "sz_foc_f2b", "sz_gen", "sz")
 EVENT_COLUMNS = ("onset", "duration", "eventType", "confidence", "channels", "dateTime",

@@ -16,7 +16,7 @@ import logging
 import math
 from pathlib import Path
 
-from . import CODE_URL, __version__
+from .. import CODE_URL, __version__
 
 log = logging.getLogger("neurocare")
 
@@ -207,7 +207,7 @@ def seizure_types(files, bids_dir: Path, input_cfg) -> dict[str, int] | None:
     None when none of them can be read."""
     import csv
 
-    from .bids_input import source_stem
+    from ..io.bids_input import source_stem
 
     prefixes = tuple(p.lower() for p in input_cfg.seizure_prefixes)
     counts: dict[str, int] = {}

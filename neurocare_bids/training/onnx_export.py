@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EXIT_DATA, EXIT_INTERNAL, EXIT_NO_INPUT, NeuroCareError
-from .fsutils import atomic_write, temp_path
+from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_NO_INPUT, NeuroCareError
+from ..io.fsutils import atomic_write, temp_path
 
 log = logging.getLogger("neurocare")
 
@@ -118,7 +118,7 @@ def export_saved(model_path: Path, model, folder: Path) -> dict:
     then the copy is checked here against ``model`` on the training backend; one that differs is removed."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONWARNINGS": "ignore"}
-    code = ("import json, sys; from neurocare_bids.onnx_export import _export_file; "
+    code = ("import json, sys; from neurocare_bids.training.onnx_export import _export_file; "
             "print(json.dumps(_export_file(sys.argv[1], sys.argv[2])))")
     done = subprocess.run([sys.executable, "-c", code, str(model_path), str(folder)], capture_output=True,
                           text=True, env=env)
@@ -201,7 +201,7 @@ def export_model_folder(folder: Path) -> dict:
     if not model_path.is_file():
         raise NeuroCareError(f"{folder} is not a complete model folder: {model_path.name} is missing",
                              EXIT_NO_INPUT)
-    from .console import import_tensorflow
+    from ..console import import_tensorflow
 
     import_tensorflow()  # its start-up lines held back from the console
     import keras

@@ -28,19 +28,18 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from . import __version__
-from .bids_input import Recording, open_source, open_with_mne
-from .config import Config
-from .derivatives import APP_NAME, recording_outputs
-from .errors import EXIT_IO, DataError, NeuroCareError, OutputError
-from .events import read_seizures, seizure_fraction, window_labels
-from .fsutils import (atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within,
-                      remove_stale_temporaries)
+from .. import __version__
+from ..config import Config
+from ..errors import EXIT_IO, DataError, NeuroCareError, OutputError
+from ..io.annotations import read_seizures, seizure_fraction, window_labels
+from ..io.bids_input import Recording, open_source, open_with_mne
+from ..io.derivatives import APP_NAME, recording_outputs
+from ..io.fsutils import atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within, remove_stale_temporaries
+from ..io.signal_reader import EDFSource
+from ..io.tfrecord import ExampleEncoder
+from .filters import RunningStats, block_bounds, causal_filter, design_plan, process_block
 from .montage import build_montage
-from .preprocess import RunningStats, block_bounds, causal_filter, design_plan, process_block
 from .quality import RawChannelStats, channel_warnings
-from .signal_reader import EDFSource
-from .tfrecord import ExampleEncoder
 
 log = logging.getLogger("neurocare")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import InputConfig
-from .errors import DataError
+from ..config import InputConfig
+from ..errors import DataError
 
 
 @dataclass

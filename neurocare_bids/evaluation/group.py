@@ -27,25 +27,24 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import __version__
-from .bids_input import source_stem
-from .config import Config, PostprocessingConfig
-from .console import PROGRESS, duration, epoch_line_due
+from .. import __version__
+from ..config import Config, PostprocessingConfig
+from ..console import PROGRESS, duration, epoch_line_due
+from ..detection.postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth,
+                                     tune, tune_alarm)
+from ..detection.stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
+from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
+from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
+from ..io.bids_input import source_stem
+from ..io.derivatives import CARD_FORMAT
+from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
+from ..preprocessing.filters import plan_from_sidecar
+from ..training.distribute import fit_multi_worker, placement, worker_share
+from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
+from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
-from .derivatives import CARD_FORMAT
-from .errors import DataError, NoInputError, NothingSelectedError, UsageError
-from .fsutils import (atomic_write, crc32c_file, locked, remove_stale_temporaries_under,
-                      temp_path)
-from .input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
-from .postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth, tune,
-                          tune_alarm)
-from .preprocess import plan_from_sidecar
-from .stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
-from .szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
-from .distribute import fit_multi_worker, placement, worker_share
-from .tracking import Tracker, check_tracking, start_tracking
 
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown
@@ -132,7 +131,7 @@ def _scorer(model, geometry: WindowGeometry):
         network, baseline = _scorer(model.network, geometry), _scorer(model.baseline, geometry)
         return lambda eeg: combine(network(eeg), baseline(eeg), model.weight)
     if hasattr(model, "predict_proba_features"):  # the classic baseline
-        from .baseline import window_features
+        from ..training.baseline import window_features
 
         return lambda eeg: model.predict_proba_features(window_features(eeg, geometry.sfreq))
 
@@ -180,8 +179,8 @@ def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) 
 def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
                 seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
     """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
-    from .losses import build_loss
-    from .models import SEED_TRAINING
+    from ..training.losses import build_loss
+    from ..training.models import SEED_TRAINING
 
     place = placement(cfg)
     seed_preset = cfg.model.preset == "seed"
@@ -223,7 +222,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
 def initial_network(cfg: Config, geometry: WindowGeometry, seed: int):
     """The network as a training with ``seed`` starts it (every random generator seeded first): the same
     weights on every number of devices, for one Keras backend (tests measure how far training moves them)."""
-    from .models import build_model
+    from ..training.models import build_model
 
     _setup_determinism(seed)
     return build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
@@ -317,14 +316,14 @@ class _EpochLog(keras.callbacks.Callback):
 
 def train_features(cfg: Config, train: list[WindowFile], geometry: WindowGeometry, seed: int):
     """The classic baseline: window features → gradient boosting, on the same folds."""
-    from .baseline import FeatureBaseline
+    from ..training.baseline import FeatureBaseline
 
     features, labels = _features(train, geometry)
     return FeatureBaseline("hgb").fit_features(features, labels, seed=seed, sfreq=geometry.sfreq), {}
 
 
 def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
-    from .baseline import window_features
+    from ..training.baseline import window_features
 
     feats, labels = [], []
     for batch in read_windows(files, geometry, PREDICTION_BATCH):
@@ -415,7 +414,7 @@ def _stack(cfg: Config, network, train: list[WindowFile], validation: list[Windo
 
 def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dict]:
     """Save the trained model, then its ONNX copy: the model file and the ONNX entry for the card."""
-    from .onnx_export import export_trained
+    from ..training.onnx_export import export_trained
 
     if isinstance(model, StackedDetector):
         model.baseline.save(folder / BASELINE_FILE)
@@ -804,7 +803,7 @@ def _architecture(model) -> dict:
         model = model.network
     if hasattr(model, "predict_proba_features"):
         return {"kind": f"window features + {model.kind}"}
-    from .models import model_summary
+    from ..training.models import model_summary
 
     return model_summary(model)
 

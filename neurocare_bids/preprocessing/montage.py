@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import MontageConfig
-from .errors import DataError
+from ..config import MontageConfig
+from ..errors import DataError
 
 # The 10-10 names we recognise, spelled canonically; old and new names of the same positions map to
 # the old 10-20 spelling used by SzCORE (T3/T4/T5/T6).

@@ -1,6 +1,6 @@
 """Streaming (real-time) detection: feed samples as they arrive, get seizure events as soon as they are known.
 
-:class:`StreamingDetector` runs the batch pipeline (:mod:`neurocare_bids.apply`) incrementally:
+:class:`StreamingDetector` runs the batch pipeline (:mod:`neurocare_bids.detection.apply`) incrementally:
 
 * **Filtering.** The batch filters are zero-phase (forward-backward), so an output sample depends on
   input after it. Output sample ``s`` is computed once the input reaches ``s`` plus the block margin of
@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+from ..preprocessing.filters import RunningStats, SignalPlan, causal_filter, process_block
+from ..preprocessing.montage import Montage
 from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
-from .errors import UsageError
-from .montage import Montage
 from .postprocess import centre_probabilities, event_settings, log_odds
-from .preprocess import RunningStats, SignalPlan, causal_filter, process_block
 
 DEFAULT_CALIBRATION = 60.0  # seconds of signal collected before the first window is scored (running z-score)
 MIN_STEP_SECONDS = 0.25  # output filtered at least this much at a time (fewer, larger filter calls)
@@ -437,8 +437,8 @@ def describe_latency(detector: StreamingDetector) -> str:
 # ---------------------------------------------------------------------- command line
 def open_recording_file(path: Path, notes: list[str]):
     """A plain EEG file (no BIDS dataset needed) for block reads: EDF/BDF directly, other formats via MNE."""
-    from .errors import DataError, NoInputError
-    from .signal_reader import EDFSource, MNESource, read_edf_header
+    from ..errors import DataError, NoInputError
+    from ..io.signal_reader import EDFSource, MNESource, read_edf_header
 
     if not path.is_file():
         raise NoInputError(f"EEG file not found: {path}")
@@ -463,7 +463,7 @@ def _sidecar_line_freq(path: Path) -> float | None:
     """PowerLineFrequency from the file's BIDS sidecar (``*_eeg.json`` next to it), if there is one."""
     import json
 
-    from .bids_input import source_stem
+    from ..io.bids_input import source_stem
 
     try:
         meta = json.loads(path.with_name(f"{source_stem(path.name)}_eeg.json").read_text(encoding="utf-8"))
@@ -485,7 +485,7 @@ def stream_file(args) -> int:
     """``neurocare-bids stream FILE --model MODEL``: replay a recording as if live; print each event as found."""
     import time
 
-    from .errors import DataError
+    from ..errors import DataError
 
     if args.speed <= 0 or (args.chunk is not None and args.chunk <= 0) or args.calibration < 0:
         raise UsageError("--speed and --chunk must be positive, --calibration at least 0")

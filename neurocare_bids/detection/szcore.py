@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .fsutils import atomic_write
-from .metrics import as_intervals
+from ..evaluation.metrics import as_intervals
+from ..io.fsutils import atomic_write
 from .postprocess import Event
 
 COLUMNS = ("onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration")

@@ -23,7 +23,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 _MASK_DELTA = 0xA282EAD8
 

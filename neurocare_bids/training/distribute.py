@@ -30,8 +30,8 @@ import logging
 import os
 from dataclasses import dataclass
 
-from .config import Config
-from .errors import UsageError
+from ..config import Config
+from ..errors import UsageError
 
 log = logging.getLogger("neurocare")
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import AugmentationConfig
-from .errors import DataError
-from .montage import mirror_permutation
-from .tfrecord import iter_windows
+from ..config import AugmentationConfig
+from ..errors import DataError
+from ..io.tfrecord import iter_windows
+from ..preprocessing.montage import mirror_permutation
 
 PARSE_BATCH = 256
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import NeuroCareError
+from ..errors import NeuroCareError
 
 __all__ = [
     "VALIDATOR_NAME",

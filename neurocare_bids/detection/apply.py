@@ -36,19 +36,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .bids_input import Recording, open_source, open_with_mne
-from .config import Config, MontageConfig, PreprocessingConfig
-from .derivatives import APP_NAME, CARD_FORMAT
-from .errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
-from .fsutils import atomic_write, crc32c_file, remove_stale_temporaries
-from .montage import Montage, build_montage
-from .participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result, mains_frequency,
-                          ordered_map, output_clashes)
+from .. import __version__
+from ..config import Config, MontageConfig, PreprocessingConfig
+from ..errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
+from ..io.bids_input import Recording, open_source, open_with_mne
+from ..io.derivatives import APP_NAME, CARD_FORMAT
+from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries
+from ..io.signal_reader import EDFSource, SignalSource
+from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
+from ..preprocessing.montage import Montage, build_montage
+from ..preprocessing.participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result,
+                                         mains_frequency, ordered_map, output_clashes)
+from ..preprocessing.quality import RawChannelStats, channel_warnings
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
-from .preprocess import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
-from .quality import RawChannelStats, channel_warnings
-from .signal_reader import EDFSource, SignalSource
 from .szcore import export_tree, write_events_tsv
 
 log = logging.getLogger("neurocare")
@@ -261,7 +261,7 @@ def _load_weights(spec: TrainedModel, engine: str) -> None:
 
 
 def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
-    from .baseline import FeatureBaseline, window_features
+    from ..training.baseline import FeatureBaseline, window_features
     from .stacking import combine
 
     try:
@@ -291,7 +291,7 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
     path = spec.model_file
     n_times, n_chans = spec.window_samples, len(spec.channels)
     if path.suffix == ".joblib":
-        from .baseline import FeatureBaseline, window_features
+        from ..training.baseline import FeatureBaseline, window_features
 
         try:
             baseline = FeatureBaseline.load(path)
@@ -304,12 +304,12 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
     if engine == "onnx":
         _load_onnx(spec)
         return
-    from .console import import_tensorflow
+    from ..console import import_tensorflow
 
     import_tensorflow()  # quietly below -vv (console.py)
     import keras
 
-    from . import models  # noqa: F401 - registers the layers of ours a saved model may use (SpectralFeatures)
+    from ..training import models  # noqa: F401 - registers the layers of ours a saved model may use (SpectralFeatures)
 
     try:
         net = keras.models.load_model(path, compile=False)
@@ -343,7 +343,7 @@ def _load_onnx(spec: TrainedModel) -> None:
             raise ValueError(f"File {name!r} is not a file name in the model folder")
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{card_path}: its ONNX entry is damaged ({type(exc).__name__}: {exc}): {remedy}") from None
-    from .onnx_export import sha256_file
+    from ..training.onnx_export import sha256_file
 
     path = spec.folder / name
     if not path.is_file():

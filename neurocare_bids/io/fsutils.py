@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import NeuroCareError, OutputError, EXIT_IO
+from ..errors import NeuroCareError, OutputError, EXIT_IO
 
 _HOST = socket.gethostname().split(".")[0].replace(".", "_") or "host"
 _TMP_SUFFIX = ".tmp"

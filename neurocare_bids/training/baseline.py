@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .fsutils import atomic_open
+from ..io.fsutils import atomic_open
 
 #: Frequency bands in Hz, ``[low, high)``; together they span the 0.5–30 Hz pass band of the
 #: participant level, so relative powers are shares of all the power the filters kept.

@@ -16,8 +16,8 @@ import logging
 import os
 from pathlib import Path
 
-from .config import Config
-from .errors import UsageError
+from ..config import Config
+from ..errors import UsageError
 
 log = logging.getLogger("neurocare")
 

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from .config import TrainingConfig
+from ..config import TrainingConfig
 
 _PACKAGE = "neurocare"
 
