@@ -26,8 +26,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from . import __version__
-from .detection.postprocess import OBJECTIVES, TIE_RULES
 from .errors import ConfigError
+
+# The operating points the group level tunes (postprocessing.objective) and the rules for settings that tie for the
+# best validation F1 (postprocessing.ties; evaluation/tuning.py).
+OBJECTIVES = ("f1", "alarm")
+TIE_RULES = ("centre", "conservative")
 
 # The 19 electrodes of the 10-20 system in the order SzCORE (epilepsy2bids) writes them.
 SZCORE_ELECTRODES = [

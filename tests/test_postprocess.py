@@ -7,9 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from neurocare_bids.detection.postprocess import Event, probabilities_to_events, smooth, tune
+from neurocare_bids.detection.postprocess import Event, probabilities_to_events, smooth
 from neurocare_bids.detection.szcore import tsv_intervals
 from neurocare_bids.evaluation.metrics import szcore_summary
+from neurocare_bids.evaluation.tuning import tune
 
 
 def _events(onsets, probs, window=4.0, recording=1000.0, *, threshold=0.5, min_duration=0.0, merge_gap=0.0,
@@ -334,7 +335,7 @@ def _ramping_recording(subject, *, burst_prob, duration=3600.0):
 
 
 def test_tune_alarm_is_soonest_within_the_false_alarm_bound():
-    from neurocare_bids.detection.postprocess import tune_alarm
+    from neurocare_bids.evaluation.tuning import tune_alarm
 
     recs = [_ramping_recording(s, burst_prob=0.6) for s in ("01", "02")]
     # the bursts give 48 false alarms per 24 h to any threshold up to 0.6: a bound of 2 forces a threshold above

@@ -16,9 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..evaluation.metrics import as_intervals
 from ..io.fsutils import atomic_write
-from .postprocess import Event
+from .postprocess import Event, as_intervals
 
 COLUMNS = ("onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration")
 DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # epilepsy2bids' format

@@ -30,8 +30,7 @@ import numpy as np
 from .. import __version__
 from ..config import Config, PostprocessingConfig
 from ..console import PROGRESS, duration, epoch_line_due
-from ..detection.postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth,
-                                     tune, tune_alarm)
+from ..detection.postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth
 from ..detection.stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
@@ -45,6 +44,7 @@ from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
+from .tuning import tune, tune_alarm
 
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown

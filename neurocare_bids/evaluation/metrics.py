@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..detection.postprocess import as_intervals
+
 SECONDS_PER_DAY = 86400.0
 # timescoring's EventScoring defaults, which szcore-evaluation uses.
 TOLERANCE_START = 30
@@ -75,21 +77,6 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 # ---------------------------------------------------------------------- SzCORE masks
-def as_intervals(events: Iterable) -> list[tuple[float, float]]:
-    """``(onset, offset)`` pairs from pairs or from objects with ``onset`` and ``duration`` (Event).
-
-    The offset is ``onset + duration`` in floating point, as epilepsy2bids computes it.
-    """
-    out = []
-    for e in events:
-        if hasattr(e, "onset"):
-            out.append((float(e.onset), float(e.onset) + float(e.duration)))
-        else:
-            on, off = e
-            out.append((float(on), float(off)))
-    return out
-
-
 def szcore_mask(events: Iterable, recording_duration: float) -> np.ndarray:
     """The 1 Hz boolean mask epilepsy2bids' ``getMask(1)`` gives for these events (int truncation)."""
     mask = np.zeros(int(recording_duration), dtype=bool)
