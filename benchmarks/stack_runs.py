@@ -27,9 +27,10 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
     from neurocare_bids.detection.postprocess import smooth
     from neurocare_bids.detection.stacking import StackedDetector, choose_weight, combine
     from neurocare_bids.evaluation.cv import Fold
-    from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _prediction, _read_predictions, aggregate,
+    from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _read_predictions, aggregate,
                                                  collect_window_files, tune_operating_points, with_detection)
     from neurocare_bids.io.fsutils import atomic_write
+    from neurocare_bids.training.fit import _prediction
 
     import numpy as np
 

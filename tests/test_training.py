@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from neurocare_bids.config import Config
-from neurocare_bids.evaluation.group import collect_window_files, predict_files, train_keras
+from neurocare_bids.evaluation.group import collect_window_files, predict_files
+from neurocare_bids.training.fit import train_keras
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -51,7 +52,7 @@ def test_weight_averaging_is_validated_kept_and_leaves_training_alone(prepared, 
 
 
 def test_seed_preset_never_averages():
-    from neurocare_bids.evaluation.group import build_optimizer
+    from neurocare_bids.training.fit import build_optimizer
 
     cfg = Config()
     assert cfg.training.weight_averaging == 0.98

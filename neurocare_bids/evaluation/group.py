@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Config, PostprocessingConfig
-from ..console import PROGRESS, duration, epoch_line_due
+from ..console import PROGRESS, duration
 from ..detection.postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth
 from ..detection.stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
@@ -38,8 +38,9 @@ from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
-from ..training.distribute import fit_multi_worker, placement, worker_share
-from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry, read_windows, training_dataset
+from ..training.distribute import placement
+from ..training.fit import predict_windows, scorer, train_features, train_keras
+from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
@@ -50,7 +51,6 @@ log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown
 
 GROUP = "group"
-PREDICTION_BATCH = 512
 
 
 # ---------------------------------------------------------------------- inputs
@@ -117,47 +117,17 @@ def plan_folds(cfg: Config, files: list[WindowFile], group_dir: Path) -> list[Fo
 
 
 # ---------------------------------------------------------------------- training and prediction
-def _setup_determinism(seed: int) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
 def _scorer(model, geometry: WindowGeometry):
     """The function from a batch of windows to their seizure probabilities, for each kind of model."""
     if isinstance(model, StackedDetector):
         network, baseline = _scorer(model.network, geometry), _scorer(model.baseline, geometry)
         return lambda eeg: combine(network(eeg), baseline(eeg), model.weight)
-    if hasattr(model, "predict_proba_features"):  # the classic baseline
-        from ..training.baseline import window_features
-
-        return lambda eeg: model.predict_proba_features(window_features(eeg, geometry.sfreq))
-
-    def score(eeg):
-        # Keras's compiled predict step, 3-4x faster than an eager call on CPUs; a short last batch is
-        # padded to the full size so that the step is traced once (windows are scored independently).
-        n = len(eeg)
-        if n < PREDICTION_BATCH:
-            eeg = np.concatenate([eeg, np.zeros((PREDICTION_BATCH - n, *eeg.shape[1:]), eeg.dtype)])
-        return np.asarray(model.predict_on_batch(eeg))[:n, 1]
-
-    return score
+    return scorer(model, geometry)
 
 
 def predict_files(model, files: list[WindowFile], geometry: WindowGeometry) -> list[dict]:
     """Seizure probability of every window of each file, in order, with labels and onsets."""
-    score = _scorer(model, geometry)
-    out = []
-    for f in files:
-        probs, labels, onsets = [], [], []
-        for batch in read_windows([f], geometry, PREDICTION_BATCH):
-            probs.append(score(batch["eeg"]))
-            labels.append(batch["label"])
-            onsets.append(batch["onset"])
-        out.append(_prediction(f, geometry, np.concatenate(probs), np.concatenate(labels), np.concatenate(onsets)))
-    return out
+    return predict_windows(_scorer(model, geometry), files, geometry)
 
 
 def with_detection(predictions: list[dict], post: PostprocessingConfig) -> list[dict]:
@@ -168,168 +138,6 @@ def with_detection(predictions: list[dict], post: PostprocessingConfig) -> list[
         p["detection"] = centre_probabilities(p["probs"])[0] if post.centre else p["probs"]
         p["scores"] = smooth(p["detection"], post.smoothing)
     return predictions
-
-
-def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) -> dict:
-    return {"subject": f.subject, "source": f.source, "probs": probs.astype(np.float64), "labels": labels,
-            "onsets": onsets.astype(np.float64), "window_duration": geometry.duration,
-            "recording_duration": f.recording_duration, "seizures": list(f.seizure_intervals)}
-
-
-def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
-                seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
-    """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
-    from ..training.losses import build_loss
-    from ..training.models import SEED_TRAINING
-
-    place = placement(cfg)
-    seed_preset = cfg.model.preset == "seed"
-    lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
-    batch = int(SEED_TRAINING["batch_size"]) if seed_preset else cfg.training.batch_size
-    n_windows = sum(f.window_count for f in train)
-    n_seizure = sum(f.seizure_window_count for f in train)
-    loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
-    if place.backend == "jax" and batch % place.replicas:
-        raise UsageError(f"training.batch_size ({batch}) must be a multiple of the {place.replicas} devices "
-                         "that JAX trains on")
-    with place.scope():  # variables on every replica; batches split across them
-        model = initial_network(cfg, geometry, seed)
-        optimizer = build_optimizer(cfg, lr)
-        model.compile(optimizer=optimizer, loss=loss)
-    steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
-    data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
-                            seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
-    averaged = _AveragedWeights() if optimizer.use_ema else None
-    callbacks = [
-        *([averaged.use_average] if averaged else []),
-        _ValidationPRAUC(validation, geometry),
-        keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
-                                          patience=cfg.training.lr_patience, min_lr=lr / 64),
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
-        _EpochLog(label, cfg.training.epochs, tracker or Tracker()),
-        *([averaged.resume_training] if averaged else []),
-    ]
-    if place.kind == "multi-worker":
-        return model, fit_multi_worker(model, data, epochs=cfg.training.epochs, steps=steps, batch_size=batch,
-                                       callbacks=callbacks, place=place)
-    history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
-                        shuffle=False)
-    return model, history.history
-
-
-def initial_network(cfg: Config, geometry: WindowGeometry, seed: int):
-    """The network as a training with ``seed`` starts it (every random generator seeded first): the same
-    weights on every number of devices, for one Keras backend (tests measure how far training moves them)."""
-    from ..training.models import build_model
-
-    _setup_determinism(seed)
-    return build_model(geometry.n_chans, 2, geometry.n_times, geometry.sfreq, cfg.model)
-
-
-def build_optimizer(cfg: Config, learning_rate: float):
-    """Adam, keeping a moving average of the weights (``training.weight_averaging``) except for the seed preset,
-    which is trained as the original code was."""
-    averaging = 0.0 if cfg.model.preset == "seed" else cfg.training.weight_averaging
-    if averaging:
-        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=averaging)
-    return keras.optimizers.Adam(learning_rate)
-
-
-class _AveragedWeights:
-    """Swaps the optimizer's moving average of the weights in at the end of every epoch, for the callbacks
-    between ``use_average`` and ``resume_training`` (validation, early stopping: which keeps the best epoch's
-    averaged weights and restores them at the end), and the last step's weights back before training goes on."""
-
-    def __init__(self):
-        self.last_step: list | None = None
-        self.use_average = keras.callbacks.LambdaCallback(on_epoch_end=self._swap_in)
-        self.resume_training = keras.callbacks.LambdaCallback(on_epoch_end=self._swap_out)
-
-    def _swap_in(self, epoch, logs=None):
-        model = self.use_average.model
-        self.last_step = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
-        model.optimizer.finalize_variable_values(model.trainable_variables)  # the average → the weights
-        for variable in model.trainable_variables:
-            # a copy of its own: on JAX the assignment shares the average's buffer, which the next compiled
-            # predict or train step donates (deletes), leaving the optimizer's average unreadable (model.save)
-            variable.assign(keras.ops.convert_to_numpy(variable))
-
-    def _swap_out(self, epoch, logs=None):
-        model = self.resume_training.model
-        if not model.stop_training:  # stopping: leave the averaged weights (early stopping restores its best)
-            for variable, value in zip(model.trainable_variables, self.last_step):
-                variable.assign(value)
-
-
-class _ValidationPRAUC(keras.callbacks.Callback):
-    """PR-AUC of the validation windows (from probabilities) after every epoch, as ``val_pr_auc``."""
-
-    def __init__(self, files: list[WindowFile], geometry: WindowGeometry):
-        super().__init__()
-        self.files, self.geometry = files, geometry
-
-    def on_epoch_end(self, epoch, logs=None):
-        from sklearn.metrics import average_precision_score
-
-        predictions = predict_files(self.model, self.files, self.geometry)
-        y = np.concatenate([p["labels"] for p in predictions])
-        p = np.concatenate([p["probs"] for p in predictions])
-        logs["val_pr_auc"] = float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else 0.0
-
-
-class _EpochLog(keras.callbacks.Callback):
-    """Progress over the epochs of one training: a bar on a terminal, and a progress record per epoch with the
-    time left if every epoch runs (early stopping may end sooner). All go to the log file and, from -v, to the
-    console; where no bar is drawn, the console shows those :func:`epoch_line_due` picks at any verbosity."""
-
-    def __init__(self, label: str, epochs: int, tracker: Tracker):
-        super().__init__()
-        self.label, self.epochs, self.tracker, self.bar = label, epochs, tracker, None
-        self.started = self.last_line = 0.0
-
-    def on_train_begin(self, logs=None):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", leave=False, disable=None)
-        self.started = self.last_line = time.monotonic()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        loss, pr_auc = logs.get("loss", math.nan), logs.get("val_pr_auc", math.nan)
-        self.bar.set_postfix(loss=f"{loss:.4f}", val_pr_auc=f"{pr_auc:.3f}")
-        self.bar.update()
-        now, stopping = time.monotonic(), bool(self.model.stop_training)  # early stopping has decided by now
-        milestone = epoch_line_due(epoch, self.epochs, stopping, now - self.last_line)
-        if milestone:
-            self.last_line = now
-        left = 0 if stopping else self.epochs - epoch - 1
-        eta = f"; ETA {duration((now - self.started) / (epoch + 1) * left)}" if left else ""
-        progress.info("%s epoch %d/%d: loss %.4f, validation PR-AUC %.3f%s", self.label, epoch + 1, self.epochs,
-                      loss, pr_auc, eta, extra={"milestone": milestone})
-        self.tracker.epoch_end(epoch, {**logs, "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))})
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
-def train_features(cfg: Config, train: list[WindowFile], geometry: WindowGeometry, seed: int):
-    """The classic baseline: window features → gradient boosting, on the same folds."""
-    from ..training.baseline import FeatureBaseline
-
-    features, labels = _features(train, geometry)
-    return FeatureBaseline("hgb").fit_features(features, labels, seed=seed, sfreq=geometry.sfreq), {}
-
-
-def _features(files: list[WindowFile], geometry: WindowGeometry) -> tuple[np.ndarray, np.ndarray]:
-    from ..training.baseline import window_features
-
-    feats, labels = [], []
-    for batch in read_windows(files, geometry, PREDICTION_BATCH):
-        feats.append(window_features(batch["eeg"], geometry.sfreq))
-        labels.append(batch["label"])
-    return np.concatenate(feats), np.concatenate(labels)
 
 
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
