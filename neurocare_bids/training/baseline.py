@@ -14,6 +14,7 @@ changes visible whatever the channel.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -272,7 +273,10 @@ class FeatureBaseline:
         """Read a model written by :meth:`save` (joblib = pickle: load only files you trust)."""
         import joblib
 
-        with open(path, "rb") as fh:
+        with open(path, "rb") as fh, warnings.catch_warnings():
+            # saved before the package was laid out by stage, the pickle names neurocare_bids.baseline: found at its
+            # new place (neurocare_bids.MOVED_MODULES), nothing the user of an old model needs to be warned about
+            warnings.filterwarnings("ignore", r"neurocare_bids\.\w+ is neurocare_bids\.", DeprecationWarning)
             state = joblib.load(fh)
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved FeatureBaseline")

@@ -1,9 +1,9 @@
-"""How the artefacts in this folder were made: by NeuroCare-BIDS 0.1.0 before the package was laid out by stage
-(commit df6a798, flat modules ``neurocare_bids.models``, ``neurocare_bids.baseline`` ...), so that
+"""How the artefacts in this folder were made: by NeuroCare-BIDS 0.1.0 before the package was laid out by
+stage (commit df6a798, flat modules ``neurocare_bids.models``, ``neurocare_bids.baseline`` ...), so that
 ``tests/training/test_legacy_artefacts.py`` can prove that models saved by earlier versions still load and predict
 the same numbers. Kept for the record; it imports the old module paths on purpose and is not run by the tests.
 
-    PYTHONPATH=/path/to/checkout-of-df6a798 python tests/data/legacy-0.1.0/make_artefacts.py tests/data/legacy-0.1.0
+    PYTHONPATH=/path/to/checkout-of-df6a798 python tests/data/flat-layout/make_artefacts.py tests/data/flat-layout
 
 * ``model.keras``: a tiny CNN-BiLSTM with every layer of ours (per-channel encoder, ``ChannelFeatures``,
   ``SpectralFeatures``), compiled with the focal loss; weights drawn at random (so that the outputs are not all
