@@ -11,7 +11,7 @@ NPROCS ?= 0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,jax,docs]'  # jax: the group level on KERAS_BACKEND=jax (tests/test_jax.py); docs: make docs
+	$(BIN)/python -m pip install --quiet -e '.[test,jax,docs]'  # jax: the group level on KERAS_BACKEND=jax (tests/training/test_jax.py); docs: make docs
 	$(BIN)/python -m pip install --quiet --no-deps epilepsy2bids==0.0.7
 	touch $@
 

@@ -6,7 +6,7 @@ configuration otherwise) and the same gradient boosting as the ``features`` pres
 baseline's weight and the post-processing on the inner validation subjects. This script does that last step
 from the two runs' saved validation and test predictions (``group/fold-K/predictions.tsv``) with the group
 level's own functions, and aggregates like the group level: so an ablation that has both runs gets the stacked
-detector's metrics without training anything twice (tests/test_stacking.py checks it against a real stacked run).
+detector's metrics without training anything twice (tests/detection/test_stacking.py checks it against a real stacked run).
 
     python benchmarks/stack_runs.py BIDS ablations/channel-features-mirror ablations/features OUT
 

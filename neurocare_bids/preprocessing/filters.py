@@ -12,7 +12,7 @@ A Siena recording can last a day, so nothing here ever holds a whole recording. 
 
 The recording's true start and end are handled exactly as whole-signal processing handles them, so the
 blocked result equals ``process_block(0, n_out)`` on the whole recording within float tolerance
-(tests/test_preprocess.py checks it).
+(tests/preprocessing/test_preprocess.py checks it).
 
 With ``preprocessing.causal`` the band-pass and notches run forward only (``sosfilt``), so that no output
 sample depends on later input: what a live stream needs to filter without waiting. The filter state is

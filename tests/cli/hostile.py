@@ -7,7 +7,7 @@ problem ends with (0: processed, with ``message`` among the sidecar's warnings, 
 line in stream mode; otherwise: this recording fails with ``message`` on one stderr line, the rest of the
 run goes on) and which modes it concerns. Where a mode's outcome differs (apply mode reads no events.tsv,
 so a broken one is no problem there), ``other`` gives that mode's code and message.
-``tests/test_hostile.py`` runs every case through every mode it names.
+``tests/cli/test_hostile.py`` runs every case through every mode it names.
 """
 
 from __future__ import annotations

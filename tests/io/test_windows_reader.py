@@ -19,7 +19,7 @@ from neurocare_bids.io.tfrecord import (decode_example, encode_example, frame_re
                                         read_windows)
 
 FEATURES = {"eeg", "label", "seizure_fraction", "onset", "window_index", "subject", "session", "task", "run"}
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "pytorch_windows.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pytorch_windows.py"
 
 
 @pytest.fixture(scope="module")

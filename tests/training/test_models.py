@@ -238,7 +238,7 @@ def test_gpu_benchmark_script_measures_both_presets_on_any_device(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_train.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_train.py"
     out = tmp_path / "gpu.json"
     result = subprocess.run([sys.executable, str(script), "--steps", "2", "--warmup", "1", "--pool", "2", "--batch", "8",
                              "--predict-windows", "40", "--predict-batch", "16", "--json", str(out)],

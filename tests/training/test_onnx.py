@@ -139,7 +139,7 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
         np.testing.assert_allclose(_onnx_probabilities(folder / "model.onnx", windows.astype(np.float32)),
                                    expected, atol=1e-5, rtol=0)
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     snippet = readme.split("### ONNX models", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert len(snippet.strip().splitlines()) == 5
     monkeypatch.chdir(out)  # the README's five lines, run in the output folder as written

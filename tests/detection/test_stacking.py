@@ -187,7 +187,7 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         result = run_cli(bids, out, "group", "--config", config, "--no-reports", timeout=900)
         assert result.returncode == 0, result.stderr
         runs[name] = out
-    script = Path(__file__).parent.parent / "benchmarks" / "stack_runs.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "stack_runs.py"
     import subprocess
 
     result = subprocess.run([sys.executable, str(script), str(bids), str(runs["network"]), str(runs["features"]),

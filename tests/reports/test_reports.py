@@ -26,7 +26,7 @@ import pytest
 from conftest import add_recording, run_cli, synthetic_eeg
 from neurocare_bids.reports.readers import read_tsv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBJECT_SECTIONS = ["Recordings", "Channel quality", "Power spectra before and after filtering", "Timelines",
                     "Example windows", "Warnings", "Methods"]
 GROUP_SECTIONS = ["Dataset", "Folds", "Metrics", "ROC and PR curves", "Confusion matrix",

@@ -20,33 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUICK_GROUP_CONFIG, add_recording, move_batchnorm_statistics, read_windows, run_cli
+from conftest import (EVENT_COLUMNS, add_recording, move_batchnorm_statistics, read_windows, run_cli,
+                      trained_model_folder)
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 
 SEIZURES = [(300.0, 60.0, "sz"), (600.0, 45.0, "sz")]
-EVENT_COLUMNS = ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
-
-
-def trained_model_folder(prepared, tmp_path_factory) -> Path:
-    """``group/model/`` of a group-level run on the session's demo dataset (made once per session)."""
-    bids, participant_out, config = prepared
-    root = tmp_path_factory.getbasetemp() / "apply-trained"
-    folder = root / "out" / "group" / "model"
-    if not (folder / "model_card.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir()
-        shutil.copytree(participant_out, root / "out")
-        quick = root / "quick.toml"
-        # Uncentred post-processing: the streaming tests' 10-minute recording is 17 % seizure, not the mostly
-        # background recording that centring on the median assumes; centring is tested on copies of the card.
-        # The network alone, without the per-channel feature branch (the default has both): small and quick for the
-        # ONNX and streaming tests; stacked models are tested here on a derived folder and in test_stacking.py.
-        quick.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n"
-                         "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
-        result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
-        assert result.returncode == 0, result.stderr
-    return folder
 
 
 def centred_copy(model_folder: Path, target: Path) -> Path:
@@ -388,7 +367,7 @@ def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
             "m = load_model(sys.argv[1]); m.predict(np.zeros((2, m.window_samples, len(m.channels)), np.float32)); "
             "print(m.engine, sorted(k for k in ('tensorflow', 'keras', 'tf2onnx') if k in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code, str(model_folder)], capture_output=True, text=True,
-                            timeout=120, cwd=Path(__file__).resolve().parents[1])
+                            timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["onnx", "[]"] and result.stderr == ""
 
@@ -451,7 +430,7 @@ def test_benchmark_script_runs(model_folder, tmp_path):
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "apply.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "apply.py"
     result = subprocess.run([sys.executable, str(script), "--hours", "0.1", "--repeats", "1", "--skip-keras",
                              "--model", str(model_folder), "--workdir", str(tmp_path / "bench"),
                              "--json", str(tmp_path / "bench.json")],

@@ -1,4 +1,4 @@
-"""The hostile-input corpus (tests/hostile.py) through every mode it concerns, the CLI run as a subprocess.
+"""The hostile-input corpus (tests/cli/hostile.py) through every mode it concerns, the CLI run as a subprocess.
 
 For each case: the documented exit code, a clear one-line message and no traceback, no output (and no
 temporary file) for what failed, and everything else in the run processed with valid outputs.
@@ -8,7 +8,7 @@ share an exit code are subjects of one dataset, processed by one run next to two
 run must end with exactly that code (0 for the cases processed with a warning, 65 for the failing ones).
 Group mode fails on the first damaged file, a damaged model folder is refused before anything is done, and
 stream mode (``stream FILE --model MODEL``) replays one file, so each of those cases is one run. Apply and
-stream modes use the model that tests/test_apply.py trains once per session. The datasets lie under a
+stream modes use the model that conftest.trained_model_folder trains once per session. The datasets lie under a
 path with spaces and non-ASCII letters, and BIDS_DIR is read-only during each run, which must not change it.
 
 A new mode joins with a runner in ``RUNNERS`` and a check in ``CHECKS`` (and in ``BATCHED`` if it goes on
@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUICK_GROUP_CONFIG, read_only_input, read_windows, run_cli
+from conftest import EVENT_COLUMNS, QUICK_GROUP_CONFIG, read_only_input, read_windows, run_cli, trained_model_folder
 from hostile import CASES, Case, recording
-from test_apply import EVENT_COLUMNS, trained_model_folder
 
 GOOD = ("good1", "good2")
 UNICODE_SPACES = "dätä sets ü"  # every dataset and output folder lies under this folder

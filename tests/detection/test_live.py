@@ -25,7 +25,7 @@ from test_streaming import _stream, model_folder  # noqa: F401 (the streaming te
 _CFG = Path(tempfile.mkdtemp(prefix="lsl-cfg-")) / "lsl_api.cfg"
 _CFG.write_text("[log]\nlevel = -3\n[multicast]\nResolveScope = machine\n")
 os.environ["LSLAPICFG"] = str(_CFG)  # before liblsl loads in this process
-ENV = {"LSLAPICFG": str(_CFG), "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
+ENV = {"LSLAPICFG": str(_CFG), "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
                                                                              os.environ.get("PYTHONPATH")]))}
 PLAYER = Path(__file__).with_name("lsl_player.py")
 SEIZURES = [(40.0, 30.0, "sz")]

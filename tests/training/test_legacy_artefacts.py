@@ -23,7 +23,7 @@ import pytest
 
 import neurocare_bids
 
-DATA = Path(__file__).resolve().parent / "data" / "flat-layout"
+DATA = Path(__file__).resolve().parents[1] / "data" / "flat-layout"
 PACKAGE_DIR = Path(neurocare_bids.__file__).parent
 
 

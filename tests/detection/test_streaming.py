@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import add_recording, run_cli
+from conftest import add_recording, run_cli, trained_model_folder
 from neurocare_bids.detection.postprocess import alarm_times, probabilities_to_events
 from neurocare_bids.detection.streaming import EventTracker, StreamingDetector
-from test_apply import apply_api, centred_copy, trained_model_folder
+from test_apply import apply_api, centred_copy
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 
