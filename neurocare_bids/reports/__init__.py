@@ -5,7 +5,7 @@ rebuilt at any time from an output folder. Each level calls one function here at
 cannot be built is returned as a one-line message, never raised, so it cannot cost the run its outputs.
 
 Stage 6 of 7. Imports only `evaluation`, `detection`, `training`, `preprocessing`, `io` (what they wrote, and how to
-read it) and the shared modules (`config`, `console`, `errors`); only `cli` imports it.
+read it) and the shared modules (`config`, `console`, `errors`); only the command line imports it.
 """
 
 from __future__ import annotations
