@@ -4,7 +4,8 @@ Nothing generated here is committed, and nothing is copied by hand, so it cannot
 
 - ``<!-- generate: NAME -->`` markers in a page are replaced by :data:`GENERATORS` ``[NAME]``: the configuration
   reference (read from ``neurocare_bids.config``'s dataclasses), the command-line reference (read from the
-  argparse parsers themselves), the defaults as a TOML file, the list of modules of the Python API, and the
+  argparse parsers themselves), the defaults as a TOML file, the list of modules of the Python API, the package's
+  stages with their import rules (the stages' docstrings and pyproject.toml's import-linter contract), and the
   references of the methods text (``boilerplate/references.bib``).
 - The Python API pages (``api/<module>.md``, one ``::: module`` directive each for mkdocstrings) are made for every
   public module found by walking the package on disk (:func:`public_modules`), and the nav's ``api/index.md``
@@ -96,6 +97,51 @@ def api_modules_markdown() -> str:
     return "\n".join(rows)
 
 
+# ---------------------------------------------------------------------- the package's layout: stages and their rules
+def stage_layers(root: Path = ROOT) -> list[list[str]]:
+    """The layers of pyproject.toml's ``stages`` import-linter contract, first stage first, each a list of names."""
+    import tomllib
+
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["id"] == "stages")["layers"]
+    return [[name.strip() for name in re.split(r"[|:]", layer)] for layer in reversed(layers)]
+
+
+def _docstring(module: str, root: Path = ROOT) -> str:
+    import ast
+
+    path = root / module.replace(".", "/")
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+
+
+def package_layout_markdown() -> str:
+    """The stages in the order data flow, each with its title and rule (its ``__init__`` docstring's first line and
+    "Stage N" paragraph) and its modules (their docstrings' first paragraph), then the shared modules: a table and a
+    tree, nothing written by hand. Links go to the API pages, which this page sits beside."""
+    modules = public_modules()
+    rows = ["| stage | what it is | may import |", "| --- | --- | --- |"]
+    tree, shared = [], []
+    for layer in stage_layers():
+        for name in layer:
+            dotted = f"{PACKAGE}.{name}"
+            if name.startswith("_"):
+                continue
+            if not (ROOT / PACKAGE / name).is_dir():
+                shared.append(name)
+                continue
+            text = _docstring(dotted)
+            rule = next((p for p in text.split("\n\n") if p.startswith("Stage ")), "")
+            allowed = re.sub(r"^Stage \d+ of \d+(, the last)?\. ", "", " ".join(rule.split()))
+            rows.append(f"| [`{name}`]({api_page_path(dotted)}) | {_first_docstring_line(dotted)} | {_cell(allowed)} |")
+            tree.append(f"- [`{name}/`]({api_page_path(dotted)})")
+            tree += [f"    - [`{child.rsplit('.', 1)[1]}.py`]({api_page_path(child)}): {_first_docstring_line(child)}"
+                     for child in modules if child.startswith(dotted + ".")]
+    tree += [f"- [`{name}.py`]({api_page_path(f'{PACKAGE}.{name}')}): {_first_docstring_line(f'{PACKAGE}.{name}')}"
+             for name in sorted(shared)]
+    return "\n".join(rows) + "\n\n" + "\n".join(tree) + "\n"
+
+
 # ---------------------------------------------------------------------- command line: the parsers themselves
 def command_parsers() -> list[argparse.ArgumentParser]:
     """Every parser of the command line: the ``build_*parser`` functions of ``neurocare_bids.cli.parser``, in the
@@ -185,6 +231,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "config-toml": default_config_markdown,
     "cli": cli_markdown,
     "api-modules": api_modules_markdown,
+    "package-layout": package_layout_markdown,
     "references": references_markdown,
 }
 
