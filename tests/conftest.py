@@ -102,13 +102,33 @@ def run_cli(*args, timeout: float = 300, env: dict | None = None, **popen) -> su
     bit for bit the same afterwards (see :func:`read_only_input`): every CLI test also proves that the app
     never writes into its input.
     """
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    command = [sys.executable, "-m", "neurocare_bids", *map(str, args)]
     bids_dir = Path(args[0]) if args and isinstance(args[0], (str, Path)) else None
     if bids_dir is None or not (bids_dir / "dataset_description.json").is_file():
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, **popen)
+        return _run_command(args, timeout=timeout, env=env, **popen)
     with read_only_input(bids_dir):
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, **popen)
+        return _run_command(args, timeout=timeout, env=env, **popen)
+
+
+def run_cli_concurrently(*calls: tuple[tuple, dict]) -> list[subprocess.CompletedProcess]:
+    """Several independent CLI runs at once, as separate jobs would run: ``calls`` are ``(args, kwargs)`` pairs
+    for :func:`run_cli`; returns their completed processes in order. Each BIDS dataset among the first
+    arguments is read-only (and checked unchanged) once around all of them, since the runs overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bids_dirs = {Path(args[0]) for args, _ in calls
+                 if args and isinstance(args[0], (str, Path)) and (Path(args[0]) / "dataset_description.json").is_file()}
+    with contextlib.ExitStack() as stack:
+        for root in sorted(bids_dirs):
+            stack.enter_context(read_only_input(root))
+        with ThreadPoolExecutor(len(calls)) as pool:
+            futures = [pool.submit(_run_command, args, **kwargs) for args, kwargs in calls]
+            return [f.result() for f in futures]
+
+
+def _run_command(args, timeout: float = 300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    command = [sys.executable, "-m", "neurocare_bids", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=full_env, **popen)
 
 
 def input_state(root: Path) -> dict[str, tuple]:

@@ -321,8 +321,10 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
     spec.engine = "keras"
 
     def predict(x, threads, batch=1024):
-        outputs = [net(np.ascontiguousarray(x[i:i + batch]), training=False) for i in range(0, len(x), batch)]
-        return np.concatenate([keras.ops.convert_to_numpy(y)[:, 1] for y in outputs])
+        # predict_on_batch: the compiled inference function (traced once per batch shape), several times faster
+        # than calling the model eagerly, whose LSTM steps through Python
+        return np.concatenate([np.asarray(net.predict_on_batch(np.ascontiguousarray(x[i:i + batch])))[:, 1]
+                               for i in range(0, len(x), batch)])
 
     spec._predict = predict
 

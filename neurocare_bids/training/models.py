@@ -257,7 +257,8 @@ class ChannelFeatures(layers.Layer):
         band = ops.matmul(projected * projected, ops.convert_to_tensor(self._masks))  # (batch, channels, bands)
         log_band = ops.log(band + eps)
         relative = log_band - ops.log(ops.sum(band, axis=-1, keepdims=True) + eps)
-        var = ops.mean(x * x, axis=-1, keepdims=True)
+        squared = x * x  # reused below: ONNX Runtime's Pow is several times slower than a product
+        var = ops.mean(squared, axis=-1, keepdims=True)
         dx = x[..., 1:] - x[..., :-1]
         ddx = dx[..., 1:] - dx[..., :-1]
         var_dx = ops.var(dx, axis=-1, keepdims=True)
@@ -265,8 +266,8 @@ class ChannelFeatures(layers.Layer):
         log_mobility = 0.5 * (ops.log(var_dx + eps) - ops.log(var + eps))
         log_complexity = 0.5 * (ops.log(var_ddx + eps) - ops.log(var_dx + eps)) - log_mobility
         crest = ops.log(ops.max(ops.abs(x), axis=-1, keepdims=True) + eps) - 0.5 * ops.log(var + eps)
-        skewness = ops.mean(x * x * x, axis=-1, keepdims=True) / (var + eps) ** 1.5
-        kurtosis = ops.log(ops.mean(x ** 4, axis=-1, keepdims=True) + eps) - 2 * ops.log(var + eps)
+        skewness = ops.mean(squared * x, axis=-1, keepdims=True) / ((var + eps) * ops.sqrt(var + eps))
+        kurtosis = ops.log(ops.mean(squared * squared, axis=-1, keepdims=True) + eps) - 2 * ops.log(var + eps)
         crossings = ops.mean(ops.cast(x[..., 1:] * x[..., :-1] < 0, "float32"), axis=-1, keepdims=True)
         return ops.concatenate([log_band, relative, ops.log(var + eps),
                                 ops.log(ops.mean(ops.abs(dx), axis=-1, keepdims=True) + eps),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import QUICK_GROUP_CONFIG, add_recording, run_cli
+from conftest import QUICK_GROUP_CONFIG, add_recording, run_cli, run_cli_concurrently
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
 
@@ -178,15 +178,16 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
     import sys
 
     bids, participant_out, _ = prepared
-    runs = {}
+    runs, calls = {}, []
     for name, section in (("network", "stacking = false\n"), ("features", 'preset = "features"\n')):
         out = tmp_path / name
         shutil.copytree(participant_out, out)
         config = tmp_path / f"{name}.toml"
         config.write_text(QUICK_GROUP_CONFIG + section + "[cv]\nfolds = 2\nfinal_model = false\n")
-        result = run_cli(bids, out, "group", "--config", config, "--no-reports", timeout=900)
-        assert result.returncode == 0, result.stderr
+        calls.append(((bids, out, "group", "--config", config, "--no-reports"), {"timeout": 900}))
         runs[name] = out
+    for result in run_cli_concurrently(*calls):  # two independent runs: at once
+        assert result.returncode == 0, result.stderr
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "stack_runs.py"
     import subprocess
 

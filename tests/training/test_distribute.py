@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import NATIVE_LOG, run_cli
+from conftest import NATIVE_LOG, run_cli, run_cli_concurrently
 
 
 # Enough training that it visibly moves the network's outputs (20 steps of 64 windows: the window probabilities move
@@ -70,38 +70,49 @@ def _fold_probabilities(out, initial: dict[str, list[float]]) -> tuple[np.ndarra
     return trained, start
 
 
-def _compare_with_one_device(tmp_path, prepared, name: str, env: dict, extra: str = "") -> dict:
-    """Fold 1 trained on one device and as ``name`` (``env`` and ``extra`` configuration), from the same initial
-    network on the same global batches: how far training moved the window probabilities on each, and how far the
-    two trained networks differ."""
+def _compare_with_one_device(root, prepared, name: str, env: dict, extra: str = "") -> dict:
+    """Fold 1 trained on one device and as ``name`` (``env`` and ``extra`` configuration), at the same time as two
+    jobs would, from the same initial network on the same global batches: how far training moved the window
+    probabilities on each, and how far the two trained networks differ."""
     bids, out, _ = prepared
-    one = tmp_path / "one.toml"
+    one = root / "one.toml"
     one.write_text(MOVING_CONFIG)
-    other = tmp_path / f"{name}.toml"
+    other = root / f"{name}.toml"
     other.write_text(MOVING_CONFIG + extra)
     backend = {"KERAS_BACKEND": env["KERAS_BACKEND"]} if "KERAS_BACKEND" in env else {}
-    runs = {}
-    for run, cfg, run_env in (("single", one, backend), (name, other, env)):
-        target = tmp_path / run
+    targets = {"single": root / "single", name: root / name}
+    for target in targets.values():
         shutil.copytree(out, target)
-        result = run_cli(bids, target, "group", "--config", cfg, "--fold", "1", "-v", timeout=600, env=run_env)
+    results = run_cli_concurrently(
+        *[((bids, targets[run], "group", "--config", cfg, "--fold", "1", "-v"), {"timeout": 600, "env": run_env})
+          for run, cfg, run_env in (("single", one, backend), (name, other, env))])
+    for result in results:
         assert result.returncode == 0, result.stderr
-        runs[run] = (target, result.stderr)
+    runs = {run: (targets[run], result.stderr) for run, result in zip(targets, results)}
     initial = _initial_probabilities(runs["single"][0], one, backend)
     single, start = _fold_probabilities(runs["single"][0], initial)
     several, start_too = _fold_probabilities(runs[name][0], initial)
     assert len(single) > 100 and np.array_equal(start, start_too)
     return {"moved": np.abs(single - start).mean(), "moved_too": np.abs(several - start).mean(),
             "difference": np.abs(single - several).mean(), "single": single, "several": several,
-            "stderr": {k: v[1] for k, v in runs.items()}, "dirs": {k: v[0] for k, v in runs.items()}}
+            "stderr": {k: v[1] for k, v in runs.items()}, "dirs": {k: v[0] for k, v in runs.items()},
+            "initial": initial}
 
 
 def _summary(found: dict) -> dict:
     return {k: found[k] for k in ("moved", "moved_too", "difference")}
 
 
-def test_mirrored_over_two_cpu_devices_matches_a_single_device(prepared, tmp_path):
-    found = _compare_with_one_device(tmp_path, prepared, "mirrored", {}, "[execution]\ncpu_replicas = 2\n")
+@pytest.fixture(scope="module")
+def mirrored(prepared, tmp_path_factory) -> dict:
+    """Fold 1 on one TensorFlow CPU device and mirrored over two (run at once): the mirrored test's comparison,
+    whose one-device run and initial network the multi-worker test compares with too."""
+    return _compare_with_one_device(tmp_path_factory.mktemp("mirrored"), prepared, "mirrored", {},
+                                    "[execution]\ncpu_replicas = 2\n")
+
+
+def test_mirrored_over_two_cpu_devices_matches_a_single_device(mirrored):
+    found = mirrored
     assert "distributed training: mirrored, 2 replica(s)" in found["stderr"]["mirrored"]
     assert "distributed training" not in found["stderr"]["single"]
     # Training moved the probabilities visibly on both (measured: 0.19 on average), and the mirrored network differs
@@ -157,15 +168,14 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
+def test_multi_worker_training_two_processes_on_loopback(prepared, mirrored, tmp_path):
     """--distributed with a two-worker cluster (TF_CONFIG, as Slurm's resolver would give): both train in step,
-    only the chief writes the fold's outputs, and they agree with a one-device run within the tolerance."""
+    only the chief writes the fold's outputs, and they agree with a one-device run (the mirrored test's) within the
+    tolerance."""
     bids, out, _ = prepared
     base = tmp_path / "quick.toml"
     base.write_text(MOVING_CONFIG)
-    single = tmp_path / "single"
-    shutil.copytree(out, single)
-    assert run_cli(bids, single, "group", "--config", base, "--fold", "1", timeout=600).returncode == 0
+    single, initial = mirrored["dirs"]["single"], mirrored["initial"]
     target = tmp_path / "multi"
     shutil.copytree(out, target)
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
@@ -190,7 +200,6 @@ def test_multi_worker_training_two_processes_on_loopback(prepared, tmp_path):
     assert sorted(p.name for p in fold.iterdir()) == ["fold.json", "history.tsv", "model.keras", "model.onnx",
                                                       "predictions.tsv"]
     assert json.loads((fold / "fold.json").read_text())["onnx"]["File"] == "model.onnx"  # exported by the chief
-    initial = _initial_probabilities(single, base)
     one, start = _fold_probabilities(single, initial)
     two, _ = _fold_probabilities(target, initial)
     moved, moved_too, difference = (np.abs(a - b).mean() for a, b in ((one, start), (two, start), (one, two)))

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import NATIVE_LOG, QUICK_GROUP_CONFIG, add_recording, run_cli
+from conftest import NATIVE_LOG, QUICK_GROUP_CONFIG, add_recording, run_cli, run_cli_concurrently
 
 pytest.importorskip("jax", reason="the optional 'jax' extra is not installed (pip install -e '.[jax]'; "
                                   "make install installs it)")
@@ -57,13 +57,14 @@ def test_group_level_end_to_end_on_jax_then_apply(prepared, tmp_path):
     new = tmp_path / "new"
     recording = add_recording(new, "11", duration=300.0, seizures=[(120.0, 30.0, "sz")], events=None, seed=11)
     model = out / "group" / "model"
+    engines = {"onnx": None, "keras": JAX}
+    results = run_cli_concurrently(*[((new, tmp_path / f"applied-{engine}", "participant", "--model", model, "--engine",
+                                       engine, "--skip-bids-validation"), {"env": env})
+                                     for engine, env in engines.items()])
     runs = {}
-    for engine, env in (("onnx", None), ("keras", JAX)):
-        target = tmp_path / f"applied-{engine}"
-        result = run_cli(new, target, "participant", "--model", model, "--engine", engine, "--skip-bids-validation",
-                         env=env)
+    for engine, result in zip(engines, results):
         assert result.returncode == 0, result.stderr
-        runs[engine] = _probabilities(target, new, recording)
+        runs[engine] = _probabilities(tmp_path / f"applied-{engine}", new, recording)
     assert len(runs["onnx"]) == (300 - 4) // 2 + 1
     np.testing.assert_allclose(runs["onnx"], runs["keras"], atol=1e-5)
 

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_concurrently
 
 wandb = pytest.importorskip("wandb", reason="wandb is in the test extra; install it to test W&B logging")
 
@@ -53,8 +53,13 @@ def test_offline_wandb_logs_every_epoch_and_changes_no_output(prepared, tmp_path
     shutil.copytree(out, copy)
     epochs = tmp_path / "epochs.toml"
     epochs.write_text(config.read_text().replace("epochs = 1", "epochs = 2"))
-    result = run_cli(bids, copy, "group", "--config", epochs, "--fold", "1", "--wandb", "offline",
-                     env={"WANDB_SILENT": "true", "HOME": str(tmp_path)}, timeout=600)
+    # The same fold with and without logging, at once (independent jobs).
+    plain = tmp_path / "plain"
+    shutil.copytree(out, plain)
+    result, without = run_cli_concurrently(
+        ((bids, copy, "group", "--config", epochs, "--fold", "1", "--wandb", "offline"),
+         {"env": {"WANDB_SILENT": "true", "HOME": str(tmp_path)}, "timeout": 600}),
+        ((bids, plain, "group", "--config", epochs, "--fold", "1"), {"timeout": 600}))
     assert result.returncode == 0, result.stderr
     runs = list((copy / "group" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
@@ -65,10 +70,7 @@ def test_offline_wandb_logs_every_epoch_and_changes_no_output(prepared, tmp_path
     assert [int(h["_step"]) for h in history] == [1, 2]
     assert all(0 <= float(h["val_pr_auc"]) <= 1 and float(h["learning_rate"]) > 0 for h in history)
     # Logging reads, never changes: the fold trains exactly as without it.
-    plain = tmp_path / "plain"
-    shutil.copytree(out, plain)
-    result = run_cli(bids, plain, "group", "--config", epochs, "--fold", "1", timeout=600)
-    assert result.returncode == 0, result.stderr
+    assert without.returncode == 0, without.stderr
     for name in ("predictions.tsv", "history.tsv"):
         assert (copy / "group" / "fold-1" / name).read_bytes() == (plain / "group" / "fold-1" / name).read_bytes()
     assert not (plain / "group" / "wandb").exists()
