@@ -102,8 +102,8 @@ def run_cli(*args, timeout: float = 300, env: dict | None = None, **popen) -> su
     bit for bit the same afterwards (see :func:`read_only_input`): every CLI test also proves that the app
     never writes into its input.
     """
-    bids_dir = Path(args[0]) if args and isinstance(args[0], (str, Path)) else None
-    if bids_dir is None or not (bids_dir / "dataset_description.json").is_file():
+    bids_dir = _bids_dir(args)
+    if bids_dir is None:
         return _run_command(args, timeout=timeout, env=env, **popen)
     with read_only_input(bids_dir):
         return _run_command(args, timeout=timeout, env=env, **popen)
@@ -115,14 +115,19 @@ def run_cli_concurrently(*calls: tuple[tuple, dict]) -> list[subprocess.Complete
     arguments is read-only (and checked unchanged) once around all of them, since the runs overlap."""
     from concurrent.futures import ThreadPoolExecutor
 
-    bids_dirs = {Path(args[0]) for args, _ in calls
-                 if args and isinstance(args[0], (str, Path)) and (Path(args[0]) / "dataset_description.json").is_file()}
+    bids_dirs = {root for root in (_bids_dir(args) for args, _ in calls) if root is not None}
     with contextlib.ExitStack() as stack:
         for root in sorted(bids_dirs):
             stack.enter_context(read_only_input(root))
         with ThreadPoolExecutor(len(calls)) as pool:
             futures = [pool.submit(_run_command, args, **kwargs) for args, kwargs in calls]
             return [f.result() for f in futures]
+
+
+def _bids_dir(args) -> Path | None:
+    """The BIDS dataset a CLI call reads (its first argument, when that is one), or None."""
+    root = Path(args[0]) if args and isinstance(args[0], (str, Path)) else None
+    return root if root is not None and (root / "dataset_description.json").is_file() else None
 
 
 def _run_command(args, timeout: float = 300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
