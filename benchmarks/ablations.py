@@ -31,6 +31,8 @@ from pathlib import Path
 VARIANTS = {
     "neurocare": ("the default: CNN-BiLSTM with spectral and per-channel feature branches, focal loss, augmentation "
                   "with left-right mirroring, stacked with the feature baseline", ""),
+    "tuned-weight": ("the default, but the stacking weight chosen per fold on the inner validation subjects "
+                     "(`tune_stacking_weight`; the default until 2026-12-03)", "[model]\ntune_stacking_weight = true\n"),
     "network": ("the default's network alone (no stacking with the feature baseline)", "[model]\nstacking = false\n"),
     "no-channel-features": ("default without the per-channel feature branch", "[model]\nchannel_features = 0\n"),
     "no-mirror": ("default without left-right mirroring", "[augmentation]\nmirror = 0\n"),
@@ -49,6 +51,9 @@ VARIANTS = {
     "per-channel": ("per-channel Conv1D blocks (shared weights, mean and max over channels)",
                     '[model]\nencoder = "per_channel"\nconv_filters = [16, 32, 32]\n'),
 }
+#: The stacked variants --derive-default derives from the `network` and `features` runs (their switches set only
+#: [model] options that stack_runs.py applies).
+STACKED = ("neurocare", "tuned-weight")
 METRICS = ("event_f1", "event_sensitivity", "fp_per_24h", "pr_auc", "roc_auc", "pr_auc_unsmoothed",
            "pr_auc_subject_mean")
 
@@ -78,10 +83,10 @@ def main() -> int:
         runs = []
         for seed in args.seeds:
             out = args.workdir / _run_name(name, args.seeds, seed)
-            if name == "neurocare" and args.derive_default:
+            if name in STACKED and args.derive_default:
                 description = VARIANTS[name][0] + " (derived from the `network` and `features` runs)"
-                metrics = _derive_default(args, base, seed, args.workdir / _run_name("neurocare-derived", args.seeds,
-                                                                                     seed))
+                metrics = _derive_default(args, base, seed, args.workdir / _run_name(f"{name}-derived", args.seeds,
+                                                                                     seed), switch)
             else:
                 metrics = _run(args, base, name, switch, seed, out)
             if metrics is not None:
@@ -105,8 +110,10 @@ def _run_name(name: str, seeds: list[int], seed: int) -> str:
     return name if seeds == [42] else f"{name}-seed{seed}"
 
 
-def _derive_default(args, base: str, seed: int, out: Path) -> dict | None:
-    """The default's metrics from its two parts' runs (trained here when missing): see stack_runs.py."""
+def _derive_default(args, base: str, seed: int, out: Path, switch: str = "") -> dict | None:
+    """A stacked variant's metrics from its two parts' runs (trained here when missing): see stack_runs.py."""
+    import tomllib
+
     from stack_runs import stack_runs  # benchmarks/, this script's folder
 
     parts = {}
@@ -116,7 +123,8 @@ def _derive_default(args, base: str, seed: int, out: Path) -> dict | None:
             return None
     if not (out / "group" / "metrics.json").exists():
         shutil.rmtree(out, ignore_errors=True)
-        stack_runs(args.bids_dir, parts["network"], parts["features"], out)
+        stack_runs(args.bids_dir, parts["network"], parts["features"], out,
+                   model_options=tomllib.loads(switch).get("model", {}))
         print(f"{out.name}: derived from {parts['network'].name} and {parts['features'].name}")
     return json.loads((out / "group" / "metrics.json").read_text())
 

@@ -86,14 +86,10 @@ STARTUP_STREAM = ("import sys, numpy as np; from neurocare_bids.detection.apply 
 
 # ---------------------------------------------------------------------- summaries (pure; tested)
 def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (linear interpolation, as numpy's default); None for no values."""
-    if not values:
-        return None
-    values = sorted(values)
-    pos = (len(values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+    """The ``q``-th percentile (NumPy's, linear interpolation); None for no values."""
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else None
 
 
 def run_summary(metrics: dict) -> dict:

@@ -2,8 +2,9 @@
 """What the stacked detector (``model.stacking``) scores, from a finished network run and a feature-baseline run.
 
 A stacked group-level run trains, per fold, the same network as a run without stacking (same seed, same
-configuration otherwise) and the same gradient boosting as the ``features`` preset; it then chooses the
-baseline's weight and the post-processing on the inner validation subjects. This script does that last step
+configuration otherwise) and the same gradient boosting as the ``features`` preset; it then weighs the two
+(``model.stacking_weight``, or the weight chosen on the inner validation subjects with ``--tune-stacking-weight``)
+and chooses the post-processing on the inner validation subjects. This script does that last step
 from the two runs' saved validation and test predictions (``group/fold-K/predictions.tsv``) with the group
 level's own functions, and aggregates like the group level: so an ablation that has both runs gets the stacked
 detector's metrics without training anything twice (tests/detection/test_stacking.py checks it against a real stacked run).
@@ -22,10 +23,13 @@ import sys
 from pathlib import Path
 
 
-def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path) -> dict:
+def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
+               model_options: dict | None = None) -> dict:
+    """The stacked detector's metrics (``out/group/metrics.json``); ``model_options``: [model] settings that differ
+    from the network run's (e.g. ``tune_stacking_weight``), applied to the combination only."""
     from neurocare_bids.config import Config
     from neurocare_bids.detection.postprocess import smooth
-    from neurocare_bids.detection.stacking import StackedDetector, choose_weight, combine
+    from neurocare_bids.detection.stacking import StackedDetector, combine, stacking_weight
     from neurocare_bids.evaluation.cv import Fold
     from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _read_predictions, aggregate,
                                                  collect_window_files, tune_operating_points, with_detection)
@@ -48,7 +52,8 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
             raise SystemExit(f"{features_run} is not a run of the features preset")
         if cfg is None:
             cfg = Config()
-            cfg.update({**summary["group_config"], "model": {**summary["group_config"]["model"], "stacking": True}},
+            cfg.update({**summary["group_config"], "model": {**summary["group_config"]["model"], "stacking": True,
+                                                             **(model_options or {})}},
                        source=str(fold_dir))
         fold = Fold(int(summary["fold"]), tuple(summary["test"]), tuple(summary["validation"]), tuple(summary["train"]))
         folds.append(fold)
@@ -64,7 +69,8 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
         def detection_scores(predictions):
             return [p["scores"] for p in with_detection(predictions, cfg.postprocessing)]
 
-        weight, scores = choose_weight(*parts["validation"], detection_scores)
+        weight, scores = stacking_weight(*parts["validation"], detection_scores, fixed=cfg.model.stacking_weight,
+                                         tune=cfg.model.tune_stacking_weight)
         stacked = {split: with_detection([{**n, "probs": combine(n["probs"], b["probs"], weight)}
                                           for n, b in zip(*parts[split])], cfg.postprocessing)
                    for split in parts}
@@ -77,7 +83,8 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path)
         atomic_write(folder / "predictions.tsv", _predictions_tsv(
             [(split, p) for split in ("validation", "test") for p in stacked[split]]))
         atomic_write(folder / "fold.json", json.dumps(
-            {**summary, "postprocessing": params, "operating_points": points, "stacking": StackedDetector(None, None, weight, scores).summary(),
+            {**summary, "postprocessing": params, "operating_points": points, "stacking": StackedDetector(None, None, weight, scores,
+                                                   tuned=cfg.model.tune_stacking_weight).summary(),
              "stacked_from": [str(network_run), str(features_run)]}, indent=2) + "\n")
     if cfg is None:
         raise SystemExit(f"{network_run} has no finished folds")
@@ -90,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("network_run", type=Path, help="a finished group run of the network alone")
     parser.add_argument("features_run", type=Path, help="a finished group run of the features preset, same seed")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--tune-stacking-weight", action="store_true",
+                        help="choose the weight on the validation subjects (model.tune_stacking_weight)")
     args = parser.parse_args(argv)
-    metrics = stack_runs(args.bids_dir, args.network_run, args.features_run, args.out)
+    metrics = stack_runs(args.bids_dir, args.network_run, args.features_run, args.out,
+                         {"tune_stacking_weight": True} if args.tune_stacking_weight else None)
     weights = [json.loads(p.read_text())["stacking"]["BaselineWeight"]
                for p in sorted((args.out / "group").glob("fold-*/fold.json"))]
     print(f"stacked: event F1 {metrics['event']['f1']:.3f}, sensitivity {metrics['event']['sensitivity']:.3f}, "

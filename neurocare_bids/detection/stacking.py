@@ -3,8 +3,9 @@
 Why: on the hard benchmark (documentation, Performance) neither ranks every patient's windows well: the
 network ranks the seizures of the patients with right-sided onsets far better than the baseline, the
 baseline those of other patients. A weighted mean of their log-odds keeps what each does well. The weight is
-chosen per training on the inner validation subjects only (never the test fold), from a short grid that
-includes 0 and 1, so the combination is never worse there than the better of the two.
+fixed (``model.stacking_weight``), or chosen per training on the inner validation subjects only (never the test
+fold; ``model.tune_stacking_weight``) from a short grid that includes 0 and 1. Either way every weight's
+validation PR-AUC is recorded, so a card shows what the choice would have been.
 
 The combined probability is ``sigmoid(w · logit(p_features) + (1 − w) · logit(p_network))``; centring,
 smoothing and thresholds then apply to it as to any model's probabilities.
@@ -62,6 +63,17 @@ def choose_weight(network: Sequence[dict], baseline: Sequence[dict],
     return next(w for w, s in scores.items() if s == best), scores
 
 
+def stacking_weight(network: Sequence[dict], baseline: Sequence[dict],
+                    detection_scores: Callable[[list[dict]], list[np.ndarray]], *, fixed: float,
+                    tune: bool) -> tuple[float, dict[float, float | None]]:
+    """The weight to stack with: ``fixed``, or (``tune``) :func:`choose_weight`'s; and every weight's validation
+    PR-AUC, computed either way."""
+    chosen, scores = choose_weight(network, baseline, detection_scores)
+    if not 0.0 <= fixed <= 1.0:
+        raise ValueError(f"weight must lie in [0, 1], got {fixed}")
+    return (chosen if tune else float(fixed)), scores
+
+
 @dataclass
 class StackedDetector:
     """A trained network and feature baseline with the weight chosen for them: predicts like either."""
@@ -70,9 +82,11 @@ class StackedDetector:
     baseline: Any  # baseline.FeatureBaseline
     weight: float
     validation_pr_auc: dict[float, float | None] | None = None
+    tuned: bool = False  # the weight was chosen on the validation subjects (else fixed by the configuration)
 
     def summary(self) -> dict:
         """What fold.json and the model card record about the combination."""
         return {"BaselineFile": BASELINE_FILE, "BaselineWeight": self.weight,
+                "WeightChosenBy": "validation PR-AUC" if self.tuned else "configuration (model.stacking_weight)",
                 "WeightsTried": list(WEIGHTS),
                 "ValidationPRAUC": {f"{w:g}": s for w, s in (self.validation_pr_auc or {}).items()}}

@@ -31,7 +31,7 @@ from .. import __version__
 from ..config import Config, PostprocessingConfig
 from ..console import PROGRESS, duration
 from ..detection.postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth
-from ..detection.stacking import BASELINE_FILE, StackedDetector, choose_weight, combine
+from ..detection.stacking import BASELINE_FILE, StackedDetector, combine, stacking_weight
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
 from ..io.bids_input import source_stem
@@ -211,8 +211,9 @@ def _stack(cfg: Config, network, train: list[WindowFile], validation: list[Windo
     def detection_scores(predictions: list[dict]) -> list[np.ndarray]:
         return [p["scores"] for p in with_detection(predictions, cfg.postprocessing)]
 
-    weight, scores = choose_weight(val_network, val_baseline, detection_scores)
-    stacked = StackedDetector(network, baseline, weight, scores)
+    weight, scores = stacking_weight(val_network, val_baseline, detection_scores, fixed=cfg.model.stacking_weight,
+                                     tune=cfg.model.tune_stacking_weight)
+    stacked = StackedDetector(network, baseline, weight, scores, tuned=cfg.model.tune_stacking_weight)
     combined = [{**n, "probs": combine(n["probs"], b["probs"], weight)} for n, b in zip(val_network, val_baseline)]
     log.info("%s: feature baseline trained in %s; its weight in the stack: %g (validation PR-AUC %s)", label,
              duration(time.monotonic() - started), weight,
@@ -324,7 +325,7 @@ def _predictions_tsv(items: list[tuple[str, dict]]) -> str:
             # The model's probability with every digit of its float32 value: small probabilities keep their
             # relative precision (fixed decimals would not), so the centring can be recomputed from the file.
             writer.writerow([f"sub-{p['subject']}", p["source"], split, i, f"{onset:.3f}", int(label),
-                             f"{prob:.9g}", f"{detection:.6f}", f"{score:.6f}"])
+                             f"{prob:.9g}", f"{detection:.9g}", f"{score:.9g}"])
     return buf.getvalue()
 
 
@@ -359,8 +360,13 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
         fold_labels, fold_scores, fold_detection, fold_records = [], [], [], []
         for source, p in sorted(tests.items()):
             f = by_source[source]
-            detection, labels = np.array(p["detection"]), np.array(p["labels"])
-            # the window scores the threshold applies to: computed, not read (folds of older versions lack them)
+            # The detection probabilities and the scores the threshold applies to: computed again from the
+            # model's full-precision probabilities, not read from the rounded columns (the AUCs rank windows whose
+            # probabilities differ beyond the sixth decimal, e.g. 1 - 1e-8 and 1 - 1e-7; the files of older
+            # versions round them to 6 decimals and lack the scores), exactly as with_detection computed them.
+            probs, labels = np.array(p["probs"]), np.array(p["labels"])
+            detection = centre_probabilities(probs)[0] if params.get("centre") else probs
+            p["detection"] = detection
             p["scores"] = smooth(detection, params["smoothing"])
             events = probabilities_to_events(np.array(p["onsets"]), detection, geometry.duration,
                                              f.recording_duration, threshold=params["threshold"],

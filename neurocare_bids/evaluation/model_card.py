@@ -146,8 +146,10 @@ def _architecture_text(cfg, architecture: dict, stacking: dict | None) -> str:
     if parameters is not None:
         text += f"; {parameters:,} parameters"
     if stacking:
+        how = ("chosen on the inner validation subjects" if str(stacking.get("WeightChosenBy", "validation"))
+               .startswith("validation") else "fixed by model.stacking_weight")
         text += (f"; stacked with the feature baseline on their log-odds (baseline weight "
-                 f"{stacking.get('BaselineWeight')}, chosen on the inner validation subjects)")
+                 f"{stacking.get('BaselineWeight')}, {how})")
     return text
 
 

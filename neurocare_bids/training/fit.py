@@ -149,10 +149,11 @@ class _AveragedWeights:
         model = self.use_average.model
         self.last_step = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
         model.optimizer.finalize_variable_values(model.trainable_variables)  # the average → the weights
-        for variable in model.trainable_variables:
+        if keras.backend.backend() == "jax":
             # a copy of its own: on JAX the assignment shares the average's buffer, which the next compiled
             # predict or train step donates (deletes), leaving the optimizer's average unreadable (model.save)
-            variable.assign(keras.ops.convert_to_numpy(variable))
+            for variable in model.trainable_variables:
+                variable.assign(keras.ops.convert_to_numpy(variable))
 
     def _swap_out(self, epoch, logs=None):
         model = self.resume_training.model

@@ -61,6 +61,23 @@ def test_choose_weight_follows_the_validation_ranking():
     assert weight == 0.5 and set(scores.values()) == {None}
 
 
+def test_stacking_weight_is_fixed_unless_tuned():
+    from neurocare_bids.detection.stacking import choose_weight, stacking_weight
+
+    labels = np.array([0] * 40 + [1] * 10)
+    rng = np.random.default_rng(3)
+    good, noise = np.clip(labels * 0.8 + 0.1 + rng.normal(0, 0.05, labels.size), 0.01, 0.99), rng.uniform(0.01, 0.99, labels.size)
+    as_is = lambda preds: [p["probs"] for p in preds]  # noqa: E731
+    net, base = _predictions(labels, noise), _predictions(labels, good)
+    chosen, scores = choose_weight(net, base, as_is)
+    assert chosen > 0.25  # the good baseline wins on validation ...
+    weight, recorded = stacking_weight(net, base, as_is, fixed=0.25, tune=False)
+    assert weight == 0.25 and recorded == scores  # ... but the fixed weight stands, its evidence kept
+    assert stacking_weight(net, base, as_is, fixed=0.25, tune=True) == (chosen, scores)
+    with pytest.raises(ValueError):
+        stacking_weight(net, base, as_is, fixed=1.5, tune=False)
+
+
 @pytest.fixture(scope="module")
 def stacked_run(prepared, tmp_path_factory):
     """A group-level run of the tiny model with stacking on (two folds and the final model)."""
@@ -98,10 +115,11 @@ def test_fold_probabilities_are_the_saved_parts_combined(stacked_run):
     fold = out / "group" / "fold-1"
     summary = json.loads((fold / "fold.json").read_text())
     stacking = summary["stacking"]
-    assert stacking["BaselineFile"] == BASELINE_FILE and stacking["BaselineWeight"] in WEIGHTS
+    # the default: the configured weight, with every weight's validation PR-AUC recorded beside it
+    assert stacking["BaselineFile"] == BASELINE_FILE and stacking["BaselineWeight"] == 0.25
+    assert stacking["WeightChosenBy"].startswith("configuration")
     scores = {float(w): s for w, s in stacking["ValidationPRAUC"].items()}
     assert set(scores) == set(WEIGHTS)
-    assert stacking["BaselineWeight"] == min(w for w, s in scores.items() if s == max(scores.values()))
     assert summary["group_config"]["model"]["stacking"] is True
 
     windows, geometry = _fold_windows(out, summary["test"])
@@ -209,6 +227,17 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
     derived = json.loads((tmp_path / "derived" / "group" / "metrics.json").read_text())
     for level, key in (("event", "f1"), ("event", "fp_per_24h"), ("window", "pr_auc"), ("window", "roc_auc")):
         assert derived[level][key] == pytest.approx(real[level][key], abs=1e-5), (level, key)
+    # with --tune-stacking-weight, each fold's weight is the one the real run's validation PR-AUCs favour
+    tuned = subprocess.run([sys.executable, str(script), str(bids), str(runs["network"]), str(runs["features"]),
+                            str(tmp_path / "tuned"), "--tune-stacking-weight"], capture_output=True, text=True,
+                           timeout=600)
+    assert tuned.returncode == 0, tuned.stderr
+    for fold in ("fold-1", "fold-2"):
+        real = json.loads((stacked_out / "group" / fold / "fold.json").read_text())["stacking"]
+        scores = {float(w): s for w, s in real["ValidationPRAUC"].items()}
+        best = min(w for w, s in scores.items() if s == max(scores.values())) if None not in scores.values() else 0.5
+        derived = json.loads((tmp_path / "tuned" / "group" / fold / "fold.json").read_text())["stacking"]
+        assert derived["BaselineWeight"] == best and derived["WeightChosenBy"].startswith("validation")
     # a network run and a features run of other folds are refused
     bad = subprocess.run([sys.executable, str(script), str(bids), str(runs["features"]), str(runs["features"]),
                           str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)

@@ -89,6 +89,21 @@ def test_metrics_predictions_events_and_model(sequential):
     assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(labels, scores), abs=1e-4)
     assert metrics["window"]["unsmoothed"]["pr_auc"] == pytest.approx(average_precision_score(labels, detection),
                                                                       abs=1e-4)
+    # ... and exactly, from the full-precision probabilities (the rounded columns could tie windows that differ
+    # beyond their last digit near 0 or 1)
+    full_labels, full_detection, full_scores = [], [], []
+    for rows in by_recording.values():
+        rows = sorted(rows, key=lambda r: int(r["window_index"]))
+        p = np.clip([float(r["probability"]) for r in rows], 1e-7, 1 - 1e-7)
+        z = np.log(p) - np.log1p(-p)
+        d = 1 / (1 + np.exp(-(z - np.median(z))))
+        full_labels += [int(r["label"]) for r in rows]
+        full_detection += list(d)
+        full_scores += [d[max(0, i - 1):i + 2].mean() for i in range(len(d))]
+    assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(full_labels, full_scores),
+                                                        abs=1e-6)  # metrics.json keeps 6 decimals
+    assert metrics["window"]["unsmoothed"]["pr_auc"] == pytest.approx(
+        average_precision_score(full_labels, full_detection), abs=1e-6)
     # thresholded window metrics: each window's score at its fold's tuned threshold
     folds_of = {r["participant_id"]: int(r["fold"]) for r in _tsv(out / "group" / "folds.tsv")}
     threshold = {f["fold"]: f["postprocessing"]["threshold"] for f in metrics["folds"]}
@@ -246,10 +261,10 @@ def test_per_subject_window_ranking_recomputed_from_the_predictions(sequential):
     assert expected, "the quick group run should have subjects with seizure windows"
     got = {s["participant_id"]: s["window"] for s in metrics["subjects"] if s.get("window", {}).get("pr_auc")}
     assert sorted(got) == sorted(expected)
-    for sub, (roc, pr) in expected.items():  # predictions.tsv keeps 6 significant digits
-        assert got[sub]["roc_auc"] == pytest.approx(roc, abs=2e-4)
-        assert got[sub]["pr_auc"] == pytest.approx(pr, abs=2e-4)
-        assert float(table[sub]["window_pr_auc"]) == pytest.approx(pr, abs=2e-4)
+    for sub, (roc, pr) in expected.items():  # predictions.tsv keeps 9 significant digits
+        assert got[sub]["roc_auc"] == pytest.approx(roc, abs=1e-6)
+        assert got[sub]["pr_auc"] == pytest.approx(pr, abs=1e-6)
+        assert float(table[sub]["window_pr_auc"]) == pytest.approx(pr, abs=6e-5)  # 4 decimals
     mean = metrics["window"]["subject_mean"]
     assert mean["n_subjects"] == len(expected)
     assert mean["pr_auc"] == pytest.approx(np.mean([pr for _, pr in expected.values()]), abs=2e-4)

@@ -217,3 +217,25 @@ def test_latencies_are_summarised_over_seizures_and_per_subject():
     subs = {s["participant_id"]: s["event"] for s in out["subjects"]}
     assert (subs["sub-01"]["latency_median_s"], subs["sub-01"]["latency_mean_s"]) == (16.0, 16.0)
     assert subs["sub-02"]["latency_median_s"] == -4.0 and subs["sub-03"]["latency_median_s"] is None
+
+
+def test_predictions_tsv_keeps_the_ranking_of_windows_near_certainty(tmp_path):
+    """The centred and smoothed columns keep 9 significant digits: windows at 1 - 1e-8 and 1 - 1e-7 (common for
+    the gradient boosting's confident windows) stay apart, and the model's probability reads back exactly."""
+    import csv
+
+    from neurocare_bids.evaluation.group import _predictions_tsv, _read_predictions
+
+    probs = np.array([0.2, 1 - 1e-7, 1 - 1e-8, 3e-9], dtype=np.float32).astype(float)
+    detection = np.array([0.4, 1 - 1e-7, 1 - 1e-8, 1e-9])
+    p = {"subject": "01", "source": "sub-01_run-01", "onsets": np.arange(4) * 2.0, "labels": np.array([0, 1, 1, 0]),
+         "probs": probs, "detection": detection, "scores": detection}
+    path = tmp_path / "predictions.tsv"
+    path.write_text(_predictions_tsv([("test", p)]))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    column = [float(r["smoothed_probability"]) for r in rows]
+    assert len(set(column)) == 4 and np.argsort(column).tolist() == np.argsort(detection).tolist()
+    np.testing.assert_allclose([float(r["detection_probability"]) for r in rows], detection, rtol=1e-8)
+    read = np.asarray(_read_predictions(path, "test")["sub-01_run-01"]["probs"], dtype=np.float32)
+    np.testing.assert_array_equal(read, probs.astype(np.float32))  # every digit of the float32 output
