@@ -85,7 +85,7 @@ def main() -> int:
             out = args.workdir / _run_name(name, args.seeds, seed)
             if name in STACKED and args.derive_default:
                 description = VARIANTS[name][0] + " (derived from the `network` and `features` runs)"
-                metrics = _derive_default(args, base, seed, args.workdir / _run_name(f"{name}-derived", args.seeds,
+                metrics = _derive_stacked(args, base, seed, args.workdir / _run_name(f"{name}-derived", args.seeds,
                                                                                      seed), switch)
             else:
                 metrics = _run(args, base, name, switch, seed, out)
@@ -110,7 +110,7 @@ def _run_name(name: str, seeds: list[int], seed: int) -> str:
     return name if seeds == [42] else f"{name}-seed{seed}"
 
 
-def _derive_default(args, base: str, seed: int, out: Path, switch: str = "") -> dict | None:
+def _derive_stacked(args, base: str, seed: int, out: Path, switch: str = "") -> dict | None:
     """A stacked variant's metrics from its two parts' runs (trained here when missing): see stack_runs.py."""
     import tomllib
 

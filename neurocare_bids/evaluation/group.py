@@ -135,9 +135,14 @@ def with_detection(predictions: list[dict], post: PostprocessingConfig) -> list[
     ``postprocessing.centre``; the model's probabilities otherwise) and its ``scores``: the detection
     probabilities smoothed over ``postprocessing.smoothing`` windows, which is what the threshold applies to."""
     for p in predictions:
-        p["detection"] = centre_probabilities(p["probs"])[0] if post.centre else p["probs"]
+        p["detection"] = _detection(p["probs"], post.centre)
         p["scores"] = smooth(p["detection"], post.smoothing)
     return predictions
+
+
+def _detection(probs, centre: bool):
+    """A recording's detection probabilities: its probabilities centred on its median log-odds, or as they are."""
+    return centre_probabilities(probs)[0] if centre else probs
 
 
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
@@ -363,10 +368,9 @@ def aggregate(cfg: Config, folds: list[Fold], files: list[WindowFile], geometry:
             # The detection probabilities and the scores the threshold applies to: computed again from the
             # model's full-precision probabilities, not read from the rounded columns (the AUCs rank windows whose
             # probabilities differ beyond the sixth decimal, e.g. 1 - 1e-8 and 1 - 1e-7; the files of older
-            # versions round them to 6 decimals and lack the scores), exactly as with_detection computed them.
-            probs, labels = np.array(p["probs"]), np.array(p["labels"])
-            detection = centre_probabilities(probs)[0] if params.get("centre") else probs
-            p["detection"] = detection
+            # versions round them to 6 decimals and lack the scores), as with_detection computed them.
+            labels = np.array(p["labels"])
+            detection = p["detection"] = _detection(np.array(p["probs"]), bool(params.get("centre")))
             p["scores"] = smooth(detection, params["smoothing"])
             events = probabilities_to_events(np.array(p["onsets"]), detection, geometry.duration,
                                              f.recording_duration, threshold=params["threshold"],

@@ -72,14 +72,18 @@ def test_metrics_predictions_events_and_model(sequential):
     by_recording: dict[str, list] = {}
     for r in predictions:
         by_recording.setdefault(r["recording"], []).append(r)
+    full_labels, full_detection, full_scores = [], [], []  # from the full-precision probabilities
     for rows in by_recording.values():
+        rows = sorted(rows, key=lambda r: int(r["window_index"]))
         p = np.clip([float(r["probability"]) for r in rows], 1e-7, 1 - 1e-7)
-        z = np.log(p / (1 - p))
+        z = np.log(p) - np.log1p(-p)
         expected = 1 / (1 + np.exp(-(z - np.median(z))))
         np.testing.assert_allclose([float(r["detection_probability"]) for r in rows], expected, atol=2e-6)
+        full_labels += [int(r["label"]) for r in rows]
+        full_detection += list(expected)
+        full_scores += [expected[max(0, i - 1):i + 2].mean() for i in range(len(expected))]
         # the scores the threshold applies to: the detection probabilities averaged over each window and its
         # neighbours (postprocessing.smoothing = 3), the windows that exist at the recording's ends
-        rows = sorted(rows, key=lambda r: int(r["window_index"]))
         d = np.array([float(r["detection_probability"]) for r in rows])
         expected = [d[max(0, i - 1):i + 2].mean() for i in range(len(d))]
         np.testing.assert_allclose([float(r["smoothed_probability"]) for r in rows], expected, atol=2e-6)
@@ -91,15 +95,6 @@ def test_metrics_predictions_events_and_model(sequential):
                                                                       abs=1e-4)
     # ... and exactly, from the full-precision probabilities (the rounded columns could tie windows that differ
     # beyond their last digit near 0 or 1)
-    full_labels, full_detection, full_scores = [], [], []
-    for rows in by_recording.values():
-        rows = sorted(rows, key=lambda r: int(r["window_index"]))
-        p = np.clip([float(r["probability"]) for r in rows], 1e-7, 1 - 1e-7)
-        z = np.log(p) - np.log1p(-p)
-        d = 1 / (1 + np.exp(-(z - np.median(z))))
-        full_labels += [int(r["label"]) for r in rows]
-        full_detection += list(d)
-        full_scores += [d[max(0, i - 1):i + 2].mean() for i in range(len(d))]
     assert metrics["window"]["pr_auc"] == pytest.approx(average_precision_score(full_labels, full_scores),
                                                         abs=1e-6)  # metrics.json keeps 6 decimals
     assert metrics["window"]["unsmoothed"]["pr_auc"] == pytest.approx(
