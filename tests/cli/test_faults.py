@@ -259,6 +259,13 @@ def test_unwritable_output_exits_73_and_the_rest_is_processed(dataset, tmp_path)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def _as_a_foreground_job() -> None:
+    """Ctrl-C's default action, as a terminal's foreground job has it. A shell without job control starts
+    background jobs (``make test &``) with SIGINT ignored; children inherit that, Python then installs no
+    KeyboardInterrupt, and the run rightly ignores Ctrl-C, which is not what this test is about."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_a_tfrecord_is_written_exits_130_and_keeps_finished_outputs(dataset, tmp_path):
     """SIGINT to the process group (what Ctrl-C sends), workers included, while TFRecords are half written: code
     130, one line, the temporaries and the scratch files removed, finished outputs kept and complete."""
@@ -269,7 +276,8 @@ def test_ctrl_c_while_a_tfrecord_is_written_exits_130_and_keeps_finished_outputs
         proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "participant",
                                  "--skip-bids-validation", "--nprocs", "2", "-w", work],
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=_as_a_foreground_job)
         try:
             seen = _interrupt_when(proc, lambda: _partial(out, set()), "a TFRecord being written")
             done, finished = _done(out), _finished(out)
