@@ -285,7 +285,8 @@ def markdown(res: dict) -> str:
     rows = [
         ("participant jobs (one per subject, `--nprocs 1`)", f"{len(parts)} × {_h(sum(walls) / len(walls))} "
          f"(max {_h(max(walls))}), {run['jobs']} at a time"),
-        ("participant level, wall / CPU", f"{_h(run['participant_wall_s'])} / {_h(sum(p['cpu_s'] for p in parts))}"),
+        ("generating the data and the participant jobs, wall / the jobs' CPU",
+         f"{_h(run['participant_wall_s'])} / {_h(sum(p['cpu_s'] for p in parts))}"),
         ("participant throughput per job", f"{run['hours'] / sum(walls):.3f} EEG-h/s"),
         ("participant peak RSS (max over jobs)", f"{max(p['peak_rss_mib'] for p in parts):,.0f} MiB"),
         ("raw EDF generated (deleted after each job)", _mib(sum(p["raw_bytes"] for p in parts))),
