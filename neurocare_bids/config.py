@@ -281,7 +281,8 @@ class PostprocessingConfig:
                               minimum=0.0, maximum=1.0, exclusive_minimum=True)
     min_duration: float = option(10.0, "Shortest event kept, in seconds (when not tuned).", minimum=0.0)
     merge_gap: float = option(30.0, "Events closer than this many seconds are merged.", minimum=0.0)
-    tune: bool = option(True, "Choose threshold and min_duration on the inner validation subjects.")
+    tune: bool = option(True, "Choose threshold (0.05-0.95 in steps of 0.05, then log-odds 3.5-16 in steps of "
+                              "0.5) and min_duration (0-30 s) on the inner validation subjects.")
     ties: str = option(
         "centre", "Which of the settings that tie for the best validation F1 to take: `centre`, the middle of "
                   "their range (median threshold, then median minimum duration), least likely to be off for a "

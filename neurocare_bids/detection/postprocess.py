@@ -23,6 +23,16 @@ def event_settings(post: dict) -> dict:
     return {key: post[key] for key in EVENT_SETTINGS}
 
 
+def threshold_text(threshold: float) -> str:
+    """A threshold as people read it: ``0.75``; above 0.95, with the decimals that tell it from 1 and its log-odds
+    (``0.99995 (log-odds 9.9)``), since the tuning grid reaches 1 - 1e-7 and two decimals would print ``1.00``."""
+    t = float(threshold)
+    if t <= 0.95 or t >= 1.0:
+        return f"{t:.2f}"
+    decimals = int(np.ceil(-np.log10(1.0 - t))) + 1
+    return f"{t:.{decimals}f} (log-odds {np.log(t / (1.0 - t)):.1f})"
+
+
 def log_odds(probs) -> np.ndarray:
     p = np.clip(np.asarray(probs, dtype=float), _CLIP, 1 - _CLIP)
     return np.log(p) - np.log1p(-p)

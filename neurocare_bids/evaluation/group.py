@@ -30,7 +30,8 @@ import numpy as np
 from .. import __version__
 from ..config import Config, PostprocessingConfig
 from ..console import PROGRESS, duration
-from ..detection.postprocess import alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth
+from ..detection.postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth,
+                                     threshold_text)
 from ..detection.stacking import BASELINE_FILE, StackedDetector, combine, stacking_weight
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
 from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
@@ -286,7 +287,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
 def _outcome(epochs: int, params: dict) -> str:
     """What a training ended with, for its progress line (the feature baseline has no epochs)."""
     ran = f"{epochs} epoch{'' if epochs == 1 else 's'}, " if epochs else ""
-    return f"{ran}threshold {params['threshold']:.2f}, min duration {params['min_duration']:g} s"
+    return f"{ran}threshold {threshold_text(params['threshold'])}, min duration {params['min_duration']:g} s"
 
 
 def _tracked(params: dict) -> dict:

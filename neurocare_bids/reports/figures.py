@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from ..detection.postprocess import threshold_text
+
 MAX_POINTS = 1500
 SEIZURE = "#d62728"
 DETECTED = "#1f77b4"
@@ -247,7 +249,7 @@ def probability_trace(onsets: np.ndarray, probs: np.ndarray, smoothed: np.ndarra
     ax.plot(x, y, color="#aaaaaa", lw=0.6, label="window probability")
     x, y = envelope(onsets / scale, smoothed, max_points)
     ax.plot(x, y, color="k", lw=0.9, label="smoothed")
-    ax.axhline(threshold, color=DETECTED, ls="--", lw=0.8, label=f"threshold {threshold:.2f}")
+    ax.axhline(threshold, color=DETECTED, ls="--", lw=0.8, label=f"threshold {threshold_text(threshold)}")
     ax.broken_barh([(a / scale, (b - a) / scale) for a, b in events], (1.04, 0.08), color=DETECTED)
     ax.plot([], [], color=SEIZURE, alpha=0.4, lw=6, label="reference seizure")
     ax.plot([], [], color=DETECTED, lw=4, label="detected event")

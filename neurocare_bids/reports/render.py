@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from .. import CODE_URL, __version__
+from ..detection.postprocess import threshold_text
 from ..io.fsutils import atomic_write
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -60,7 +61,8 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
-    env.filters.update(number=number, plus_minus=plus_minus, duration=duration, percent=percent, general=general)
+    env.filters.update(number=number, plus_minus=plus_minus, duration=duration, percent=percent, general=general,
+                       threshold=threshold_text)
     env.globals.update(version=__version__, code_url=CODE_URL)
     return env
 

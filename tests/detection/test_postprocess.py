@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from neurocare_bids.detection.postprocess import Event, probabilities_to_events, smooth
+from neurocare_bids.detection.postprocess import Event, probabilities_to_events, smooth, threshold_text
 from neurocare_bids.detection.szcore import tsv_intervals
 from neurocare_bids.evaluation.metrics import szcore_summary
-from neurocare_bids.evaluation.tuning import tune
+from neurocare_bids.evaluation.tuning import DEFAULT_THRESHOLDS, tune
 
 
 def _events(onsets, probs, window=4.0, recording=1000.0, *, threshold=0.5, min_duration=0.0, merge_gap=0.0,
@@ -203,7 +203,28 @@ def test_tune_all_undefined_picks_the_most_conservative():
     rec = {"subject": "01", "onsets": np.arange(0, 600, 2.0), "probs": np.zeros(300), "window_duration": 4.0,
            "recording_duration": 600.0, "seizures": []}
     result = tune([rec], smoothing=3, merge_gap=30.0)
-    assert result["f1"] is None and result["threshold"] == 0.95 and result["min_duration"] == 30.0
+    assert result["f1"] is None and result["threshold"] == max(DEFAULT_THRESHOLDS) and result["min_duration"] == 30.0
+
+
+def test_tune_reaches_the_thresholds_a_confident_model_needs():
+    """Gradient boosting scores mimics 0.99 and seizures 0.99999: only a threshold between them separates them,
+    and the grid has them (log-odds up to 16), where a grid stopping at 0.95 gave a false alarm per burst."""
+    rng = np.random.default_rng(4)
+    recs = [_synthetic_recording(s, rng, seizure_prob=0.99999, fp_prob=0.99, fp_len=40) for s in ("01", "02")]
+    result = tune(recs, smoothing=1, merge_gap=30.0)
+    assert 0.99 < result["threshold"] < 0.99999 and result["f1"] == 1.0 and result["fp_per_24h"] == 0.0
+    capped = tune(recs, thresholds=[t for t in DEFAULT_THRESHOLDS if t <= 0.95], smoothing=1, merge_gap=30.0)
+    assert capped["f1"] == pytest.approx(2 / 3) and capped["fp_per_24h"] == pytest.approx(48.0)
+    top = max(DEFAULT_THRESHOLDS)
+    assert top == pytest.approx(1 / (1 + np.exp(-16.0))) and list(DEFAULT_THRESHOLDS) == sorted(DEFAULT_THRESHOLDS)
+    assert len(set(DEFAULT_THRESHOLDS)) == len(DEFAULT_THRESHOLDS) == 19 + 26
+
+
+def test_threshold_text_tells_high_thresholds_from_one():
+    assert threshold_text(0.75) == "0.75" and threshold_text(0.95) == "0.95" and threshold_text(1.0) == "1.00"
+    assert threshold_text(1 / (1 + np.exp(-3.5))) == "0.971 (log-odds 3.5)"
+    assert threshold_text(1 / (1 + np.exp(-16.0))) == "0.99999989 (log-odds 16.0)"
+    assert all(not threshold_text(t).startswith("1.0") for t in DEFAULT_THRESHOLDS)
 
 
 def test_tune_scores_equal_szcore_summary_of_the_written_events():
@@ -246,7 +267,7 @@ def test_tune_is_fast_on_hundreds_of_recordings():
     t0 = time.perf_counter()
     result = tune(recs, smoothing=3, merge_gap=30.0)
     assert time.perf_counter() - t0 < 30  # about 2 s on a laptop core
-    assert len(result["grid"]) == 19 * 6 and result["f1"] > 0.5
+    assert len(result["grid"]) == len(DEFAULT_THRESHOLDS) * 6 and result["f1"] > 0.5
 
 
 def test_event_is_a_plain_dataclass():
@@ -356,6 +377,6 @@ def test_tune_alarm_is_soonest_within_the_false_alarm_bound():
     none = tune_alarm(mimics, max_fp_per_24h=2.0, merge_gap=30.0)
     assert none["constraint_met"] and none["latency_median_s"] is None and none["detected"] == 0
     # no setting within a bound of 0 when even the highest threshold alarms on a burst
-    flat = [{**r, "probs": np.where(r["probs"] > 0.1, 0.99, 0.1)} for r in mimics]
+    flat = [{**r, "probs": np.where(r["probs"] > 0.1, 1.0, 0.1)} for r in mimics]
     fewest = tune_alarm(flat, max_fp_per_24h=0.0, merge_gap=30.0)
     assert not fewest["constraint_met"] and fewest["fp_per_24h"] > 0 and fewest["latency_median_s"] is not None
