@@ -30,7 +30,7 @@ def threshold_text(threshold: float) -> str:
     if t <= 0.95 or t >= 1.0:
         return f"{t:.2f}"
     decimals = int(np.ceil(-np.log10(1.0 - t))) + 1
-    return f"{t:.{decimals}f} (log-odds {np.log(t / (1.0 - t)):.1f})"
+    return f"{t:.{decimals}f} (log-odds {float(log_odds(t)):.1f})"
 
 
 def log_odds(probs) -> np.ndarray:

@@ -161,7 +161,7 @@ def test_group_log_without_a_terminal_is_readable(sequential):
     elapsed = [[int(n) for n in p.groups()] for p in prefixes]
     assert elapsed == sorted(elapsed)  # since the run started
     text = [p.string[p.end():] for p in prefixes]
-    trained = r"\(1 epoch, threshold [01]\.\d\d+( \(log-odds \d+\.\d\))?, min duration [\d.]+ s\)"
+    trained = r"\(1 epoch, threshold [01]\.\d\d(\d+ \(log-odds \d+\.\d\))?, min duration [\d.]+ s\)"
     expected = []
     for fold in (1, 2, 3, 4):
         left = rf"; {4 - fold} fold\(s\) left, ETA \d+:\d\d:\d\d" if fold < 4 else ""
