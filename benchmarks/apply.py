@@ -5,18 +5,21 @@ One run of this script
 
 1. writes a synthetic recording (19 SzCORE channels ``Fp1-Avg`` ... at 256 Hz, EDF+, no events.tsv)
    inside a minimal BIDS dataset: pink-ish noise, alpha, 50 Hz mains and a 4 Hz discharge at 20-21 min;
-2. makes a model folder: ``--model DIR`` (a group level's ``group/model/``), or by default the default
-   ``neurocare`` preset's network (CNN-BiLSTM with spectral and per-channel feature branches, 4 s windows at
-   128 Hz, stride 2 s; not stacked with the feature baseline) with untrained weights, its ``model.onnx`` and
-   a valid model card. The work per window does not depend on the weights, so the timing is that of a
-   trained model; the events it finds are meaningless;
+2. makes the model folders: ``--model DIR`` (a group level's ``group/model/``), or by default two, both with
+   untrained weights, ``model.onnx`` and a valid model card: the default ``neurocare`` preset's network
+   (CNN-BiLSTM with spectral and per-channel feature branches, 4 s windows at 128 Hz, stride 2 s) alone, and
+   the default model as the group level ships it, that network **stacked** with the feature baseline
+   (``features.joblib``: the gradient boosting, 200 trees, fitted on generated windows) at the configured
+   weight. The work per window does not depend on the weights, so the timing is that of a trained model; the
+   events it finds are meaningless;
 3. runs ``neurocare-bids BIDS OUT participant --model MODEL --engine onnx --skip-bids-validation`` (this
    checkout's code) as a separate process (interpreter start, imports, model loading, reading, filtering,
-   prediction, writing the events: all a user waits for) ``--repeats`` times, and reports the fastest: wall
-   time, CPU time (user + sys of the process), the real-time factor (recording duration / wall time; target
-   ≥ 3,000×), peak RSS, the phase timings from the run log, and the CPU time other processes took meanwhile
-   (``foreign load``, in cores: above 0 the wall time is inflated by them);
-4. runs the same with ``--engine keras`` (TensorFlow on the CPU) once, and, when a GPU is visible
+   prediction, writing the events: all a user waits for) ``--repeats`` times per model folder, and reports the
+   fastest: wall time, CPU time (user + sys of the process), the real-time factor (recording duration / wall
+   time; target ≥ 3,000×, judged on the default, stacked model), peak RSS, the phase timings from the run log,
+   and the CPU time other processes took meanwhile (``foreign load``, in cores: above 0 the wall time is
+   inflated by them);
+4. runs the network alone with ``--engine keras`` (TensorFlow on the CPU) once, and, when a GPU is visible
    (``nvidia-smi -L``), with ``--engine keras`` on the GPU;
 5. times each engine's start-up alone: a process that imports apply mode, loads the model folder and
    predicts one window (best of ``--repeats``), and prints both engines' figures as ratios.
@@ -103,8 +106,9 @@ def generate(root: Path, hours: float, seed: int) -> Path:
     return edf
 
 
-def build_untrained_model(folder: Path, seed: int = 0) -> None:
-    """The default preset with untrained weights and a model card as the group level writes it."""
+def build_untrained_model(folder: Path, seed: int = 0, stacked: bool = False) -> None:
+    """The default preset with untrained weights and a model card as the group level writes it; ``stacked``: with
+    the feature baseline beside it, as the default configuration ships it (:func:`fit_baseline`)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -140,7 +144,30 @@ def build_untrained_model(folder: Path, seed: int = 0) -> None:
                            "tuned": False},
         "ONNX": onnx_entry,
     }
+    if stacked:
+        fit_baseline(seed).save(folder / "features.joblib")
+        card["Name"] += ", stacked with the feature baseline"
+        card["Stacking"] = {"BaselineFile": "features.joblib", "BaselineWeight": cfg.model.stacking_weight,
+                            "WeightChosenBy": "configuration (model.stacking_weight)"}
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def fit_baseline(seed: int = 0):
+    """The ``features`` preset's gradient boosting fitted on generated windows (noise, half of them with a 3 Hz
+    rhythm added): its 200 trees cost what a trained baseline's do; its scores are meaningless."""
+    import numpy as np
+
+    from neurocare_bids.config import Config
+    from neurocare_bids.training.baseline import FeatureBaseline
+
+    cfg = Config()
+    rng = np.random.default_rng(seed)
+    n, n_times, sfreq = 600, cfg.window_samples, cfg.preprocessing.sfreq
+    windows = rng.standard_normal((n, n_times, len(CHANNELS))).astype(np.float32)
+    labels = np.arange(n) % 2
+    rhythm = 2.0 * np.sin(2 * np.pi * 3.0 * np.arange(n_times) / sfreq).astype(np.float32)
+    windows[labels == 1] += rhythm[None, :, None] * rng.uniform(0.5, 1.5, (int(labels.sum()), 1, len(CHANNELS)))
+    return FeatureBaseline().fit(windows, labels, sfreq, seed=seed)
 
 
 def checkout_env(env: dict | None = None) -> dict:
@@ -206,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary folder)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--_build-model", type=Path, dest="build_model", help=argparse.SUPPRESS)
+    p.add_argument("--_stacked", action="store_true", dest="stacked", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.build_model:
-        build_untrained_model(args.build_model)
+        build_untrained_model(args.build_model, stacked=args.stacked)
         return 0
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="neurocare-apply-bench-"))
@@ -218,18 +246,25 @@ def main(argv: list[str] | None = None) -> int:
     if not bids.exists():
         print(f"writing a {args.hours:g} h recording (19 channels, {SFREQ:g} Hz) ...", flush=True)
         generate(bids, args.hours, seed=0)
-    model = args.model
+    model, stacked = args.model, None
     if model is None:
-        model = work / "model"
-        if not model.exists():
-            subprocess.run([sys.executable, __file__, "--_build-model", str(model)], check=True)
+        model, stacked = work / "model", work / "model-stacked"
+        for folder, extra in ((model, []), (stacked, ["--_stacked"])):
+            if not folder.exists():
+                subprocess.run([sys.executable, __file__, "--_build-model", str(folder), *extra], check=True)
     cpus = len(os.sched_getaffinity(0))
-    print(f"{args.hours:g} h recording, model {model}, {cpus} CPUs", flush=True)
+    print(f"{args.hours:g} h recording, model {model}{f' and {stacked}' if stacked else ''}, {cpus} CPUs",
+          flush=True)
 
     runs = [run_app(work, bids, model, f"onnx-{i + 1}", "onnx") for i in range(args.repeats)]
     best = min(runs, key=lambda r: r["wall_s"])
     results = {"hours": args.hours, "cpus": cpus, "onnx": best, "onnx_walls": [r["wall_s"] for r in runs],
                "startup": {"onnx": startup(work, model, "onnx", args.repeats)}}
+    if stacked is not None:  # the default as shipped: the target is judged on it
+        runs_stacked = [run_app(work, bids, stacked, f"stacked-onnx-{i + 1}", "onnx") for i in range(args.repeats)]
+        results.update(stacked_onnx=min(runs_stacked, key=lambda r: r["wall_s"]),
+                       stacked_onnx_walls=[r["wall_s"] for r in runs_stacked])
+        results["startup"]["stacked onnx"] = startup(work, stacked, "onnx", args.repeats)
     cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     if not args.skip_keras:
         results["keras_cpu"] = run_app(work, bids, model, "keras-cpu", "keras", cpu_only)
@@ -248,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| engine | wall (s) | CPU (s) | real time × | peak RSS (MiB) | read + filter (s) | predict (s) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, key in ((f"ONNX Runtime {onnxruntime.__version__} (default), fastest of {args.repeats}", "onnx"),
-                      ("Keras / TensorFlow, CPU", "keras_cpu"), (f"Keras / TensorFlow, {gpu}", "keras_gpu")):
+    alone = ", the network alone" if stacked is not None else ""
+    for name, key in ((f"ONNX Runtime {onnxruntime.__version__} (default), fastest of {args.repeats}{alone}", "onnx"),
+                      ("Keras / TensorFlow, CPU" + alone, "keras_cpu"), (f"Keras / TensorFlow, {gpu}{alone}", "keras_gpu"),
+                      (f"ONNX Runtime, **the stacked default** (network + features + gradient boosting), fastest of "
+                       f"{args.repeats}", "stacked_onnx")):
         if key in results:
             r = results[key]
             print(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {duration / r['wall_s']:,.0f} | "
@@ -262,10 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     ratio = duration / best["wall_s"]
     cpu_bound = duration / (best["cpu_s"] / cpus)
     results.update(real_time_factor=ratio, cpu_bound_factor=cpu_bound)
-    print(f"\nreal-time factor {ratio:,.0f}× (target ≥ {TARGET:,.0f}×; ONNX engine, best of {args.repeats}: "
+    print(f"\nreal-time factor{alone} {ratio:,.0f}× (ONNX engine, best of {args.repeats}: "
           f"{', '.join(f'{w:.2f}' for w in results['onnx_walls'])} s); CPU time {best['cpu_s']:.2f} s, so "
           f"{cpu_bound:,.0f}× if the work spread evenly over {cpus} idle cores; foreign load "
           f"{best.get('foreign_load', 0):.2f} cores (other processes' CPU use during the run)")
+    judged = ratio
+    if stacked is not None:
+        top = results["stacked_onnx"]
+        judged = duration / top["wall_s"]
+        results.update(stacked_real_time_factor=judged)
+        print(f"real-time factor of the stacked default {judged:,.0f}× (target ≥ {TARGET:,.0f}×; best of "
+              f"{args.repeats}: {', '.join(f'{w:.2f}' for w in results['stacked_onnx_walls'])} s); CPU time "
+              f"{top['cpu_s']:.2f} s; foreign load {top.get('foreign_load', 0):.2f} cores")
     if "keras_cpu" in results:
         keras_cpu, starts = results["keras_cpu"], results["startup"]
         print(f"ONNX Runtime / Keras (CPU): real-time factor {ratio:,.0f}× / {duration / keras_cpu['wall_s']:,.0f}× "
@@ -274,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
               f"shorter")
         results.update(speedup=keras_cpu["wall_s"] / best["wall_s"],
                        startup_ratio=starts["keras"]["wall_s"] / starts["onnx"]["wall_s"])
-    if ratio < TARGET:
-        print(f"TARGET MISSED: {ratio:,.0f}× < {TARGET:,.0f}×")
+    if judged < TARGET:
+        print(f"TARGET MISSED: {judged:,.0f}× < {TARGET:,.0f}×")
     print(f"Machine: {platform.machine()} {platform.processor() or ''}, {cpus} CPUs, Linux {platform.release()}; "
           f"{dt.date.today()}; Python {platform.python_version()}, NumPy {numpy.__version__}, "
           f"SciPy {scipy.__version__}, ONNX Runtime {onnxruntime.__version__}, NeuroCare-BIDS {__version__}")

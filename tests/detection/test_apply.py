@@ -442,6 +442,28 @@ def test_benchmark_script_runs(model_folder, tmp_path):
     assert figures["startup"]["onnx"]["wall_s"] > 0
 
 
+def test_benchmark_script_times_the_stacked_default_by_default(tmp_path):
+    """Without --model the benchmark builds the network alone and the default as shipped, stacked with the feature
+    baseline, and judges the target on the stacked one (it computes the features of every window too)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "apply.py"
+    result = subprocess.run([sys.executable, str(script), "--hours", "0.05", "--repeats", "1", "--skip-keras",
+                             "--workdir", str(tmp_path / "bench"), "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    windows = (180 - 4) // 2 + 1
+    assert figures["onnx"]["engine"] == "onnx" and figures["onnx"]["windows"] == windows
+    assert figures["stacked_onnx"]["engine"] == "onnx + features" and figures["stacked_onnx"]["windows"] == windows
+    card = json.loads((tmp_path / "bench" / "model-stacked" / "model_card.json").read_text())
+    assert card["Stacking"]["BaselineFile"] == "features.joblib"
+    assert (tmp_path / "bench" / "model-stacked" / "features.joblib").is_file()
+    assert "real-time factor of the stacked default" in result.stdout
+    assert figures["stacked_real_time_factor"] == pytest.approx(180.0 / figures["stacked_onnx"]["wall_s"])
+
+
 def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):
     """The whole way through the CLI: participant level on three generated subjects, the group level trains the
     feature baseline (``model.preset = "features"``, seconds to train), apply mode on a new subject's recording.
