@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's) and return its exit code.
 
     Called without ``argv``, as the ``neurocare-bids`` script and ``python -m neurocare_bids`` call it, a run
-    that took the participant level's preprocessing path ends the process itself once everything is written
+    of the participant level (preprocessing or apply mode) ends the process itself once everything is written
     (:func:`_exit_now`), instead of returning to an interpreter tear-down that costs a few tenths of a second.
     """
     global _exit_when_done
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-# Set by the participant level's preprocessing path: nothing it leaves behind needs the interpreter's tear-down.
+# Set by the participant level (preprocessing and apply mode): nothing it leaves behind needs the interpreter's
+# tear-down (with ONNX Runtime, scikit-learn or TensorFlow loaded, a tenth of a second or more).
 _exit_when_done = False
 
 
@@ -260,12 +261,14 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
 
 def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine: str) -> int:
     """Participant level with --model: apply a trained model to every selected recording (apply.py)."""
+    global _exit_when_done
     from concurrent.futures import ThreadPoolExecutor
 
     from ..io.bids_input import discover_in_background
     from ..io.derivatives import prepare_output
     from ..io.fsutils import atomic_write, is_within
 
+    _exit_when_done = True
     recordings_result = discover_in_background(bids_dir, cfg.execution)
     with ThreadPoolExecutor(1) as background:
         validation = None if cfg.execution.skip_bids_validation else background.submit(_validate, bids_dir)
