@@ -1,4 +1,4 @@
-"""benchmarks/onnx_overlap.py: the measured alternative of computing the first convolution once per half window."""
+"""benchmarks/onnx_overlap.py (the consecutive-window graph against model.onnx, per window) and the rewrite's refusals."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "onnx_overlap.py"
 
 
-def test_overlapped_graph_gives_the_per_window_probabilities(tmp_path):
-    """The rewritten graph is checked against the exported model.onnx on runs of 1, 2 and 8 consecutive windows
-    (the script fails above 1e-5) and both are timed."""
+def test_consecutive_graph_gives_the_per_window_probabilities(tmp_path):
+    """The exported consecutive-window graph is checked against model.onnx on runs of 1, 2 and 8 consecutive
+    windows (the script fails above 1e-5) and both are timed."""
     out = tmp_path / "overlap.json"
     result = subprocess.run([sys.executable, str(SCRIPT), "--windows", "8", "--repeats", "1", "--json", str(out)],
                             capture_output=True, text=True, timeout=600)
@@ -29,8 +29,7 @@ def test_a_graph_whose_first_layer_is_not_a_plain_convolution_is_left_alone():
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    from onnx_overlap import overlapped_graph
+    from neurocare_bids.training.onnx_export import consecutive_graph
 
     weights = numpy_helper.from_array(np.ones((4, 3, 1, 5), np.float32), "w")
     nodes = [helper.make_node("Unsqueeze", ["eeg", "axes"], ["u"]),
@@ -39,4 +38,4 @@ def test_a_graph_whose_first_layer_is_not_a_plain_convolution_is_left_alone():
     graph = helper.make_graph(nodes, "strided", [helper.make_tensor_value_info("eeg", TensorProto.FLOAT, ["n", 16, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [weights, numpy_helper.from_array(np.array([1], np.int64), "axes")])
-    assert overlapped_graph(helper.make_model(graph)) is None  # stride 2: not rewritten
+    assert consecutive_graph(helper.make_model(graph)) is None  # stride 2: not rewritten

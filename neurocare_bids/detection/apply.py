@@ -86,6 +86,7 @@ class TrainedModel:
     _predict: object = field(repr=False, default=None)
     operating_points: dict = field(default_factory=dict)  # the card's tuned points by name ("f1", "alarm")
     operating_point: str = "card"  # which one `postprocessing` is: the card's PostProcessing until switched
+    consecutive_graph: bool = False  # runs of consecutive windows go to the card's model_consecutive.onnx
 
     def use_operating_point(self, name: str | None = None) -> str:
         """Post-process with the card's operating point ``name`` (``"alarm"`` or ``"f1"``; None: the alarm point
@@ -109,11 +110,15 @@ class TrainedModel:
     def window_stride(self) -> float:
         return self.stride_samples / self.sfreq
 
-    def predict(self, windows: np.ndarray, threads: int = 1) -> np.ndarray:
-        """Seizure probability (float64) of each ``(n, window_samples, n_channels)`` z-scored window."""
+    def predict(self, windows: np.ndarray, threads: int = 1, consecutive: bool = False) -> np.ndarray:
+        """Seizure probability (float64) of each ``(n, window_samples, n_channels)`` z-scored window.
+
+        ``consecutive``: the windows are one run, each ``stride_samples`` after the previous (as apply mode cuts
+        them), which lets the ONNX engine use the card's consecutive-window graph when it has one (the same
+        probabilities to 1e-5, for less work)."""
         if len(windows) == 0:
             return np.zeros(0)
-        return np.asarray(self._predict(windows, threads), dtype=np.float64)
+        return np.asarray(self._predict(windows, threads, consecutive), dtype=np.float64)
 
     def montage_for(self, ch_names: list[str], allow_missing: bool = False) -> Montage:
         """The model's montage on a recording's channels; :class:`DataError` when electrodes are missing."""
@@ -140,6 +145,8 @@ class TrainedModel:
                 "Preset": self.card.get("Preset"), "TrainingSubjects": self.card.get("TrainingSubjects", []),
                 "Engine": self.engine,
                 **({"ONNXSHA256": self.card["ONNX"]["SHA256"]} if self.engine.startswith("onnx") else {}),
+                **({"ONNXConsecutiveSHA256": self.card["ONNX"]["Consecutive"]["SHA256"]}
+                   if self.engine.startswith("onnx") and self.consecutive_graph else {}),
                 **({"BaselineWeight": self.card["Stacking"]["BaselineWeight"]} if self.card.get("Stacking") else {})}
 
 
@@ -281,9 +288,10 @@ def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
     if baseline.n_channels not in (None, len(spec.channels)):
         raise ModelError(f"{path} was trained on {baseline.n_channels} channels, the card lists {len(spec.channels)}")
     network = spec._predict
-    spec._predict = lambda x, threads: combine(
-        network(x, threads), baseline.predict_proba_features(window_features(np.asarray(x, np.float32), spec.sfreq,
-                                                                             n_threads=threads)), weight)
+    spec._predict = lambda x, threads, consecutive=False: combine(
+        network(x, threads, consecutive),
+        baseline.predict_proba_features(window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads)),
+        weight)
     spec.engine = f"{spec.engine} + features"
 
 
@@ -298,7 +306,7 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
         except Exception as exc:  # joblib/pickle raise many kinds for a damaged file
             raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
         spec.engine = "features"
-        spec._predict = lambda x, threads: baseline.predict_proba_features(
+        spec._predict = lambda x, threads, consecutive=False: baseline.predict_proba_features(
             window_features(np.asarray(x, np.float32), spec.sfreq))
         return
     if engine == "onnx":
@@ -320,7 +328,7 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
                          f"{(n_times, n_chans)}")
     spec.engine = "keras"
 
-    def predict(x, threads, batch=1024):
+    def predict(x, threads, consecutive=False, batch=1024):
         # predict_on_batch: the compiled inference function (traced once per batch shape), several times faster
         # than calling the model eagerly, whose LSTM steps through Python
         return np.concatenate([np.asarray(net.predict_on_batch(np.ascontiguousarray(x[i:i + batch])))[:, 1]
@@ -358,12 +366,12 @@ def _load_onnx(spec: TrainedModel) -> None:
     # onnxruntime-gpu provides CUDA; ONNX Runtime falls back to the CPU for what CUDA cannot run
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
-    def session(threads: int):
+    def session(threads: int, graph: Path = path):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings are not the user's business
-        return ort.InferenceSession(str(path), options, providers=providers)
+        return ort.InferenceSession(str(graph), options, providers=providers)
 
     try:
         sessions = {1: session(1)}
@@ -383,19 +391,52 @@ def _load_onnx(spec: TrainedModel) -> None:
         raise ModelError(f"{path} has no output '{output_name}', which its card names: {remedy}")
     lock = threading.Lock()
     log.debug("%s on ONNX Runtime %s (%s)", path.name, ort.__version__, ", ".join(first.get_providers()))
+    consecutive_path = _consecutive_graph(spec, entry)
+    spec.consecutive_graph = consecutive_path is not None
+    runs = {False: sessions, True: {}}
 
-    def predict(x, threads):
+    def predict(x, threads, consecutive=False):
         threads = max(1, int(threads))
-        run = sessions.get(threads)
-        if run is None:  # one session per thread count asked for (apply's tasks ask for 1 each)
+        graph = consecutive_path if consecutive and consecutive_path is not None else path
+        pool = runs[graph != path]
+        run = pool.get(threads)
+        if run is None:  # one session per graph and thread count asked for (apply's tasks ask for 1 each)
             with lock:
-                run = sessions.setdefault(threads, session(threads))
+                run = pool.get(threads) or pool.setdefault(threads, session(threads, graph))
+        # each slice of a run of consecutive windows is itself one
         return np.concatenate([
             run.run([output_name], {input_name: np.ascontiguousarray(x[i:i + ONNX_BATCH], np.float32)})[0][:, 1]
             for i in range(0, len(x), ONNX_BATCH)])
 
     spec.engine = "onnx"
     spec._predict = predict
+
+
+def _consecutive_graph(spec: TrainedModel, entry: dict) -> Path | None:
+    """The card's ``model_consecutive.onnx`` when it can serve this model's windows (their stride is the one it
+    was made for) and is the file the card names (SHA-256); else None, and runs of windows go to ``model.onnx``
+    (the same probabilities, for more work). A missing or altered copy is a warning, not an error: ``model.onnx``
+    alone is a complete model."""
+    from ..training.onnx_export import sha256_file
+
+    consecutive = entry.get("Consecutive")
+    if not isinstance(consecutive, dict) or consecutive.get("File") is None:
+        return None
+    try:
+        name, expected, stride = str(consecutive["File"]), str(consecutive["SHA256"]).lower(), consecutive["WindowStride"]
+    except KeyError as exc:
+        log.warning("%s: the ONNX entry's Consecutive part is damaged (%s missing): using %s alone",
+                    spec.folder / "model_card.json", exc, entry["File"])
+        return None
+    path = spec.folder / Path(name).name
+    if stride != spec.stride_samples:
+        return None
+    if not path.is_file() or sha256_file(path) != expected:
+        log.warning("%s is %s: using %s alone (the same probabilities, a little slower; 'neurocare-bids "
+                    "export-model %s' rewrites it)", path, "missing" if not path.is_file() else
+                    "not the file its card records (SHA-256 differs)", entry["File"], spec.folder)
+        return None
+    return path
 
 
 # ---------------------------------------------------------------------- one recording
@@ -492,8 +533,9 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         filtered = time.perf_counter()
         probs = _predict_spool(spool, n_windows, model, mean, std, threads)
-        log.debug("timings: read + filter %.2f s, predict %.2f s (%d windows, %s engine, %d threads)",
-                  filtered - started, time.perf_counter() - filtered, n_windows, model.engine, threads)
+        log.debug("timings: read + filter %.2f s, predict %.2f s (%d windows, %s engine, %d threads%s)",
+                  filtered - started, time.perf_counter() - filtered, n_windows, model.engine, threads,
+                  ", consecutive-window graph" if model.consecutive_graph else "")
     finally:
         spool.unlink(missing_ok=True)
     onsets = np.arange(n_windows) * stride / plan.sfreq_out
@@ -540,7 +582,7 @@ def _predict_spool(spool: Path, n_windows: int, model: TrainedModel, mean: np.nd
         last = min(n_windows, first + WINDOWS_PER_TASK)
         start, stop = first * stride, (last - 1) * stride + win
         segment = np.frombuffer(os.pread(fd, (stop - start) * n_ch * 4, start * n_ch * 4), "<f4").reshape(-1, n_ch)
-        return model.predict(zscore_windows(segment, mean32, scale32, model, last - first), 1)
+        return model.predict(zscore_windows(segment, mean32, scale32, model, last - first), 1, consecutive=True)
 
     try:
         with ThreadPoolExecutor(max(1, threads)) as pool:

@@ -227,8 +227,9 @@ def _stack(cfg: Config, network, train: list[WindowFile], validation: list[Windo
     return stacked, combined
 
 
-def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dict]:
-    """Save the trained model, then its ONNX copy: the model file and the ONNX entry for the card."""
+def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tuple[Path, dict]:
+    """Save the trained model, then its ONNX copies: the model file and the ONNX entry for the card
+    (``stride``: samples between window onsets, for the consecutive-window graph)."""
     from ..training.onnx_export import export_trained
 
     if isinstance(model, StackedDetector):
@@ -248,7 +249,7 @@ def _save_model(cfg: Config, model, folder: Path, label: str) -> tuple[Path, dic
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    return path, export_trained(model, folder, cfg.model.preset, label, saved=path)
+    return path, export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride)
 
 
 def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path) -> dict:
@@ -271,14 +272,15 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
     for p in test_predictions:
         p["scores"] = smooth(p["detection"], params["smoothing"])
-    _, onnx = _save_model(cfg, model, folder, label)
+    _, onnx = _save_model(cfg, model, folder, label, geometry.stride)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
         [("validation", p) for p in val_predictions] + [("test", p) for p in test_predictions]))
     summary = {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation),
                "train": list(fold.train), "postprocessing": params, "operating_points": points, "seed": seed,
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
-               "version": __version__, "onnx": onnx, "trained_on": _training_entry(cfg),
+               "version": __version__, "onnx": onnx, "window_stride": geometry.stride,
+               "trained_on": _training_entry(cfg),
                "stacking": model.summary() if isinstance(model, StackedDetector) else None}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -548,7 +550,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
-    path, onnx = _save_model(cfg, model, folder, "final model")
+    path, onnx = _save_model(cfg, model, folder, "final model", geometry.stride)
     architecture = _architecture(model)
     stacking = model.summary() if isinstance(model, StackedDetector) else None
     training_subjects = [f"sub-{s}" for s in subjects if s not in validation]

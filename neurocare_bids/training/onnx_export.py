@@ -11,6 +11,15 @@ depend on the backend), in a child process on the TensorFlow backend, which the 
 pipeline; the copy is then also checked against the JAX model. Keras's own JAX route (jax2onnx) is not used: it
 is one more dependency, and untested here on our layers.
 
+Beside it, for the default window geometry (consecutive windows overlapping by half), ``model_consecutive.onnx``:
+the same graph rewritten so that its first convolution (about half of the network's work) runs once per half
+window of a run of consecutive windows instead of twice, as apply mode's runs of windows allow
+(:func:`consecutive_graph`). By linearity it gives the same probabilities up to float32 rounding; each export
+checks it against ``model.onnx`` (<= :data:`PARITY_TOLERANCE`) on runs of consecutive windows, and the card
+records it (``ONNX.Consecutive``: file, SHA-256, the window stride it needs). It takes the same input as
+``model.onnx``, but only runs of consecutive windows at that stride; any single window or unordered batch goes
+to ``model.onnx``.
+
 The ``features`` preset is not exported: its model is a gradient-boosting classifier behind NumPy/SciPy
 feature extraction (Welch spectra, per-channel statistics), and only the classifier would convert
 (skl2onnx); shipping half a pipeline whose other half must be re-implemented exactly is worse than none.
@@ -38,6 +47,7 @@ from ..io.fsutils import atomic_write, temp_path
 log = logging.getLogger("neurocare")
 
 ONNX_FILE = "model.onnx"
+CONSECUTIVE_FILE = "model_consecutive.onnx"
 # Opset 17 (ONNX 1.12, 2022): every operator the presets need, and read by ONNX Runtime 1.13 and later.
 ONNX_OPSET = 17
 # The largest difference between ONNX Runtime's and Keras's probabilities on random windows that an export
@@ -56,8 +66,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(model, folder: Path) -> dict:
-    """Write ``folder/model.onnx`` from a Keras model, checked against it, and return its card entry.
+def export_onnx(model, folder: Path, stride: int | None = None) -> dict:
+    """Write ``folder/model.onnx`` from a Keras model, checked against it, and return its card entry; with
+    ``stride`` (samples between window onsets) half the window, also ``model_consecutive.onnx``
+    (:func:`export_consecutive`), described in the entry's ``Consecutive``.
 
     Written to a temporary file renamed only once ONNX Runtime agrees with Keras, so an interrupted or
     failed export leaves the previous file (or none), never a half-written or wrong one.
@@ -66,6 +78,7 @@ def export_onnx(model, folder: Path) -> dict:
     import tf2onnx
 
     path = Path(folder) / ONNX_FILE
+    (Path(folder) / CONSECUTIVE_FILE).unlink(missing_ok=True)  # of an earlier model: never paired with this one
     tmp = temp_path(path, ".onnx")
     name = model.inputs[0].name
     spec = keras.InputSpec(shape=(None, *model.input_shape[1:]), dtype="float32", name=name)
@@ -80,8 +93,125 @@ def export_onnx(model, folder: Path) -> dict:
         raise
     seconds = time.monotonic() - started
     log.debug("%s exported in %.1f s (max |ONNX - Keras| = %.2g)", path, seconds, difference)
-    return {"File": path.name, "SHA256": sha256_file(path), "Opset": ONNX_OPSET, "Input": name,
-            "Output": output, "Exporter": f"tf2onnx {tf2onnx.__version__}", "MaxAbsDifference": difference}
+    entry = {"File": path.name, "SHA256": sha256_file(path), "Opset": ONNX_OPSET, "Input": name,
+             "Output": output, "Exporter": f"tf2onnx {tf2onnx.__version__}", "MaxAbsDifference": difference}
+    if stride is not None:
+        entry["Consecutive"] = export_consecutive(path, int(stride))
+    return entry
+
+
+def consecutive_graph(model):
+    """``model`` (an ``onnx.ModelProto`` taking windows ``(n, n_times, n_chans)``) rewritten for runs of
+    consecutive windows that overlap by half: its first convolution runs once per half window (block ``j`` is
+    window ``j``'s first half, and the last block the last window's second half), each block zero-padded by the
+    kernel on both sides, and the two partial sums added where a window's halves meet. None when the graph's
+    first convolution is not the plain stride-1 'same' convolution of a Conv1D (tf2onnx's Unsqueeze, Transpose,
+    Conv with a 1 x k kernel) or the window length is odd."""
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    source = g.input[0].name
+    consumers: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    conv = None
+    for unsqueeze in (n for n in consumers.get(source, []) if n.op_type == "Unsqueeze"):
+        for transpose in (n for n in consumers.get(unsqueeze.output[0], []) if n.op_type == "Transpose"):
+            if list(helper.get_attribute_value(transpose.attribute[0])) == [0, 3, 1, 2]:
+                conv = next((n for n in consumers.get(transpose.output[0], []) if n.op_type == "Conv"), conv)
+    if conv is None:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+    height, k = attrs["kernel_shape"]
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    n_times = g.input[0].type.tensor_type.shape.dim[1].dim_value
+    half, left, right = n_times // 2, pads[1], pads[3]
+    if (height != 1 or attrs.get("group", 1) != 1 or any(v != 1 for v in attrs.get("strides", [1, 1]))
+            or any(v != 1 for v in attrs.get("dilations", [1, 1])) or pads[0] or pads[2] or n_times % 2
+            or left + right != k - 1 or max(left, right) > half or len(conv.input) > 2
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        return None
+    nodes, prefix, big = [], "consecutive/", 2**62
+
+    def const(name, values):
+        g.initializer.append(numpy_helper.from_array(np.asarray(values, np.int64), prefix + name))
+        return prefix + name
+
+    def node(op, inputs, name, **kw):
+        nodes.append(helper.make_node(op, inputs, [prefix + name], **kw))
+        return prefix + name
+
+    def cut(x, starts, ends, axes, name):
+        return node("Slice", [x, const(name + "_s", starts), const(name + "_e", ends), const(name + "_a", axes)], name)
+
+    x = conv.input[0]  # (n, chans, 1, n_times): window n is blocks n and n + 1
+    blocks = node("Concat", [cut(x, [0], [half], [3], "first_halves"),
+                             cut(x, [-1, half], [big, n_times], [0, 3], "last_half")], "blocks", axis=0)
+    # each block convolved once, with k - 1 zeros on both sides: output u' is window position u' - right
+    full = node("Conv", [blocks, conv.input[1]], "full", kernel_shape=[1, k], pads=[0, k - 1, 0, k - 1],
+                strides=[1, 1], dilations=[1, 1], group=1)
+    as_first = cut(full, [0], [-1], [0], "as_first")    # block n as window n's first half
+    as_second = cut(full, [1], [big], [0], "as_second")  # block n + 1 as window n's second half
+    parts = []
+    if half > right:
+        parts.append(cut(as_first, [right], [half], [3], "head"))
+    if right:  # the end of the first half also hears the start of the second
+        parts.append(node("Add", [cut(as_first, [half], [half + right], [3], "tail_a"),
+                                  cut(as_second, [0], [right], [3], "tail_b")], "tail"))
+    if left:  # the start of the second half also hears the end of the first
+        parts.append(node("Add", [cut(as_second, [right], [right + left], [3], "meet_a"),
+                                  cut(as_first, [half + right], [half + right + left], [3], "meet_b")], "meet"))
+    parts.append(cut(as_second, [right + left], [right + half], [3], "rest"))
+    nodes.append(helper.make_node("Concat", parts, [conv.output[0]], axis=3))
+    at = list(g.node).index(conv)
+    del g.node[at]
+    for i, new in enumerate(nodes):
+        g.node.insert(at + i, new)
+    return model
+
+
+def consecutive_windows(n: int, n_times: int, n_chans: int, stride: int, seed: int = 0) -> np.ndarray:
+    """``n`` consecutive windows at ``stride`` of one random signal (a copy, as ONNX Runtime takes them)."""
+    signal = np.random.default_rng(seed).standard_normal(((n - 1) * stride + n_times, n_chans)).astype(np.float32)
+    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(signal, (n_times, n_chans))[::stride, 0])
+
+
+def export_consecutive(path: Path, stride: int) -> dict:
+    """``model_consecutive.onnx`` beside ``path`` (``model.onnx``), checked against it on runs of 1, 2 and 65
+    consecutive windows, and its entry; ``{"File": None, "Reason": ...}`` when the geometry or the graph does
+    not allow it (windows that do not overlap by half; a first layer that is not a Conv1D)."""
+    import onnx
+    import onnxruntime as ort
+
+    plain = onnx.load(str(path))
+    shape = plain.graph.input[0].type.tensor_type.shape.dim
+    n_times, n_chans = shape[1].dim_value, shape[2].dim_value
+    if 2 * stride != n_times:
+        return {"File": None, "Reason": f"windows of {n_times} samples at a stride of {stride} do not overlap by half"}
+    graph = consecutive_graph(plain)
+    if graph is None:
+        return {"File": None, "Reason": "the network's first layer is not a plain Conv1D"}
+    onnx.checker.check_model(graph)
+    target = path.parent / CONSECUTIVE_FILE
+    tmp = temp_path(target, ".onnx")
+    try:
+        onnx.save(graph, str(tmp))
+        sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (path, tmp)]
+        name = sessions[0].get_inputs()[0].name
+        difference = 0.0
+        for n in (1, 2, 65):
+            windows = consecutive_windows(n, n_times, n_chans, stride, seed=n)
+            expected, got = (s.run(None, {name: windows})[0] for s in sessions)
+            difference = max(difference, float(np.max(np.abs(got - expected))))
+        if not difference <= PARITY_TOLERANCE:
+            raise RuntimeError(f"the consecutive-window graph differs from {path.name} by {difference:.2g}")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"File": target.name, "SHA256": sha256_file(target), "WindowStride": stride,
+            "MaxAbsDifference": difference}
 
 
 def _check(model, path: Path) -> tuple[str, float]:
@@ -118,15 +248,16 @@ def _quiet():
         tf2onnx_log.setLevel(level)
 
 
-def export_saved(model_path: Path, model, folder: Path) -> dict:
+def export_saved(model_path: Path, model, folder: Path, stride: int | None = None) -> dict:
     """``export_onnx`` for a model trained on another Keras backend than TensorFlow (JAX): its saved file is
     exported by tf2onnx in a child process on the TensorFlow backend (checked there against Keras on TensorFlow),
     then the copy is checked here against ``model`` on the training backend; one that differs is removed."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONWARNINGS": "ignore"}
     code = ("import json, sys; from neurocare_bids.training.onnx_export import _export_file; "
-            "print(json.dumps(_export_file(sys.argv[1], sys.argv[2])))")
-    done = subprocess.run([sys.executable, "-c", code, str(model_path), str(folder)], capture_output=True,
+            "print(json.dumps(_export_file(sys.argv[1], sys.argv[2], int(sys.argv[3]) or None)))")
+    done = subprocess.run([sys.executable, "-c", code, str(model_path), str(folder), str(stride or 0)],
+                          capture_output=True,
                           text=True, env=env)
     if done.returncode:
         lines = done.stderr.strip().splitlines()
@@ -137,6 +268,7 @@ def export_saved(model_path: Path, model, folder: Path) -> dict:
         _, difference = _check(model, path)
     except BaseException:
         path.unlink(missing_ok=True)
+        (Path(folder) / CONSECUTIVE_FILE).unlink(missing_ok=True)
         raise
     import keras
 
@@ -145,34 +277,38 @@ def export_saved(model_path: Path, model, folder: Path) -> dict:
     return entry
 
 
-def _export_file(model_path: str, folder: str) -> dict:
+def _export_file(model_path: str, folder: str, stride: int | None = None) -> dict:
     """The child process of :func:`export_saved`: load the saved model on TensorFlow and export it."""
     import keras
 
     from . import models  # noqa: F401 - registers our layers for loading
 
-    return export_onnx(keras.models.load_model(model_path, compile=False), Path(folder))
+    return export_onnx(keras.models.load_model(model_path, compile=False), Path(folder), stride)
 
 
-def export_trained(model, folder: Path, preset: str, label: str, saved: Path | None = None) -> dict:
+def export_trained(model, folder: Path, preset: str, label: str, saved: Path | None = None,
+                   stride: int | None = None) -> dict:
     """The ONNX entry of a model just trained and saved in ``folder``: exported, or why not.
 
     ``saved``: the model's file, exported instead of ``model`` when Keras runs on another backend than
     TensorFlow (:func:`export_saved`). A failed export is a warning, not a failed run: the Keras model is saved and complete (hours of
     training), apply mode runs it, and ``neurocare-bids export-model`` retries the export later. A stale
     ``model.onnx`` of an earlier training is removed, so the folder never pairs a model with another's copy.
+    ``stride``: samples between window onsets, for ``model_consecutive.onnx`` (:func:`export_onnx`).
     """
     if preset == "features":
-        (Path(folder) / ONNX_FILE).unlink(missing_ok=True)
+        for name in (ONNX_FILE, CONSECUTIVE_FILE):
+            (Path(folder) / name).unlink(missing_ok=True)
         return {"File": None, "Reason": FEATURES_REASON}
     import keras
 
     try:
         if keras.config.backend() != "tensorflow" and saved is not None:
-            return export_saved(saved, model, folder)
-        return export_onnx(model, folder)
+            return export_saved(saved, model, folder, stride)
+        return export_onnx(model, folder, stride)
     except Exception as exc:  # noqa: BLE001 - any exporter failure; Ctrl-C and SIGTERM still stop the run
-        (Path(folder) / ONNX_FILE).unlink(missing_ok=True)
+        for name in (ONNX_FILE, CONSECUTIVE_FILE):
+            (Path(folder) / name).unlink(missing_ok=True)
         log.warning("%s: ONNX export failed (%s); the Keras model is saved: retry with "
                     "'neurocare-bids export-model %s'", label, _one_line(exc), folder)
         return {"File": None, "Reason": f"export failed: {_one_line(exc)}"}
@@ -218,12 +354,28 @@ def export_model_folder(folder: Path) -> dict:
         model = keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a damaged file
         raise NeuroCareError(f"{model_path} cannot be loaded ({_one_line(exc)})", EXIT_DATA) from None
+    stride = _window_stride(card, card_path)
     try:
-        entry = (export_onnx(model, folder) if keras.config.backend() == "tensorflow"
-                 else export_saved(model_path, model, folder))
+        entry = (export_onnx(model, folder, stride) if keras.config.backend() == "tensorflow"
+                 else export_saved(model_path, model, folder, stride))
     except Exception as exc:  # noqa: BLE001
         raise NeuroCareError(f"{model_path} did not export to ONNX ({_one_line(exc)}); please report it",
                              EXIT_INTERNAL) from None
     card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
     atomic_write(card_path, json.dumps(card, indent=2) + "\n")
     return entry
+
+
+def _window_stride(card: dict, card_path: Path) -> int | None:
+    """Samples between window onsets of the model's windows, for ``model_consecutive.onnx``: from a model card's
+    ``Input``, or a fold's ``window_stride``; a fold folder written before that field took it from its group's
+    final model card. None when no card says."""
+    try:
+        if card_path.name == "fold.json":
+            if card.get("window_stride") is not None:
+                return int(card["window_stride"])
+            card = json.loads((card_path.parent.parent / "model" / "model_card.json").read_text(encoding="utf-8"))
+        inputs = card["Input"]
+        return round(float(inputs["WindowStride"]) * float(inputs["SamplingFrequency"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None

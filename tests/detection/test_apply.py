@@ -122,6 +122,8 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     np.testing.assert_allclose(rows[:, 2], smooth(rows[:, 1], post["smoothing"]), atol=2e-6)
     assert meta["Model"]["ModelFile"] == "model.keras" and meta["Model"]["Engine"] == "onnx"
     assert meta["Model"]["ONNXSHA256"] == card["ONNX"]["SHA256"]
+    # the run of windows went through the consecutive-window graph (same numbers to 1e-5, see below)
+    assert meta["Model"]["ONNXConsecutiveSHA256"] == card["ONNX"]["Consecutive"]["SHA256"]
     assert meta["PostProcessing"]["centre"] is False and meta["ProbabilityCentring"] is None
 
     events = folder / f"{stem}_desc-neurocare_events.tsv"
@@ -210,7 +212,7 @@ def test_apply_reproduces_the_training_windows_probabilities(model_folder, prepa
 
     trained = load_model(model_folder)
     seen = []
-    trained._predict = lambda x, threads: seen.append(np.array(x)) or np.zeros(len(x))
+    trained._predict = lambda x, threads, consecutive=False: seen.append(np.array(x)) or np.zeros(len(x))
     source = next(bids.glob("sub-01/**/*_eeg.edf"))
     apply_api(trained, source, tmp_path)
     np.testing.assert_array_equal(np.concatenate(seen), windows)
@@ -360,6 +362,49 @@ def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path,
     np.testing.assert_allclose(onnx_model.predict(windows[1:2]), expected[1:2], atol=1e-5, rtol=0)
     np.testing.assert_allclose(keras_model.predict(windows), expected, atol=1e-6, rtol=0)
 
+    # a run of consecutive windows, as apply mode cuts them, through the consecutive-window graph (in several
+    # ONNX Runtime calls: each slice is itself a run)
+    assert onnx_model.consecutive_graph and not keras_model.consecutive_graph
+    stride = onnx_model.stride_samples
+    signal = rng.standard_normal(((ONNX_BATCH + 2) * stride + n_times, n_chans)) * rng.uniform(0.5, 3, n_chans)
+    run = np.lib.stride_tricks.sliding_window_view(signal.astype(np.float32), (n_times, n_chans))[::stride, 0]
+    expected = keras.ops.convert_to_numpy(net(np.ascontiguousarray(run), training=False))[:, 1]
+    if stacked:
+        expected = combine(expected, baseline.predict_proba_features(window_features(run, onnx_model.sfreq)), 0.25)
+    for threads in (1, 2):
+        np.testing.assert_allclose(onnx_model.predict(run, threads, consecutive=True), expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(keras_model.predict(run, consecutive=True), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered"])
+def test_a_missing_or_altered_consecutive_graph_falls_back_to_model_onnx(model_folder, tmp_path, damage):
+    """model_consecutive.onnx only saves work: without it (or with a copy its card does not name) apply mode warns
+    once, runs every window through model.onnx and writes the same probabilities (to 1e-5)."""
+    def change(folder: Path):
+        if damage == "missing":
+            (folder / "model_consecutive.onnx").unlink()
+        else:
+            (folder / "model_consecutive.onnx").write_bytes((model_folder / "model.onnx").read_bytes())
+
+    broken = _broken_copy(model_folder, tmp_path / "model", change)
+    bids = tmp_path / "bids"
+    add_recording(bids, "01", duration=180.0, events=None, seed=3)
+    outputs = {}
+    for name, folder in (("shipped", model_folder), (damage, broken)):
+        result = run_cli(bids, tmp_path / name, "participant", "--model", folder, "--skip-bids-validation")
+        assert result.returncode == 0, result.stderr
+        outputs[name] = (result.stderr, next((tmp_path / name).rglob("*_desc-seizureprob_timeseries.tsv.gz")))
+    stderr = outputs[damage][0]
+    reason = "missing" if damage == "missing" else "not the file its card records (SHA-256 differs)"
+    assert outputs["shipped"][0] == ""
+    assert stderr.count("\n") == 1 and f"model_consecutive.onnx is {reason}: using model.onnx alone" in stderr
+    assert "Traceback" not in stderr
+    rows = {name: np.loadtxt(gzip.open(path, "rt"), delimiter="\t", ndmin=2) for name, (_, path) in outputs.items()}
+    assert len(rows["shipped"]) == (180 - 4) // 2 + 1
+    np.testing.assert_allclose(rows[damage], rows["shipped"], atol=2e-6)  # 6 decimals written
+    meta = json.loads(next((tmp_path / damage).rglob("*_desc-seizureprob_timeseries.json")).read_text())
+    assert "ONNXConsecutiveSHA256" not in meta["Model"]  # the outputs name the graphs that computed them
+
 
 def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
     """What makes apply mode start fast: loading and running the model imports neither TensorFlow nor Keras."""
@@ -462,6 +507,14 @@ def test_benchmark_script_times_the_stacked_default_by_default(tmp_path):
     assert (tmp_path / "bench" / "model-stacked" / "features.joblib").is_file()
     assert "real-time factor of the stacked default" in result.stdout
     assert figures["stacked_real_time_factor"] == pytest.approx(180.0 / figures["stacked_onnx"]["wall_s"])
+    # the shipped default runs its windows through the consecutive-window graph; its peer, model.onnx alone
+    assert card["ONNX"]["Consecutive"]["File"] == "model_consecutive.onnx"
+    peer = json.loads((tmp_path / "bench" / "model-stacked-per-window" / "model_card.json").read_text())
+    assert "Consecutive" not in peer["ONNX"]
+    assert not (tmp_path / "bench" / "model-stacked-per-window" / "model_consecutive.onnx").exists()
+    assert figures["stacked_per_window_onnx"]["windows"] == windows
+    assert figures["consecutive_speedup"] == pytest.approx(
+        figures["stacked_per_window_onnx"]["wall_s"] / figures["stacked_onnx"]["wall_s"])
 
 
 def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):

@@ -198,7 +198,7 @@ def test_multi_worker_training_two_processes_on_loopback(prepared, mirrored, tmp
     assert not list((tmp_path / "work1").glob("neurocare-worker-*"))  # the worker's scratch is gone
     fold = target / "group" / "fold-1"
     assert sorted(p.name for p in fold.iterdir()) == ["fold.json", "history.tsv", "model.keras", "model.onnx",
-                                                      "predictions.tsv"]
+                                                      "model_consecutive.onnx", "predictions.tsv"]
     assert json.loads((fold / "fold.json").read_text())["onnx"]["File"] == "model.onnx"  # exported by the chief
     one, start = _fold_probabilities(single, initial)
     two, _ = _fold_probabilities(target, initial)

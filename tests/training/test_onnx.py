@@ -61,11 +61,14 @@ def test_onnx_runtime_equals_keras(name, tmp_path):
     rng = np.random.default_rng(0)
     model = _unsaturated(build_model(19, 2, 512, 128.0, _variants()[name]), rng)
     started = time.monotonic()
-    entry = export_onnx(model, tmp_path)
+    entry = export_onnx(model, tmp_path, stride=256)  # 4 s windows every 2 s, the default geometry
     print(f"{name}: exported in {time.monotonic() - started:.1f} s")
     path = tmp_path / "model.onnx"
     assert entry["File"] == "model.onnx" and entry["SHA256"] == sha256_file(path) and entry["Opset"] == ONNX_OPSET
-    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary left behind
+    consecutive = entry["Consecutive"]
+    # no temporary left behind; the consecutive-window graph wherever the first layer is a Conv1D
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", *(["model_consecutive.onnx"] *
+                                                                          bool(consecutive["File"]))]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [entry["Input"]] == ["eeg"]
     windows = (rng.standard_normal((9, 512, 19)) * rng.uniform(0.5, 3.0, 19)).astype(np.float32)
@@ -73,6 +76,47 @@ def test_onnx_runtime_equals_keras(name, tmp_path):
     got = session.run(None, {"eeg": windows})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert got.shape == (9, 2) and np.ptp(got[:, 1]) > 1e-4  # windows told apart: not a constant output
+
+    if "per-channel" in name:  # its first layer is a Conv2D over (channels, time): not rewritten (yet)
+        assert consecutive == {"File": None, "Reason": "the network's first layer is not a plain Conv1D"}
+        return
+    assert consecutive["File"] == "model_consecutive.onnx" and consecutive["WindowStride"] == 256
+    assert consecutive["SHA256"] == sha256_file(tmp_path / "model_consecutive.onnx")
+    assert consecutive["MaxAbsDifference"] <= 1e-5
+    rewritten = ort.InferenceSession(str(tmp_path / "model_consecutive.onnx"), providers=["CPUExecutionProvider"])
+    signal = (rng.standard_normal((40 * 256 + 256, 19)) * rng.uniform(0.5, 3.0, 19)).astype(np.float32)
+    for n in (1, 2, 7, 40):  # runs of consecutive windows, each 256 samples after the previous
+        run = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(signal[:(n + 1) * 256], (512, 19))[::256, 0])
+        np.testing.assert_allclose(rewritten.run(None, {"eeg": run})[0], session.run(None, {"eeg": run})[0],
+                                   atol=1e-5, rtol=0)
+    np.testing.assert_allclose(rewritten.run(None, {"eeg": run[:9]})[0],
+                               keras.ops.convert_to_numpy(model(run[:9], training=False)), atol=1e-5, rtol=0)
+    config = _variants()[name]
+    if config.spectral_units or config.channel_features:
+        return  # branches that read the whole window themselves: the check below is for the convolution alone
+    # its convolution reads each half window once: window 0's second half is taken from window 1's first half
+    changed = run[:2].copy()
+    changed[0, 256:] += 1.0
+    assert np.abs(session.run(None, {"eeg": changed})[0][0] - session.run(None, {"eeg": run[:2]})[0][0]).max() > 1e-4
+    np.testing.assert_array_equal(rewritten.run(None, {"eeg": changed})[0], rewritten.run(None, {"eeg": run[:2]})[0])
+
+
+def test_no_consecutive_graph_where_windows_do_not_overlap_by_half(tmp_path):
+    import keras
+
+    from neurocare_bids.config import ModelConfig
+    from neurocare_bids.training.models import build_model
+    from neurocare_bids.training.onnx_export import export_onnx
+
+    keras.utils.set_random_seed(3)
+    model = build_model(19, 2, 512, 128.0, ModelConfig(conv_filters=[4, 4], lstm_units=[3], spectral_units=0,
+                                                       channel_features=0))
+    (tmp_path / "model_consecutive.onnx").write_bytes(b"of an earlier model")
+    entry = export_onnx(model, tmp_path, stride=128)  # windows overlapping by three quarters
+    assert entry["Consecutive"] == {"File": None, "Reason": "windows of 512 samples at a stride of 128 do not "
+                                                            "overlap by half"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # the stale copy removed, not paired with this one
+    assert "Consecutive" not in export_onnx(model, tmp_path)  # no window geometry given: model.onnx alone
 
 
 @pytest.mark.parametrize("sfreq, n_times", [(128.0, 512), (256.0, 1000), (200.0, 799), (16.0, 64)])
@@ -130,9 +174,15 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
     assert folds
     entries += [(f, json.loads((f / "fold.json").read_text())["onnx"]) for f in folds]
     windows = np.random.default_rng(2).standard_normal((5, *card["Architecture"]["input_shape"][1:]))
+    stride = round(card["Input"]["WindowStride"] * card["Input"]["SamplingFrequency"])
+    for f in folds:
+        assert json.loads((f / "fold.json").read_text())["window_stride"] == stride
     for folder, entry in entries:
         assert entry["File"] == "model.onnx" and entry["Opset"] == ONNX_OPSET, folder
         assert entry["SHA256"] == sha256_file(folder / "model.onnx"), folder
+        consecutive = entry["Consecutive"]  # the demo's 4 s windows every 2 s
+        assert consecutive["File"] == "model_consecutive.onnx" and consecutive["WindowStride"] == stride, folder
+        assert consecutive["SHA256"] == sha256_file(folder / "model_consecutive.onnx"), folder
         assert not list(folder.glob(".*.tmp*")), folder
         keras_model = keras.models.load_model(folder / "model.keras", compile=False)
         expected = keras.ops.convert_to_numpy(keras_model(windows.astype(np.float32), training=False))
@@ -155,6 +205,7 @@ def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, t
     folder = tmp_path / "model"
     shutil.copytree(out / "group" / "model", folder)
     (folder / "model.onnx").unlink()
+    (folder / "model_consecutive.onnx").unlink()
     card = json.loads((folder / "model_card.json").read_text())
     del card["ONNX"]  # a folder from before ONNX export
     (folder / "model_card.json").write_text(json.dumps(card))
@@ -165,13 +216,26 @@ def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, t
     assert result.stderr == "" and "model.onnx" in result.stdout and "\n" not in result.stdout.strip()
     rewritten = json.loads((folder / "model_card.json").read_text())
     assert rewritten["ONNX"]["SHA256"] == sha256_file(folder / "model.onnx")
+    # the consecutive-window graph too, for the card's window stride
+    assert rewritten["ONNX"]["Consecutive"]["SHA256"] == sha256_file(folder / "model_consecutive.onnx")
+    assert rewritten["ONNX"]["Consecutive"]["WindowStride"] == round(
+        card["Input"]["WindowStride"] * card["Input"]["SamplingFrequency"])
     assert {k: v for k, v in rewritten.items() if k != "ONNX"} == card  # the rest of the card kept
 
     fold = tmp_path / "fold-1"
     shutil.copytree(out / "group" / "fold-1", fold)
     (fold / "model.onnx").unlink()
     assert run_cli("export-model", fold).returncode == 0
-    assert json.loads((fold / "fold.json").read_text())["onnx"]["SHA256"] == sha256_file(fold / "model.onnx")
+    entry = json.loads((fold / "fold.json").read_text())["onnx"]
+    assert entry["SHA256"] == sha256_file(fold / "model.onnx")
+    assert entry["Consecutive"]["SHA256"] == sha256_file(fold / "model_consecutive.onnx")
+    summary = json.loads((fold / "fold.json").read_text())
+    del summary["window_stride"]  # a fold folder from before fold.json recorded it: its group's model card says
+    (fold / "fold.json").write_text(json.dumps(summary))
+    (fold / "model_consecutive.onnx").unlink()
+    assert run_cli("export-model", fold).returncode == 0
+    assert json.loads((fold / "fold.json").read_text())["onnx"]["Consecutive"]["WindowStride"] == \
+        rewritten["ONNX"]["Consecutive"]["WindowStride"]
 
 
 @pytest.mark.parametrize("case, code, message", [
