@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     fastest((model, "onnx"))
     best = results["onnx"]
     results["startup"] = {"onnx": startup(work, model, "onnx", args.repeats)}
-    if stacked is not None:  # the default as shipped: the target is judged on it; its peer: without model_consecutive.onnx
+    if stacked is not None:  # the default as shipped (the target is judged on it) and its peer, alternating
         fastest((stacked, "stacked_onnx"), (plain, "stacked_per_window_onnx"))
         results["startup"]["stacked onnx"] = startup(work, stacked, "onnx", args.repeats)
     cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}

@@ -6,8 +6,9 @@ every sample passes the network's first convolution (64 taps x 19 channels, abou
 twice. Since 2026-12-04 every export also writes ``model_consecutive.onnx`` (``consecutive_graph`` in
 ``neurocare_bids/training/onnx_export.py``): a rewritten graph that takes a run of consecutive windows, cuts it
 into half-window blocks, convolves each block once (zero-padded by the kernel on both sides) and adds the two
-partial sums where a window's halves meet. By linearity the result is the window-by-window convolution, up to
-float32 rounding; the rest of the graph is unchanged. Apply mode runs its windows through it.
+partial sums where a window's halves meet (each block's convolution computed through the DFT, as three matrix
+products). By linearity the result is the window-by-window convolution, up to float32 rounding; the rest of the
+graph is unchanged. Apply mode runs its windows through it.
 
 One run builds the default network (untrained weights: the work per window does not depend on them), exports it
 as the group level does (both files), checks that both graphs give the same probabilities on runs of 1, 2 and

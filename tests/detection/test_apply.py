@@ -376,15 +376,19 @@ def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path,
     np.testing.assert_allclose(keras_model.predict(run, consecutive=True), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("damage", ["missing", "altered"])
+@pytest.mark.parametrize("damage", ["missing", "altered", "damaged entry"])
 def test_a_missing_or_altered_consecutive_graph_falls_back_to_model_onnx(model_folder, tmp_path, damage):
-    """model_consecutive.onnx only saves work: without it (or with a copy its card does not name) apply mode warns
-    once, runs every window through model.onnx and writes the same probabilities (to 1e-5)."""
+    """model_consecutive.onnx only saves work: without it (or with a copy its card does not name, or a card entry
+    that does not say which) apply mode warns once, runs every window through model.onnx and writes the same
+    probabilities (to 1e-5)."""
     def change(folder: Path):
         if damage == "missing":
             (folder / "model_consecutive.onnx").unlink()
-        else:
+        elif damage == "altered":
             (folder / "model_consecutive.onnx").write_bytes((model_folder / "model.onnx").read_bytes())
+        else:
+            onnx = json.loads((folder / "model_card.json").read_text())["ONNX"]
+            _edit_card(ONNX={**onnx, "Consecutive": {"File": "model_consecutive.onnx"}})(folder)
 
     broken = _broken_copy(model_folder, tmp_path / "model", change)
     bids = tmp_path / "bids"
@@ -395,9 +399,13 @@ def test_a_missing_or_altered_consecutive_graph_falls_back_to_model_onnx(model_f
         assert result.returncode == 0, result.stderr
         outputs[name] = (result.stderr, next((tmp_path / name).rglob("*_desc-seizureprob_timeseries.tsv.gz")))
     stderr = outputs[damage][0]
-    reason = "missing" if damage == "missing" else "not the file its card records (SHA-256 differs)"
+    reason = {"missing": "model_consecutive.onnx is missing: using model.onnx alone",
+              "altered": "model_consecutive.onnx is not the file its card records (SHA-256 differs): using model.onnx "
+                         "alone",
+              "damaged entry": "the ONNX entry's Consecutive part is damaged ('SHA256' missing): using model.onnx "
+                               "alone"}[damage]
     assert outputs["shipped"][0] == ""
-    assert stderr.count("\n") == 1 and f"model_consecutive.onnx is {reason}: using model.onnx alone" in stderr
+    assert stderr.count("\n") == 1 and reason in stderr
     assert "Traceback" not in stderr
     rows = {name: np.loadtxt(gzip.open(path, "rt"), delimiter="\t", ndmin=2) for name, (_, path) in outputs.items()}
     assert len(rows["shipped"]) == (180 - 4) // 2 + 1

@@ -81,6 +81,7 @@ def test_onnx_runtime_equals_keras(name, tmp_path):
         assert consecutive == {"File": None, "Reason": "the network's first layer is not a plain Conv1D"}
         return
     assert consecutive["File"] == "model_consecutive.onnx" and consecutive["WindowStride"] == 256
+    assert consecutive["FirstConvolution"] == "DFT as matrix products"  # within 1e-5 of model.onnx: not the Conv
     assert consecutive["SHA256"] == sha256_file(tmp_path / "model_consecutive.onnx")
     assert consecutive["MaxAbsDifference"] <= 1e-5
     rewritten = ort.InferenceSession(str(tmp_path / "model_consecutive.onnx"), providers=["CPUExecutionProvider"])
@@ -285,3 +286,37 @@ def test_a_failed_export_is_a_warning_that_leaves_no_onnx_file(tmp_path, caplog)
     assert export_trained(None, tmp_path, "features", "final model") == {
         "File": None, "Reason": "the features preset (gradient boosting on NumPy features) is not exported to ONNX; "
                                 "apply it with NeuroCare-BIDS"}
+
+
+@pytest.mark.parametrize("length, k", [(256, 64), (10, 7), (9, 4), (5, 1)])  # DFT sizes 319, 16, 12, 5: odd and even
+def test_spectral_convolution_equals_onnx_conv(length, k):
+    """The DFT-as-matrix-products form of model_consecutive.onnx's first convolution gives ONNX Runtime's Conv
+    (full linear convolution: k - 1 zeros on both sides) to float32 rounding, for even and odd DFT sizes."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from neurocare_bids.training.onnx_export import _spectral_convolution
+
+    rng = np.random.default_rng(length + k)
+    weights = (rng.standard_normal((6, 3, 1, k)) / k).astype(np.float32)
+    blocks = (rng.standard_normal((4, 3, 1, length)) * 3).astype(np.float32)
+    nodes, initializers = [], [numpy_helper.from_array(weights, "w")]
+
+    def node(op, inputs, name, **kw):
+        nodes.append(helper.make_node(op, inputs, [name], **kw))
+        return name
+
+    def const(name, values):
+        initializers.append(numpy_helper.from_array(np.asarray(values), name))
+        return name
+
+    spectral = _spectral_convolution("x", weights, length, node, const)
+    node("Conv", ["x", "w"], "conv", kernel_shape=[1, k], pads=[0, k - 1, 0, k - 1])
+    graph = helper.make_graph(nodes, "both", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 1, length])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in (spectral, "conv")],
+                              initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    got, expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": blocks})
+    assert got.shape == expected.shape == (4, 6, 1, length + k - 1)
+    np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max(), rtol=0)
