@@ -320,3 +320,20 @@ def test_spectral_convolution_equals_onnx_conv(length, k):
         None, {"x": blocks})
     assert got.shape == expected.shape == (4, 6, 1, length + k - 1)
     np.testing.assert_allclose(got, expected, atol=2e-5 * np.abs(expected).max(), rtol=0)
+
+
+def test_a_consecutive_graph_that_does_not_match_is_not_written(tmp_path, monkeypatch):
+    """The consecutive-window graph only saves work: where neither of its forms matches model.onnx within the
+    tolerance (here made 0, which float32 rounding always exceeds), the export goes on without it."""
+    import keras
+
+    from neurocare_bids.training import onnx_export
+    from neurocare_bids.training.models import build_model
+
+    keras.utils.set_random_seed(3)
+    model = _unsaturated(build_model(19, 2, 512, 128.0, _variants()["no spectral branch"]), np.random.default_rng(0))
+    onnx_export.export_onnx(model, tmp_path)
+    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", 0.0)
+    entry = onnx_export.export_consecutive(tmp_path / "model.onnx", 256)
+    assert entry["File"] is None and entry["Reason"].startswith("the consecutive-window graph differs from model.onnx by")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # no temporary, no unchecked file
