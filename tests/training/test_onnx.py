@@ -170,7 +170,9 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
     group = out / "group"
     card = json.loads((group / "model" / "model_card.json").read_text())
     entries = [(group / "model", card["ONNX"])]
-    assert f"SHA-256 <code>{card['ONNX']['SHA256']}</code>" in (out / "group.html").read_text()  # the report's card
+    report = (out / "group.html").read_text()  # the report's card names both files
+    assert f"SHA-256 <code>{card['ONNX']['SHA256']}</code>" in report
+    assert f"model_consecutive.onnx (SHA-256 <code>{card['ONNX']['Consecutive']['SHA256']}</code>)" in report
     folds = sorted(group.glob("fold-*"))
     assert folds
     entries += [(f, json.loads((f / "fold.json").read_text())["onnx"]) for f in folds]
