@@ -34,8 +34,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's neurocare_bids
 
-TOLERANCE = 1e-5
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from neurocare_bids.config import Config
     from neurocare_bids.training.models import build_model
-    from neurocare_bids.training.onnx_export import export_onnx
+    from neurocare_bids.training.onnx_export import PARITY_TOLERANCE, consecutive_windows, export_onnx
 
     cfg = Config()
     keras.utils.set_random_seed(0)
@@ -68,14 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
     sessions = {name: ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
                 for name, data in graphs.items()}
-    signal = np.random.default_rng(0).standard_normal(((args.windows + 1) * stride, n_chans)).astype(np.float32)
-    windows = np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(signal, (n_times, n_chans))[::stride, 0])
+    windows = consecutive_windows(args.windows, n_times, n_chans, stride)
     name = sessions["per window"].get_inputs()[0].name
     difference = 0.0
     for n in sorted({1, 2, args.windows}):
         a, b = (s.run(None, {name: windows[:n]})[0] for s in sessions.values())
         difference = max(difference, float(np.abs(a - b).max()))
-    if not difference <= TOLERANCE:
+    if not difference <= PARITY_TOLERANCE:
         raise SystemExit(f"the overlapped graph differs from the per-window graph by {difference:.2g}")
     ms = {}
     for label, session in sessions.items():
@@ -87,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             best = min(best, (time.perf_counter() - start) / (20 * len(windows)))
         ms[label] = 1e3 * best
     saving = 1 - ms["overlapped"] / ms["per window"]
-    print(f"largest difference {difference:.2g} (tolerance {TOLERANCE:g}); one ONNX Runtime {ort.__version__} thread, "
+    print(f"largest difference {difference:.2g} (tolerance {PARITY_TOLERANCE:g}); one ONNX Runtime {ort.__version__} thread, "
           f"batches of {len(windows)} consecutive windows: {ms['per window']:.3f} ms per window as exported, "
           f"{ms['overlapped']:.3f} ms overlapped ({saving:.1%} less)")
     if args.json:

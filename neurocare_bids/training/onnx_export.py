@@ -236,18 +236,18 @@ def export_consecutive(path: Path, stride: int) -> dict:
     unit and of five-fold amplitude), else as a ``Conv`` (the same check); ``FirstConvolution`` says which."""
     import onnx
 
-    plain = onnx.load(str(path))
-    shape = plain.graph.input[0].type.tensor_type.shape.dim
+    data = path.read_bytes()  # each rewrite edits its own parsed copy
+    shape = onnx.load_from_string(data).graph.input[0].type.tensor_type.shape.dim
     n_times, n_chans = shape[1].dim_value, shape[2].dim_value
     if 2 * stride != n_times:
         return {"File": None, "Reason": f"windows of {n_times} samples at a stride of {stride} do not overlap by half"}
-    if consecutive_graph(onnx.load(str(path))) is None:
+    if consecutive_graph(onnx.load_from_string(data)) is None:
         return {"File": None, "Reason": "the network's first layer is not a plain Conv1D"}
     target = path.parent / CONSECUTIVE_FILE
     tmp = temp_path(target, ".onnx")
     try:
         for spectral in (True, False):
-            graph = consecutive_graph(onnx.load(str(path)), spectral=spectral)
+            graph = consecutive_graph(onnx.load_from_string(data), spectral=spectral)
             if graph is None:
                 continue
             onnx.checker.check_model(graph)
@@ -326,8 +326,7 @@ def export_saved(model_path: Path, model, folder: Path, stride: int | None = Non
     code = ("import json, sys; from neurocare_bids.training.onnx_export import _export_file; "
             "print(json.dumps(_export_file(sys.argv[1], sys.argv[2], int(sys.argv[3]) or None)))")
     done = subprocess.run([sys.executable, "-c", code, str(model_path), str(folder), str(stride or 0)],
-                          capture_output=True,
-                          text=True, env=env)
+                          capture_output=True, text=True, env=env)
     if done.returncode:
         lines = done.stderr.strip().splitlines()
         raise RuntimeError(f"the TensorFlow exporter failed: {lines[-1] if lines else f'exit {done.returncode}'}")
