@@ -10,9 +10,11 @@ One run of this script
    (CNN-BiLSTM with spectral and per-channel feature branches, 4 s windows at 128 Hz, stride 2 s) alone, and
    the default model as the group level ships it, that network **stacked** with the feature baseline
    (``features.joblib``: the gradient boosting, 200 trees, fitted on generated windows) at the configured
-   weight, both with ``model_consecutive.onnx`` as every export writes it; and, as the stacked default's peer, a
-   copy of it without that file (every window through ``model.onnx``, as before 2026-12-04; its runs alternate
-   with the default's). The work per window does not depend on the weights, so the timing is that of a trained
+   weight, both with ``model_consecutive.onnx`` as every export writes it (and the stacked one with
+   ``classifier.onnx``); and, as the stacked default's peers, a copy of it without ``model_consecutive.onnx`` (every
+   window through ``model.onnx``, as before 2026-12-04) and one without ``classifier.onnx`` (the classifier
+   unpickled from ``features.joblib`` with scikit-learn, as before that evening); their runs alternate with the
+   default's. The work per window does not depend on the weights, so the timing is that of a trained
    model; the events it finds are meaningless;
 3. runs ``neurocare-bids BIDS OUT participant --model MODEL --engine onnx --skip-bids-validation`` (this
    checkout's code) as a separate process (interpreter start, imports, model loading, reading, filtering,
@@ -149,8 +151,11 @@ def build_untrained_model(folder: Path, seed: int = 0, stacked: bool = False) ->
     if stacked:  # the baseline's file and card entry as the group level writes them
         from neurocare_bids.detection.stacking import BASELINE_FILE, StackedDetector
 
+        from neurocare_bids.training.baseline_onnx import export_classifier
+
         baseline = fit_baseline(seed)
         baseline.save(folder / BASELINE_FILE)
+        card["ONNX"]["Classifier"] = export_classifier(baseline, folder)  # classifier.onnx
         card["Name"] += ", stacked with the feature baseline"
         card["Stacking"] = StackedDetector(model, baseline, cfg.model.stacking_weight).summary()
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -163,6 +168,15 @@ def per_window_copy(folder: Path, target: Path) -> None:
     card = json.loads((target / "model_card.json").read_text())
     consecutive = card["ONNX"].pop("Consecutive")
     (target / consecutive["File"]).unlink()
+    (target / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def joblib_copy(folder: Path, target: Path) -> None:
+    """A copy of a stacked model folder without ``classifier.onnx``: its feature baseline loaded from
+    ``features.joblib`` (importing scikit-learn, unpickling), as apply mode ran before 2026-12-04 (evening)."""
+    shutil.copytree(folder, target)
+    card = json.loads((target / "model_card.json").read_text())
+    (target / card["ONNX"].pop("Classifier")["File"]).unlink()
     (target / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -260,14 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     if not bids.exists():
         print(f"writing a {args.hours:g} h recording (19 channels, {SFREQ:g} Hz) ...", flush=True)
         generate(bids, args.hours, seed=0)
-    model, stacked, plain = args.model, None, None
+    model, stacked, plain, pickled = args.model, None, None, None
     if model is None:
-        model, stacked, plain = work / "model", work / "model-stacked", work / "model-stacked-per-window"
+        model, stacked = work / "model", work / "model-stacked"
+        plain, pickled = work / "model-stacked-per-window", work / "model-stacked-joblib"
         for folder, extra in ((model, []), (stacked, ["--_stacked"])):
             if not folder.exists():
                 subprocess.run([sys.executable, __file__, "--_build-model", str(folder), *extra], check=True)
         if not plain.exists():
             per_window_copy(stacked, plain)
+        if not pickled.exists():
+            joblib_copy(stacked, pickled)
     cpus = len(os.sched_getaffinity(0))
     print(f"{args.hours:g} h recording, model {model}{f' and {stacked}' if stacked else ''}, {cpus} CPUs",
           flush=True)
@@ -288,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     best = results["onnx"]
     results["startup"] = {"onnx": startup(work, model, "onnx", args.repeats)}
     if stacked is not None:  # the default as shipped (the target is judged on it) and its peer, alternating
-        fastest((stacked, "stacked_onnx"), (plain, "stacked_per_window_onnx"))
+        fastest((stacked, "stacked_onnx"), (plain, "stacked_per_window_onnx"), (pickled, "stacked_joblib_onnx"))
         results["startup"]["stacked onnx"] = startup(work, stacked, "onnx", args.repeats)
+        results["startup"]["stacked onnx, classifier from features.joblib"] = startup(
+            work, pickled, "onnx", args.repeats)
     cpu_only = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     if not args.skip_keras:
         results["keras_cpu"] = run_app(work, bids, model, "keras-cpu", "keras", cpu_only)
@@ -314,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                       (f"ONNX Runtime, **the stacked default** (network + features + gradient boosting), fastest of "
                        f"{args.repeats}", "stacked_onnx"),
                       (f"ONNX Runtime, the stacked default with model.onnx alone (every window's first convolution "
-                       f"computed in full, as before 2026-12-04), fastest of {args.repeats}", "stacked_per_window_onnx")):
+                       f"computed in full, as before 2026-12-04), fastest of {args.repeats}", "stacked_per_window_onnx"),
+                      (f"ONNX Runtime, the stacked default with its classifier from features.joblib (scikit-learn, "
+                       f"as before 2026-12-04 evening), fastest of {args.repeats}", "stacked_joblib_onnx")):
         if key in results:
             r = results[key]
             print(f"| {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {duration / r['wall_s']:,.0f} | "
@@ -344,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the consecutive-window graph: {per_window['wall_s']:.2f} s with model.onnx alone / "
               f"{top['wall_s']:.2f} s = {per_window['wall_s'] / top['wall_s']:.2f}× faster end to end (CPU time "
               f"{per_window['cpu_s']:.2f} / {top['cpu_s']:.2f} s)")
+        pickled_run, starts = results["stacked_joblib_onnx"], results["startup"]
+        joblib_start = starts["stacked onnx, classifier from features.joblib"]
+        results.update(classifier_speedup=pickled_run["wall_s"] / top["wall_s"],
+                       classifier_startup_ratio=joblib_start["wall_s"] / starts["stacked onnx"]["wall_s"])
+        print(f"classifier.onnx: {pickled_run['wall_s']:.2f} s with features.joblib / {top['wall_s']:.2f} s = "
+              f"{pickled_run['wall_s'] / top['wall_s']:.2f}× faster end to end (CPU time {pickled_run['cpu_s']:.2f} / "
+              f"{top['cpu_s']:.2f} s); start-up {joblib_start['wall_s']:.2f} / {starts['stacked onnx']['wall_s']:.2f} s "
+              f"= {joblib_start['wall_s'] / starts['stacked onnx']['wall_s']:.2f}× shorter")
     if "keras_cpu" in results:
         keras_cpu, starts = results["keras_cpu"], results["startup"]
         print(f"ONNX Runtime / Keras (CPU): real-time factor {ratio:,.0f}× / {duration / keras_cpu['wall_s']:,.0f}× "

@@ -299,6 +299,13 @@ class PostprocessingConfig:
         choices=OBJECTIVES)
     max_fp_per_24h: float = option(2.0, "False alarms per 24 h the alarm operating point may give on the validation "
                                         "subjects (SzCORE's count, averaged per subject).", minimum=0.0)
+    alarm_latency_slack: float = option(
+        2.0, "Seconds by which the alarm operating point may trail the soonest setting: of the settings whose "
+             "validation median latency lies within this of the lowest, the most cautious is taken (most seizures "
+             "detected, then fewest false alarms, then the highest threshold). The lowest-latency setting sits at "
+             "the edge where the validation subjects' background starts raising alarms, which a new subject's "
+             "background crosses; one window stride later is what moving off that edge costs. 0 = the soonest "
+             "setting.", minimum=0.0)
     centre: bool = option(
         True, "Centre each recording's probabilities on its own background before smoothing and thresholding: "
               "subtract the median log-odds of its windows (seizures are a small share of a recording, so the "

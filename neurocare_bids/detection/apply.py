@@ -41,7 +41,7 @@ from ..config import Config, MontageConfig, PreprocessingConfig
 from ..errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
 from ..io.bids_input import Recording, open_source, open_with_mne
 from ..io.derivatives import APP_NAME, CARD_FORMAT
-from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries
+from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sha256_file
 from ..io.signal_reader import EDFSource, SignalSource
 from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
 from ..preprocessing.montage import Montage, build_montage
@@ -87,6 +87,7 @@ class TrainedModel:
     operating_points: dict = field(default_factory=dict)  # the card's tuned points by name ("f1", "alarm")
     operating_point: str = "card"  # which one `postprocessing` is: the card's PostProcessing until switched
     consecutive_graph: bool = False  # runs of consecutive windows go to the card's model_consecutive.onnx
+    onnx_classifier: bool = False  # the stacked feature baseline's classifier runs from the card's classifier.onnx
 
     def use_operating_point(self, name: str | None = None) -> str:
         """Post-process with the card's operating point ``name`` (``"alarm"`` or ``"f1"``; None: the alarm point
@@ -147,6 +148,7 @@ class TrainedModel:
                 **({"ONNXSHA256": self.card["ONNX"]["SHA256"]} if self.engine.startswith("onnx") else {}),
                 **({"ONNXConsecutiveSHA256": self.card["ONNX"]["Consecutive"]["SHA256"]}
                    if self.engine.startswith("onnx") and self.consecutive_graph else {}),
+                **({"ONNXClassifierSHA256": self.card["ONNX"]["Classifier"]["SHA256"]} if self.onnx_classifier else {}),
                 **({"BaselineWeight": self.card["Stacking"]["BaselineWeight"]} if self.card.get("Stacking") else {})}
 
 
@@ -268,7 +270,7 @@ def _load_weights(spec: TrainedModel, engine: str) -> None:
 
 
 def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
-    from ..training.baseline import FeatureBaseline, window_features
+    from ..training.features import n_features, window_features
     from .stacking import combine
 
     try:
@@ -279,6 +281,22 @@ def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
                          f"({type(exc).__name__}: {exc})") from None
     if not 0.0 <= weight <= 1.0:
         raise ModelError(f"{spec.folder / 'model_card.json'}: BaselineWeight {weight} lies outside [0, 1]")
+    classify = _onnx_classifier(spec, n_features(len(spec.channels))) if spec.engine == "onnx" else None
+    spec.onnx_classifier = classify is not None
+    if classify is None:
+        classify = _pickled_classifier(spec, path)
+    network = spec._predict
+    spec._predict = lambda x, threads, consecutive=False: combine(
+        network(x, threads, consecutive),
+        classify(window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads)),
+        weight)
+    spec.engine = f"{spec.engine} + features"
+
+
+def _pickled_classifier(spec: TrainedModel, path: Path):
+    """The feature baseline's classifier from its joblib file (scikit-learn; a pickle runs code: trusted folders)."""
+    from ..training.baseline import FeatureBaseline
+
     if not path.is_file():
         raise ModelError(f"{spec.folder} is not a complete model folder: {path.name} is missing", EXIT_NO_INPUT)
     try:
@@ -287,19 +305,57 @@ def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
         raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
     if baseline.n_channels not in (None, len(spec.channels)):
         raise ModelError(f"{path} was trained on {baseline.n_channels} channels, the card lists {len(spec.channels)}")
-    network = spec._predict
-    spec._predict = lambda x, threads, consecutive=False: combine(
-        network(x, threads, consecutive),
-        baseline.predict_proba_features(window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads)),
-        weight)
-    spec.engine = f"{spec.engine} + features"
+    return baseline.predict_proba_features
+
+
+def _onnx_classifier(spec: TrainedModel, n_features: int):
+    """The feature baseline's classifier from the card's ``classifier.onnx`` on ONNX Runtime (no scikit-learn, no
+    pickle), or None when the card names none (a model exported before 2026-12-04) or the file is not the one it
+    names: then the joblib file serves, with a warning for an altered or missing copy."""
+    from ..training.baseline_onnx import log_odds_to_probability
+
+    entry = (spec.card.get("ONNX") or {}).get("Classifier") if isinstance(spec.card.get("ONNX"), dict) else None
+    if not isinstance(entry, dict) or entry.get("File") is None:
+        return None
+    try:
+        name, expected = str(entry["File"]), str(entry["SHA256"]).lower()
+        input_name, output_name = str(entry["Input"]), str(entry["Output"])
+    except KeyError as exc:
+        log.warning("%s: the ONNX entry's Classifier part is damaged (%s missing): using the joblib file",
+                    spec.folder / "model_card.json", exc)
+        return None
+    path = spec.folder / Path(name).name
+    if not path.is_file() or sha256_file(path) != expected:
+        log.warning("%s is %s: using the joblib file (the same probabilities; 'neurocare-bids export-model %s' "
+                    "rewrites it)", path, "missing" if not path.is_file() else
+                    "not the file its card records (SHA-256 differs)", spec.folder)
+        return None
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # apply's tasks run side by side
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        shape = session.get_inputs()[0].shape
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own kinds for a damaged file
+        raise ModelError(f"{path} cannot be loaded by ONNX Runtime ({type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or [''])[0]})") from None
+    if input_name not in [i.name for i in session.get_inputs()] or \
+            output_name not in [o.name for o in session.get_outputs()]:
+        raise ModelError(f"{path} has no input '{input_name}' or output '{output_name}', which its card names")
+    if shape[-1] != n_features:
+        raise ModelError(f"{path} takes {shape[-1]} features, the card's {len(spec.channels)} channels give "
+                         f"{n_features}")
+    return lambda features: log_odds_to_probability(session.run([output_name], {input_name: features})[0])
 
 
 def _load_network(spec: TrainedModel, engine: str) -> None:
     path = spec.model_file
     n_times, n_chans = spec.window_samples, len(spec.channels)
     if path.suffix == ".joblib":
-        from ..training.baseline import FeatureBaseline, window_features
+        from ..training.baseline import FeatureBaseline
+        from ..training.features import window_features
 
         try:
             baseline = FeatureBaseline.load(path)
@@ -353,7 +409,6 @@ def _load_onnx(spec: TrainedModel) -> None:
             raise ValueError(f"File {name!r} is not a file name in the model folder")
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{card_path}: its ONNX entry is damaged ({type(exc).__name__}: {exc}): {remedy}") from None
-    from ..training.onnx_export import sha256_file
 
     path = spec.folder / name
     if not path.is_file():
@@ -417,7 +472,6 @@ def _consecutive_graph(spec: TrainedModel, entry: dict) -> Path | None:
     was made for) and is the file the card names (SHA-256); else None, and runs of windows go to ``model.onnx``
     (the same probabilities, for more work). A missing or altered copy is a warning, not an error: ``model.onnx``
     alone is a complete model."""
-    from ..training.onnx_export import sha256_file
 
     consecutive = entry.get("Consecutive")
     if not isinstance(consecutive, dict) or consecutive.get("File") is None:

@@ -178,10 +178,10 @@ def tune_operating_points(cfg: Config, val_predictions: list[dict], validation: 
         params.update(threshold=float(chosen["threshold"]), min_duration=float(chosen["min_duration"]),
                       tuned=True, validation_f1=chosen.get("f1"))
         alarm = tune_alarm(recordings, max_fp_per_24h=post.max_fp_per_24h, merge_gap=post.merge_gap,
-                           lookahead=_lookahead(validation))
+                           lookahead=_lookahead(validation), latency_slack=post.alarm_latency_slack)
         points["alarm"] = {**{k: alarm[k] for k in ("threshold", "min_duration", "smoothing", "merge_gap")},
                            "centre": post.centre, "tuned": True, "max_fp_per_24h": alarm["max_fp_per_24h"],
-                           "constraint_met": alarm["constraint_met"],
+                           "constraint_met": alarm["constraint_met"], "latency_slack_s": alarm["latency_slack_s"],
                            "validation_latency_median_s": alarm["latency_median_s"],
                            "validation_sensitivity": alarm["sensitivity"],
                            "validation_fp_per_24h": alarm["fp_per_24h"], "validation_f1": alarm["f1"]}
@@ -230,13 +230,17 @@ def _stack(cfg: Config, network, train: list[WindowFile], validation: list[Windo
 def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tuple[Path, dict]:
     """Save the trained model, then its ONNX copies: the model file and the ONNX entry for the card
     (``stride``: samples between window onsets, for the consecutive-window graph)."""
+    from ..training.baseline_onnx import CLASSIFIER_FILE, export_baseline
     from ..training.onnx_export import export_trained
 
+    classifier = None
     if isinstance(model, StackedDetector):
         model.baseline.save(folder / BASELINE_FILE)
+        classifier = export_baseline(model.baseline, folder, label)
         model = model.network
-    else:
-        (folder / BASELINE_FILE).unlink(missing_ok=True)  # of an earlier, stacked training of this folder
+    else:  # of an earlier, stacked training of this folder
+        (folder / BASELINE_FILE).unlink(missing_ok=True)
+        (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
@@ -249,7 +253,10 @@ def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tu
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    return path, export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride)
+    entry = export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride)
+    if classifier is not None:
+        entry["Classifier"] = classifier
+    return path, entry
 
 
 def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path) -> dict:

@@ -125,7 +125,8 @@ def _none(x: float) -> float | None:
 
 def tune_alarm(recordings: Sequence[dict[str, Any]], *, max_fp_per_24h: float, merge_gap: float,
                smoothings: Sequence[int] = ALARM_SMOOTHINGS, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-               min_durations: Sequence[float] = DEFAULT_MIN_DURATIONS, lookahead: float = 0.0) -> dict[str, Any]:
+               min_durations: Sequence[float] = DEFAULT_MIN_DURATIONS, lookahead: float = 0.0,
+               latency_slack: float = 0.0) -> dict[str, Any]:
     """The alarm operating point: threshold, smoothing and minimum duration that raise the alarm soonest
     while false alarms stay at most ``max_fp_per_24h`` (SzCORE's count, averaged per subject, as :func:`tune`).
 
@@ -133,9 +134,14 @@ def tune_alarm(recordings: Sequence[dict[str, Any]], *, max_fp_per_24h: float, m
     every validation seizure, of the delay from its annotated onset to the alarm (:func:`alarm_times`: signal
     needed, ``lookahead`` included), a missed seizure counting as an alarm never raised; an alarm raised before
     the onset (an event already under way) counts as 0 s, so that early false alarms are not rewarded. A
-    setting that misses half the seizures therefore cannot win on speed. Ties: more seizures detected, then
-    fewer false alarms, then the higher threshold. Where no setting meets the false-alarm bound, the one with
-    the fewest false alarms (then the soonest) is returned with ``constraint_met`` False.
+    setting that misses half the seizures therefore cannot win on speed.
+
+    Every setting whose median latency is at most ``latency_slack`` seconds above the soonest counts as tied,
+    and of those the most cautious wins: more seizures detected, then fewer false alarms, then the higher
+    threshold. The soonest setting is the lowest threshold at which the validation background still stays
+    quiet, an edge that a new subject's background crosses; a slack of one window stride moves the point off
+    it for one window of delay. Where no setting meets the false-alarm bound, the one with the fewest false
+    alarms (then the soonest) is returned with ``constraint_met`` False.
     """
     if not recordings:
         raise ValueError("tune_alarm needs recordings")
@@ -160,8 +166,10 @@ def tune_alarm(recordings: Sequence[dict[str, Any]], *, max_fp_per_24h: float, m
                                "sensitivity": point["sensitivity"], "fp_per_24h": fp, "f1": point["f1"]})
     feasible = [c for c in candidates if c["fp_per_24h"] <= max_fp_per_24h + 1e-9]
     if feasible:
-        best = min(feasible, key=lambda c: (c["latency_median_s"], -c["detected"], c["fp_per_24h"], -c["threshold"]))
+        soonest = min(c["latency_median_s"] for c in feasible)
+        near = [c for c in feasible if c["latency_median_s"] <= soonest + latency_slack + 1e-9]
+        best = min(near, key=lambda c: (-c["detected"], c["fp_per_24h"], -c["threshold"], c["latency_median_s"]))
     else:
         best = min(candidates, key=lambda c: (c["fp_per_24h"], c["latency_median_s"], -c["detected"], -c["threshold"]))
     return {**best, "latency_median_s": _none(best["latency_median_s"]), "max_fp_per_24h": float(max_fp_per_24h),
-            "constraint_met": bool(feasible), "lookahead_s": float(lookahead)}
+            "constraint_met": bool(feasible), "lookahead_s": float(lookahead), "latency_slack_s": float(latency_slack)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import signal
 import socket
@@ -61,6 +62,15 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
         raise
     finally:
         _LIVE_TEMPORARIES.discard(tmp)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file as hex: what ``sha256sum`` prints, so a copied model can be checked anywhere."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

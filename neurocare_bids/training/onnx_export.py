@@ -31,7 +31,6 @@ It is the baseline the networks are compared with, not a model meant for deploym
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EXIT_DATA, EXIT_INTERNAL, EXIT_NO_INPUT, NeuroCareError
-from ..io.fsutils import atomic_write, temp_path
+from ..io.fsutils import atomic_write, sha256_file, temp_path
 
 log = logging.getLogger("neurocare")
 
@@ -57,15 +56,6 @@ ONNX_OPSET = 17
 PARITY_TOLERANCE = 1e-5
 FEATURES_REASON = ("the features preset (gradient boosting on NumPy features) is not exported to ONNX; "
                    "apply it with NeuroCare-BIDS")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file as hex: what ``sha256sum`` prints, so a copied model can be checked anywhere."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(model, folder: Path, stride: int | None = None) -> dict:
@@ -429,9 +419,25 @@ def export_model_folder(folder: Path) -> dict:
     except Exception as exc:  # noqa: BLE001
         raise NeuroCareError(f"{model_path} did not export to ONNX ({_one_line(exc)}); please report it",
                              EXIT_INTERNAL) from None
+    stacking = card.get("Stacking" if card_path.name == "model_card.json" else "stacking")
+    if isinstance(stacking, dict) and stacking.get("BaselineFile"):
+        entry["Classifier"] = _export_stacked_classifier(folder / Path(str(stacking["BaselineFile"])).name)
     card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
     atomic_write(card_path, json.dumps(card, indent=2) + "\n")
     return entry
+
+
+def _export_stacked_classifier(path: Path) -> dict:
+    """``classifier.onnx`` beside a stacked model's feature baseline (``features.joblib``), or why not."""
+    from .baseline import FeatureBaseline
+    from .baseline_onnx import export_baseline
+
+    try:
+        baseline = FeatureBaseline.load(path)
+    except Exception as exc:  # noqa: BLE001 - joblib/pickle raise many kinds for a missing or damaged file
+        log.warning("%s cannot be loaded (%s): its classifier is not exported", path, _one_line(exc))
+        return {"File": None, "Reason": f"{path.name} cannot be loaded: {_one_line(exc)}"}
+    return export_baseline(baseline, path.parent, str(path.parent))
 
 
 def _window_stride(card: dict, card_path: Path) -> int | None:

@@ -348,6 +348,12 @@ def test_load_model_runs_onnx_runtime_with_keras_numbers(model_folder, tmp_path,
     onnx_model, keras_model = load_model(folder), load_model(folder, "keras")
     suffix = " + features" if stacked else ""
     assert (onnx_model.engine, keras_model.engine) == (f"onnx{suffix}", f"keras{suffix}")
+    # a stacked model's classifier runs from classifier.onnx on the ONNX engine, from its joblib file on Keras's
+    assert (onnx_model.onnx_classifier, keras_model.onnx_classifier) == (stacked, False)
+    if stacked:
+        entry = json.loads((folder / "model_card.json").read_text())["ONNX"]["Classifier"]
+        assert entry["File"] == "classifier.onnx" and entry["MaxAbsDifference"] <= 1e-5
+        assert onnx_model.describe()["ONNXClassifierSHA256"] == entry["SHA256"]
     n_times, n_chans = onnx_model.window_samples, len(onnx_model.channels)
     rng = np.random.default_rng(2)
     windows = rng.standard_normal((ONNX_BATCH + 3, n_times, n_chans)) * rng.uniform(0.5, 3, n_chans)
@@ -414,15 +420,64 @@ def test_a_missing_or_altered_consecutive_graph_falls_back_to_model_onnx(model_f
     assert "ONNXConsecutiveSHA256" not in meta["Model"]  # the outputs name the graphs that computed them
 
 
-def test_the_onnx_engine_does_not_import_tensorflow(model_folder):
-    """What makes apply mode start fast: loading and running the model imports neither TensorFlow nor Keras."""
+def test_a_missing_or_altered_classifier_falls_back_to_the_joblib_file(model_folder, tmp_path, caplog):
+    """classifier.onnx only spares scikit-learn's import and the unpickling: without it (or with a copy its card
+    does not name, or an entry that does not say which) the stacked model loads features.joblib, with one warning,
+    and predicts the same (to 1e-5); a card from before the file existed loads the joblib file without a word."""
+    from neurocare_bids.detection.apply import load_model
+
+    shipped, _ = _network_folder(model_folder, tmp_path / "shipped", stacked=True)
+    model = load_model(shipped)
+    rng = np.random.default_rng(6)
+    windows = (rng.standard_normal((40, model.window_samples, len(model.channels))) * 3).astype(np.float32)
+    expected = model.predict(windows)
+    reasons = {"missing": "classifier.onnx is missing: using the joblib file",
+               "altered": "classifier.onnx is not the file its card records (SHA-256 differs): using the joblib file",
+               "damaged entry": "the ONNX entry's Classifier part is damaged ('SHA256' missing): using the joblib file",
+               "none recorded": None}
+    for damage, reason in reasons.items():
+        folder = tmp_path / damage.replace(" ", "-")
+        shutil.copytree(shipped, folder)
+        card = json.loads((folder / "model_card.json").read_text())
+        if damage == "missing":
+            (folder / "classifier.onnx").unlink()
+        elif damage == "altered":
+            (folder / "classifier.onnx").write_bytes((folder / "model.onnx").read_bytes())
+        elif damage == "damaged entry":
+            card["ONNX"]["Classifier"] = {"File": "classifier.onnx"}
+        else:
+            del card["ONNX"]["Classifier"]
+            (folder / "classifier.onnx").unlink()
+        (folder / "model_card.json").write_text(json.dumps(card))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="neurocare"):
+            fallback = load_model(folder)
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert not fallback.onnx_classifier and fallback.engine == "onnx + features", damage
+        assert (warned == []) if reason is None else (len(warned) == 1 and reason in warned[0]), (damage, warned)
+        assert "ONNXClassifierSHA256" not in fallback.describe()
+        np.testing.assert_allclose(fallback.predict(windows), expected, atol=1e-5, rtol=0)
+    # with neither file the folder is incomplete, and says so
+    (tmp_path / "missing" / "features.joblib").unlink()
+    with pytest.raises(Exception, match="not a complete model folder: features.joblib is missing"):
+        load_model(tmp_path / "missing")
+
+
+def test_the_onnx_engine_does_not_import_tensorflow(model_folder, tmp_path):
+    """What makes apply mode start fast: loading and running the model imports neither TensorFlow nor Keras, and
+    a stacked model's feature baseline neither scikit-learn nor joblib (its classifier.onnx is run instead of
+    unpickling features.joblib, which is removed here to show it is not read)."""
+    stacked, _ = _network_folder(model_folder, tmp_path / "stacked", stacked=True)
+    (stacked / "features.joblib").unlink()
     code = ("import sys, numpy as np; from neurocare_bids.detection.apply import load_model; "
             "m = load_model(sys.argv[1]); m.predict(np.zeros((2, m.window_samples, len(m.channels)), np.float32)); "
-            "print(m.engine, sorted(k for k in ('tensorflow', 'keras', 'tf2onnx') if k in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code, str(model_folder)], capture_output=True, text=True,
-                            timeout=120, cwd=Path(__file__).resolve().parents[2])
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["onnx", "[]"] and result.stderr == ""
+            "print(m.engine.replace(' ', ''), "
+            "sorted(k for k in ('tensorflow', 'keras', 'tf2onnx', 'sklearn', 'joblib') if k in sys.modules))")
+    for folder, engine in ((model_folder, "onnx"), (stacked, "onnx+features")):
+        result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
+                                timeout=120, cwd=Path(__file__).resolve().parents[2])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == [engine, "[]"] and result.stderr == ""
 
 
 @pytest.mark.parametrize("engine, message", [("numpy", "the NumPy engine was removed: use --engine onnx"),
@@ -523,6 +578,15 @@ def test_benchmark_script_times_the_stacked_default_by_default(tmp_path):
     assert figures["stacked_per_window_onnx"]["windows"] == windows
     assert figures["consecutive_speedup"] == pytest.approx(
         figures["stacked_per_window_onnx"]["wall_s"] / figures["stacked_onnx"]["wall_s"])
+    # the classifier from classifier.onnx; its peer unpickles features.joblib
+    assert card["ONNX"]["Classifier"]["File"] == "classifier.onnx"
+    pickled = json.loads((tmp_path / "bench" / "model-stacked-joblib" / "model_card.json").read_text())
+    assert "Classifier" not in pickled["ONNX"]
+    assert not (tmp_path / "bench" / "model-stacked-joblib" / "classifier.onnx").exists()
+    assert figures["stacked_joblib_onnx"]["windows"] == windows
+    assert figures["classifier_speedup"] == pytest.approx(
+        figures["stacked_joblib_onnx"]["wall_s"] / figures["stacked_onnx"]["wall_s"])
+    assert figures["startup"]["stacked onnx, classifier from features.joblib"]["wall_s"] > 0
 
 
 def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):

@@ -340,6 +340,33 @@ def test_alarm_times_of_merged_runs_and_at_the_recordings_end():
     assert _alarms(np.full(30, 0.1)) == ([], [])
 
 
+def test_tune_alarm_slack_moves_off_the_edge_for_one_window_of_delay():
+    from neurocare_bids.evaluation.tuning import tune_alarm
+
+    # each seizure's windows score 0.5, then 0.7, then 0.9 (one 2-s stride each); bursts at 0.3 elsewhere bar
+    # thresholds up to 0.3 (a window is seizure from its threshold up). The soonest setting (4 s) is the highest
+    # threshold that the first window reaches, 0.5; a slack of one stride admits the 6-s settings, whose most
+    # cautious is 0.7
+    recs = []
+    for subject in ("01", "02"):
+        rec = _ramping_recording(subject, burst_prob=0.3)
+        onsets, probs = rec["onsets"], rec["probs"]
+        for start, _ in rec["seizures"]:
+            probs[onsets == start] = 0.5
+            probs[onsets == start + 2] = 0.7
+            probs[(onsets >= start + 4) & (onsets + 4 <= start + 60)] = 0.9
+        recs.append(rec)
+    soonest = tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0, smoothings=(1,))
+    assert soonest["latency_median_s"] == pytest.approx(4.0) and soonest["threshold"] == pytest.approx(0.5)
+    assert soonest["latency_slack_s"] == 0.0
+    slack = tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0, smoothings=(1,), latency_slack=2.0)
+    assert slack["latency_median_s"] == pytest.approx(6.0) and slack["threshold"] == pytest.approx(0.7)
+    assert slack["fp_per_24h"] == 0.0 and slack["detected"] == 4 and slack["latency_slack_s"] == 2.0
+    # a slack short of a stride changes nothing
+    assert tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0, smoothings=(1,),
+                      latency_slack=1.5)["threshold"] == pytest.approx(0.5)
+
+
 def _ramping_recording(subject, *, burst_prob, duration=3600.0):
     """Seizures whose first 10 s score 0.5 and the rest 0.9; two 40 s bursts at ``burst_prob`` elsewhere."""
     onsets = np.arange(0, duration - 4 + 1e-9, 2.0)

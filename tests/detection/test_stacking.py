@@ -150,6 +150,17 @@ def test_final_model_card_and_apply_run_both_parts(stacked_run, tmp_path):
     model = load_model(folder)
     assert model.engine.endswith(" + features")
     assert model.describe()["BaselineWeight"] == stacking["BaselineWeight"]
+    # the classifier ships as ONNX beside its joblib file, in the final model and every fold, and apply runs it
+    for where in (folder, out / "group" / "fold-1"):
+        entry = json.loads((where / ("model_card.json" if where == folder else "fold.json")).read_text())
+        entry = entry["ONNX" if where == folder else "onnx"]["Classifier"]
+        assert entry["File"] == "classifier.onnx" and (where / "classifier.onnx").is_file(), entry
+        assert entry["MaxAbsDifference"] <= 1e-5
+    assert model.onnx_classifier and model.describe()["ONNXClassifierSHA256"] == card["ONNX"]["Classifier"]["SHA256"]
+    from neurocare_bids.reports.group import build_group_report
+
+    report = build_group_report(out).read_text()  # the report's model card names the file and its checksum
+    assert f"classifier.onnx (SHA-256 <code>{card['ONNX']['Classifier']['SHA256']}</code>)" in report
     n_times, n_chans = model.window_samples, len(model.channels)
     windows = np.random.default_rng(3).standard_normal((40, n_times, n_chans)).astype(np.float32)
     windows[20:, :, :4] *= 5
@@ -176,8 +187,9 @@ def test_apply_refuses_a_stacked_folder_without_its_baseline(stacked_run, tmp_pa
     folder = tmp_path / "model"
     shutil.copytree(out / "group" / "model", folder)
     card = json.loads((folder / "model_card.json").read_text())
-    if damage == "missing":
+    if damage == "missing":  # the classifier in neither form (classifier.onnx alone would serve)
         (folder / card["Stacking"]["BaselineFile"]).unlink()
+        (folder / card["ONNX"]["Classifier"]["File"]).unlink()
     else:
         card["Stacking"]["BaselineWeight"] = 2.0
         (folder / "model_card.json").write_text(json.dumps(card))
