@@ -181,6 +181,28 @@ def test_final_model_card_and_apply_run_both_parts(stacked_run, tmp_path):
     assert "stacked with a feature baseline" in citation and "inner validation subjects" in citation
 
 
+def test_export_model_writes_the_classifier_of_an_older_stacked_folder(stacked_run, tmp_path):
+    """A stacked folder from before classifier.onnx: export-model writes it beside the network's copies, names it in
+    the card and says so; apply mode then runs it."""
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.io.fsutils import sha256_file
+
+    _, out = stacked_run
+    folder = tmp_path / "model"
+    shutil.copytree(out / "group" / "model", folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    (folder / card["ONNX"].pop("Classifier")["File"]).unlink()
+    (folder / "model_card.json").write_text(json.dumps(card))
+    assert not load_model(folder).onnx_classifier
+    result = run_cli("export-model", folder)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and "model.onnx" in lines[0] and "classifier.onnx" in lines[1]
+    entry = json.loads((folder / "model_card.json").read_text())["ONNX"]["Classifier"]
+    assert entry["SHA256"] == sha256_file(folder / "classifier.onnx") and entry["SHA256"] in lines[1]
+    assert load_model(folder).onnx_classifier
+
+
 @pytest.mark.parametrize("damage", ["missing", "weight"])
 def test_apply_refuses_a_stacked_folder_without_its_baseline(stacked_run, tmp_path, damage):
     _, out = stacked_run
