@@ -408,10 +408,11 @@ def _export_model(args) -> int:
     from ..training.onnx_export import export_model_folder
 
     entry = export_model_folder(args.model_dir.absolute())
-    print(f"Wrote {args.model_dir / entry['File']} (SHA-256 {entry['SHA256']}, opset {entry['Opset']}, "
-          f"largest difference from Keras {entry['MaxAbsDifference']:.1g})")
+    if entry.get("File"):  # not for the features preset, which has no network
+        print(f"Wrote {args.model_dir / entry['File']} (SHA-256 {entry['SHA256']}, opset {entry['Opset']}, "
+              f"largest difference from Keras {entry['MaxAbsDifference']:.1g})")
     classifier = entry.get("Classifier") or {}
-    if classifier.get("File"):  # a stacked model's feature baseline (a failure was a warning)
+    if classifier.get("File"):  # a feature baseline's (stacked or the features preset; a failure was a warning)
         print(f"Wrote {args.model_dir / classifier['File']} (SHA-256 {classifier['SHA256']}, largest difference "
               f"from scikit-learn {classifier['MaxAbsDifference']:.1g})")
     return EXIT_OK

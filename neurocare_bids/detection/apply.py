@@ -353,17 +353,15 @@ def _onnx_classifier(spec: TrainedModel, n_features: int):
 def _load_network(spec: TrainedModel, engine: str) -> None:
     path = spec.model_file
     n_times, n_chans = spec.window_samples, len(spec.channels)
-    if path.suffix == ".joblib":
-        from ..training.baseline import FeatureBaseline
-        from ..training.features import window_features
+    if path.suffix == ".joblib":  # the features preset: the classifier from classifier.onnx, else joblib
+        from ..training.features import n_features, window_features
 
-        try:
-            baseline = FeatureBaseline.load(path)
-        except Exception as exc:  # joblib/pickle raise many kinds for a damaged file
-            raise ModelError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        classify = _onnx_classifier(spec, n_features(n_chans)) if engine == "onnx" else None
+        spec.onnx_classifier = classify is not None
+        classify = classify or _pickled_classifier(spec, path)
         spec.engine = "features"
-        spec._predict = lambda x, threads, consecutive=False: baseline.predict_proba_features(
-            window_features(np.asarray(x, np.float32), spec.sfreq))
+        spec._predict = lambda x, threads, consecutive=False: classify(
+            window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads))
         return
     if engine == "onnx":
         _load_onnx(spec)

@@ -240,10 +240,12 @@ def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tu
         model = model.network
     else:  # of an earlier, stacked training of this folder
         (folder / BASELINE_FILE).unlink(missing_ok=True)
-        (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
+        if cfg.model.preset != "features":
+            (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
+        classifier = export_baseline(model, folder, label)
     else:
         path = folder / "model.keras"
         tmp = temp_path(path, ".keras")  # Keras insists on the suffix; renamed when complete

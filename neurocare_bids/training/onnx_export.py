@@ -22,10 +22,10 @@ records it (``ONNX.Consecutive``: file, SHA-256, the window stride it needs). It
 ``model.onnx``, but only runs of consecutive windows at that stride; any single window or unordered batch goes
 to ``model.onnx``.
 
-The ``features`` preset is not exported: its model is a gradient-boosting classifier behind NumPy/SciPy
-feature extraction (Welch spectra, per-channel statistics), and only the classifier would convert
-(skl2onnx); shipping half a pipeline whose other half must be re-implemented exactly is worse than none.
-It is the baseline the networks are compared with, not a model meant for deployment.
+The ``features`` preset has no network to export: its model is a gradient-boosting classifier behind NumPy/SciPy
+feature extraction (Welch spectra, per-channel statistics). That classifier, and a stacked model's, ships as
+``classifier.onnx`` (:mod:`.baseline_onnx`), named in the entry's ``Classifier``; ``export-model`` writes it for
+older folders.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ ONNX_OPSET = 17
 # The largest difference between ONNX Runtime's and Keras's probabilities on random windows that an export
 # may show (float32 rounding differs by about 1e-7; a mistranslated layer by far more).
 PARITY_TOLERANCE = 1e-5
-FEATURES_REASON = ("the features preset (gradient boosting on NumPy features) is not exported to ONNX; "
-                   "apply it with NeuroCare-BIDS")
+FEATURES_REASON = ("the features preset (gradient boosting on NumPy features) has no network to export; its "
+                   "classifier is in Classifier")
 
 
 def export_onnx(model, folder: Path, stride: int | None = None) -> dict:
@@ -394,13 +394,27 @@ def export_model_folder(folder: Path) -> dict:
             "model.joblib" if (folder / "model.joblib").is_file() else "model.keras")
     except (OSError, ValueError, AttributeError) as exc:
         raise NeuroCareError(f"{card_path} is unreadable or damaged ({_one_line(exc)})", EXIT_DATA) from None
-    if Path(model_name).suffix != ".keras":
-        raise NeuroCareError(f"{folder} holds a features-preset model ({model_name}): only the Keras "
-                             "presets export to ONNX", EXIT_DATA)
     model_path = folder / Path(model_name).name
     if not model_path.is_file():
         raise NeuroCareError(f"{folder} is not a complete model folder: {model_path.name} is missing",
                              EXIT_NO_INPUT)
+    if model_path.suffix == ".joblib":  # the features preset: its classifier only
+        from .baseline import FeatureBaseline
+        from .baseline_onnx import export_classifier
+
+        try:
+            baseline = FeatureBaseline.load(model_path)
+        except Exception as exc:  # noqa: BLE001 - joblib/pickle raise many kinds for a damaged file
+            raise NeuroCareError(f"{model_path} cannot be loaded ({_one_line(exc)})", EXIT_DATA) from None
+        entry = {"File": None, "Reason": FEATURES_REASON, "Classifier": export_classifier(baseline, folder)}
+        if entry["Classifier"]["File"] is None:
+            raise NeuroCareError(f"{model_path}: {entry['Classifier']['Reason']}", EXIT_DATA)
+        card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
+        atomic_write(card_path, json.dumps(card, indent=2) + "\n")
+        return entry
+    if model_path.suffix != ".keras":
+        raise NeuroCareError(f"{folder}: {model_path.name} is neither a Keras nor a features-preset model",
+                             EXIT_DATA)
     from ..console import import_tensorflow
 
     import_tensorflow()  # its start-up lines held back from the console
@@ -428,7 +442,8 @@ def export_model_folder(folder: Path) -> dict:
 
 
 def _export_stacked_classifier(path: Path) -> dict:
-    """``classifier.onnx`` beside a stacked model's feature baseline (``features.joblib``), or why not."""
+    """``classifier.onnx`` beside a feature baseline's joblib file (a stacked model's ``features.joblib``, the
+    features preset's ``model.joblib``), or why not."""
     from .baseline import FeatureBaseline
     from .baseline_onnx import export_baseline
 

@@ -524,9 +524,20 @@ def test_applies_the_feature_baseline(model_folder, tmp_path):
     FeatureBaseline("hgb", max_iter=20).fit(windows, labels, card["Input"]["SamplingFrequency"]).save(
         folder / "model.joblib")
     card.update(ModelFile="model.joblib", Preset="features")
+    del card["ONNX"]  # a features folder from before classifier.onnx: its joblib file serves
     (folder / "model_card.json").write_text(json.dumps(card))
+    pickled = load_model(folder)
+    assert pickled.engine == "features" and not pickled.onnx_classifier
+    # export-model writes its classifier.onnx (no network to export), which apply mode then runs
+    result = run_cli("export-model", folder)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.count("\n") == 1 and "classifier.onnx" in result.stdout
+    entry = json.loads((folder / "model_card.json").read_text())["ONNX"]
+    assert entry["File"] is None and entry["Classifier"]["File"] == "classifier.onnx"
     model = load_model(folder)
-    assert model.engine == "features"
+    assert model.engine == "features" and model.onnx_classifier
+    np.testing.assert_allclose(model.predict(windows), pickled.predict(windows), atol=1e-6, rtol=0)
+    assert np.ptp(model.predict(windows)) > 0.5
     path = add_recording(tmp_path / "bids", "21", duration=120.0, events=None, seed=21)
     prediction = apply_api(model, path, tmp_path)
     assert len(prediction.probabilities) == (120 - 4) // 2 + 1
@@ -608,6 +619,12 @@ def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):
                          timeout=600)
         assert result.returncode == 0, result.stderr
 
+    # the trained classifier ships as classifier.onnx, which apply mode ran (the outputs name it)
+    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
+    assert card["ONNX"]["File"] is None and card["ONNX"]["Classifier"]["File"] == "classifier.onnx"
+    assert json.loads((out / "group" / "fold-1" / "fold.json").read_text())["onnx"]["Classifier"]["File"]
+    meta = json.loads(next(applied.rglob("*_desc-seizureprob_timeseries.json")).read_text())
+    assert meta["Model"]["ONNXClassifierSHA256"] == card["ONNX"]["Classifier"]["SHA256"]
     [events] = applied.glob("sub-21/ses-01/eeg/*_desc-neurocare_events.tsv")
     found = [(float(r["onset"]), float(r["duration"])) for r in _tsv(events)]
     assert all(r["eventType"] == "sz" for r in _tsv(events)), found

@@ -245,7 +245,8 @@ def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, t
     ("missing", 66, "is not a folder"),
     ("foreign", 66, "is not a NeuroCare-BIDS model folder"),
     ("no model file", 66, "model.keras is missing"),
-    ("features preset", 65, "only the Keras presets export"),
+    ("features preset", 66, "model.joblib is missing"),
+    ("damaged features file", 65, "model.joblib cannot be loaded"),
     ("damaged model file", 65, "model.keras cannot be loaded"),
 ])
 def test_export_model_refuses_what_is_not_a_keras_model_folder(case, code, message, tmp_path):
@@ -258,8 +259,10 @@ def test_export_model_refuses_what_is_not_a_keras_model_folder(case, code, messa
         (folder / "model_card.json").write_text(json.dumps({"ModelFile": "model.keras"}))
     if case == "damaged model file":
         (folder / "model.keras").write_bytes(b"PK\x03\x04 not a whole archive")
-    if case == "features preset":
+    if case in ("features preset", "damaged features file"):
         (folder / "model_card.json").write_text(json.dumps({"ModelFile": "model.joblib"}))
+    if case == "damaged features file":
+        (folder / "model.joblib").write_bytes(b"not a pickle")
     result = run_cli("export-model", folder)
     assert result.returncode == code, result.stderr
     assert message in result.stderr and result.stderr.count("\n") == 1 and not (folder / "model.onnx").exists()
@@ -286,8 +289,8 @@ def test_a_failed_export_is_a_warning_that_leaves_no_onnx_file(tmp_path, caplog)
     assert entry["File"] is None and entry["Reason"].startswith("export failed")
     assert list(tmp_path.iterdir()) == [] and "export-model" in caplog.text
     assert export_trained(None, tmp_path, "features", "final model") == {
-        "File": None, "Reason": "the features preset (gradient boosting on NumPy features) is not exported to ONNX; "
-                                "apply it with NeuroCare-BIDS"}
+        "File": None, "Reason": "the features preset (gradient boosting on NumPy features) has no network to export; "
+                                "its classifier is in Classifier"}
 
 
 @pytest.mark.parametrize("length, k", [(256, 64), (10, 7), (9, 4), (5, 1)])  # DFT sizes 319, 16, 12, 5: odd and even
