@@ -625,6 +625,11 @@ def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):
     assert json.loads((out / "group" / "fold-1" / "fold.json").read_text())["onnx"]["Classifier"]["File"]
     meta = json.loads(next(applied.rglob("*_desc-seizureprob_timeseries.json")).read_text())
     assert meta["Model"]["ONNXClassifierSHA256"] == card["ONNX"]["Classifier"]["SHA256"]
+    from neurocare_bids.reports.group import build_group_report
+
+    report = build_group_report(out).read_text()  # the report's card: no network file, the classifier's
+    assert "none: the features preset" in report
+    assert f"classifier.onnx (SHA-256 <code>{card['ONNX']['Classifier']['SHA256']}</code>)" in report
     [events] = applied.glob("sub-21/ses-01/eeg/*_desc-neurocare_events.tsv")
     found = [(float(r["onset"]), float(r["duration"])) for r in _tsv(events)]
     assert all(r["eventType"] == "sz" for r in _tsv(events)), found
