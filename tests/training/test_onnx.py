@@ -216,9 +216,15 @@ def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, t
     result = run_cli("export-model", folder)
     print(f"export-model: {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, result.stderr
-    assert result.stderr == "" and "model.onnx" in result.stdout and "\n" not in result.stdout.strip()
+    lines = result.stdout.strip().splitlines()
+    assert result.stderr == "" and "model.onnx" in lines[0]
     rewritten = json.loads((folder / "model_card.json").read_text())
     assert rewritten["ONNX"]["SHA256"] == sha256_file(folder / "model.onnx")
+    if card.get("Stacking"):  # the default model is stacked: its feature baseline's classifier too, on a line of its own
+        assert len(lines) == 2 and "classifier.onnx" in lines[1]
+        assert rewritten["ONNX"]["Classifier"]["SHA256"] == sha256_file(folder / "classifier.onnx")
+    else:
+        assert len(lines) == 1
     # the consecutive-window graph too, for the card's window stride
     assert rewritten["ONNX"]["Consecutive"]["SHA256"] == sha256_file(folder / "model_consecutive.onnx")
     assert rewritten["ONNX"]["Consecutive"]["WindowStride"] == round(
