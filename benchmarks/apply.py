@@ -161,22 +161,14 @@ def build_untrained_model(folder: Path, seed: int = 0, stacked: bool = False) ->
     (folder / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
-def per_window_copy(folder: Path, target: Path) -> None:
-    """A copy of a model folder without its consecutive-window graph: every window through ``model.onnx``, as
-    apply mode ran before 2026-12-04 (the peer of the shipped default)."""
+def copy_without(folder: Path, target: Path, part: str) -> None:
+    """A copy of a stacked model folder without one of its optional ONNX files, the card's ``ONNX`` entry ``part``
+    removed with it: ``"Consecutive"``, every window through ``model.onnx`` (as apply mode ran before 2026-12-04);
+    ``"Classifier"``, the feature baseline's classifier unpickled from ``features.joblib`` with scikit-learn (as
+    before that evening). The peers of the shipped default."""
     shutil.copytree(folder, target)
     card = json.loads((target / "model_card.json").read_text())
-    consecutive = card["ONNX"].pop("Consecutive")
-    (target / consecutive["File"]).unlink()
-    (target / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-
-
-def joblib_copy(folder: Path, target: Path) -> None:
-    """A copy of a stacked model folder without ``classifier.onnx``: its feature baseline loaded from
-    ``features.joblib`` (importing scikit-learn, unpickling), as apply mode ran before 2026-12-04 (evening)."""
-    shutil.copytree(folder, target)
-    card = json.loads((target / "model_card.json").read_text())
-    (target / card["ONNX"].pop("Classifier")["File"]).unlink()
+    (target / card["ONNX"].pop(part)["File"]).unlink()
     (target / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -281,10 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         for folder, extra in ((model, []), (stacked, ["--_stacked"])):
             if not folder.exists():
                 subprocess.run([sys.executable, __file__, "--_build-model", str(folder), *extra], check=True)
-        if not plain.exists():
-            per_window_copy(stacked, plain)
-        if not pickled.exists():
-            joblib_copy(stacked, pickled)
+        for copy, part in ((plain, "Consecutive"), (pickled, "Classifier")):
+            if not copy.exists():
+                copy_without(stacked, copy, part)
     cpus = len(os.sched_getaffinity(0))
     print(f"{args.hours:g} h recording, model {model}{f' and {stacked}' if stacked else ''}, {cpus} CPUs",
           flush=True)

@@ -270,7 +270,7 @@ def _load_weights(spec: TrainedModel, engine: str) -> None:
 
 
 def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
-    from ..training.features import n_features, window_features
+    from ..training.features import window_features
     from .stacking import combine
 
     try:
@@ -281,16 +281,23 @@ def _stack_baseline(spec: TrainedModel, stacking: dict) -> None:
                          f"({type(exc).__name__}: {exc})") from None
     if not 0.0 <= weight <= 1.0:
         raise ModelError(f"{spec.folder / 'model_card.json'}: BaselineWeight {weight} lies outside [0, 1]")
-    classify = _onnx_classifier(spec, n_features(len(spec.channels))) if spec.engine == "onnx" else None
-    spec.onnx_classifier = classify is not None
-    if classify is None:
-        classify = _pickled_classifier(spec, path)
+    classify = _feature_classifier(spec, path, spec.engine == "onnx")
     network = spec._predict
     spec._predict = lambda x, threads, consecutive=False: combine(
         network(x, threads, consecutive),
         classify(window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads)),
         weight)
     spec.engine = f"{spec.engine} + features"
+
+
+def _feature_classifier(spec: TrainedModel, path: Path, use_onnx: bool):
+    """The feature baseline's classifier (features → seizure probabilities): from the card's ``classifier.onnx``
+    when ``use_onnx`` and it serves, else from its joblib file ``path``; ``spec.onnx_classifier`` says which."""
+    from ..training.features import n_features
+
+    classify = _onnx_classifier(spec, n_features(len(spec.channels))) if use_onnx else None
+    spec.onnx_classifier = classify is not None
+    return classify or _pickled_classifier(spec, path)
 
 
 def _pickled_classifier(spec: TrainedModel, path: Path):
@@ -314,7 +321,8 @@ def _onnx_classifier(spec: TrainedModel, n_features: int):
     names: then the joblib file serves, with a warning for an altered or missing copy."""
     from ..training.baseline_onnx import log_odds_to_probability
 
-    entry = (spec.card.get("ONNX") or {}).get("Classifier") if isinstance(spec.card.get("ONNX"), dict) else None
+    onnx = spec.card.get("ONNX")
+    entry = onnx.get("Classifier") if isinstance(onnx, dict) else None
     if not isinstance(entry, dict) or entry.get("File") is None:
         return None
     try:
@@ -325,18 +333,15 @@ def _onnx_classifier(spec: TrainedModel, n_features: int):
                     spec.folder / "model_card.json", exc)
         return None
     path = spec.folder / Path(name).name
-    if not path.is_file() or sha256_file(path) != expected:
+    problem = _copy_problem(path, expected)
+    if problem:
         log.warning("%s is %s: using the joblib file (the same probabilities; 'neurocare-bids export-model %s' "
-                    "rewrites it)", path, "missing" if not path.is_file() else
-                    "not the file its card records (SHA-256 differs)", spec.folder)
+                    "rewrites it)", path, problem, spec.folder)
         return None
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1  # apply's tasks run side by side
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:  # one thread: apply's tasks call it side by side
+        session = ort.InferenceSession(str(path), _session_options(ort, 1), providers=["CPUExecutionProvider"])
         shape = session.get_inputs()[0].shape
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own kinds for a damaged file
         raise ModelError(f"{path} cannot be loaded by ONNX Runtime ({type(exc).__name__}: "
@@ -354,11 +359,9 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
     path = spec.model_file
     n_times, n_chans = spec.window_samples, len(spec.channels)
     if path.suffix == ".joblib":  # the features preset: the classifier from classifier.onnx, else joblib
-        from ..training.features import n_features, window_features
+        from ..training.features import window_features
 
-        classify = _onnx_classifier(spec, n_features(n_chans)) if engine == "onnx" else None
-        spec.onnx_classifier = classify is not None
-        classify = classify or _pickled_classifier(spec, path)
+        classify = _feature_classifier(spec, path, engine == "onnx")
         spec.engine = "features"
         spec._predict = lambda x, threads, consecutive=False: classify(
             window_features(np.asarray(x, np.float32), spec.sfreq, n_threads=threads))
@@ -420,11 +423,7 @@ def _load_onnx(spec: TrainedModel) -> None:
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
     def session(threads: int, graph: Path = path):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: its warnings are not the user's business
-        return ort.InferenceSession(str(graph), options, providers=providers)
+        return ort.InferenceSession(str(graph), _session_options(ort, threads), providers=providers)
 
     try:
         sessions = {1: session(1)}
@@ -465,12 +464,29 @@ def _load_onnx(spec: TrainedModel) -> None:
     spec._predict = predict
 
 
+def _session_options(ort, threads: int):
+    """ONNX Runtime options for one of our sessions: ``threads`` threads within an operator, none across them,
+    and errors only in the log (its warnings are not the user's business)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def _copy_problem(path: Path, expected: str) -> str | None:
+    """Why the optional file ``path`` cannot serve (missing, or not the SHA-256 ``expected`` its card records),
+    or None when it can."""
+    if not path.is_file():
+        return "missing"
+    return None if sha256_file(path) == expected else "not the file its card records (SHA-256 differs)"
+
+
 def _consecutive_graph(spec: TrainedModel, entry: dict) -> Path | None:
     """The card's ``model_consecutive.onnx`` when it can serve this model's windows (their stride is the one it
     was made for) and is the file the card names (SHA-256); else None, and runs of windows go to ``model.onnx``
     (the same probabilities, for more work). A missing or altered copy is a warning, not an error: ``model.onnx``
     alone is a complete model."""
-
     consecutive = entry.get("Consecutive")
     if not isinstance(consecutive, dict) or consecutive.get("File") is None:
         return None
@@ -483,10 +499,10 @@ def _consecutive_graph(spec: TrainedModel, entry: dict) -> Path | None:
     path = spec.folder / Path(name).name
     if stride != spec.stride_samples:
         return None
-    if not path.is_file() or sha256_file(path) != expected:
+    problem = _copy_problem(path, expected)
+    if problem:
         log.warning("%s is %s: using %s alone (the same probabilities, a little slower; 'neurocare-bids "
-                    "export-model %s' rewrites it)", path, "missing" if not path.is_file() else
-                    "not the file its card records (SHA-256 differs)", entry["File"], spec.folder)
+                    "export-model %s' rewrites it)", path, problem, entry["File"], spec.folder)
         return None
     return path
 

@@ -240,8 +240,6 @@ def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tu
         model = model.network
     else:  # of an earlier, stacked training of this folder
         (folder / BASELINE_FILE).unlink(missing_ok=True)
-        if cfg.model.preset != "features":
-            (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
@@ -256,7 +254,9 @@ def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tu
             tmp.unlink(missing_ok=True)
             raise
     entry = export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride)
-    if classifier is not None:
+    if classifier is None:  # a network alone: no classifier, nor an earlier training's copy
+        (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
+    else:
         entry["Classifier"] = classifier
     return path, entry
 

@@ -39,6 +39,12 @@ def _scaled(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32) - mean.astype(np.float32)) / scale.astype(np.float32)
 
 
+def _scaler_parameters(scaler, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted StandardScaler's mean and scale (zeros and ones where it was told not to centre or scale)."""
+    mean = np.zeros(n_features) if scaler.mean_ is None else np.asarray(scaler.mean_)
+    return mean, np.ones(n_features) if scaler.scale_ is None else np.asarray(scaler.scale_)
+
+
 def _order(x: np.ndarray) -> np.ndarray:
     """float32 → uint32 keys that sort as the numbers do (-inf lowest, +inf highest)."""
     u = np.asarray(x, np.float32).view(np.uint32).astype(np.int64)
@@ -83,8 +89,7 @@ def classifier_graph(pipeline, n_features: int):
     scaler, bins, trees = (step for _, step in pipeline.steps)
     if list(trees.classes_) != [0, 1] or trees.n_trees_per_iteration_ != 1:
         raise ValueError(f"a two-class classifier is needed, got classes {list(trees.classes_)}")
-    mean = np.zeros(n_features) if scaler.mean_ is None else np.asarray(scaler.mean_)
-    scale = np.ones(n_features) if scaler.scale_ is None else np.asarray(scaler.scale_)
+    mean, scale = _scaler_parameters(scaler, n_features)
     parts: dict[str, list[np.ndarray]] = {}
 
     def add(**columns):
@@ -136,9 +141,7 @@ def check_features(model, pipeline, n_features: int, seed: int = 0) -> np.ndarra
     one rounding step would branch the other way)."""
     from onnx import helper
 
-    scaler = pipeline.steps[0][1]
-    mean = np.zeros(n_features) if scaler.mean_ is None else scaler.mean_
-    scale = np.ones(n_features) if scaler.scale_ is None else scaler.scale_
+    mean, scale = _scaler_parameters(pipeline.steps[0][1], n_features)
     base = (mean + 2.0 * scale * np.random.default_rng(seed).standard_normal((512, n_features))).astype(np.float32)
     attrs = {a.name: helper.get_attribute_value(a) for a in model.graph.node[0].attribute}
     rows = []
@@ -166,10 +169,9 @@ def export_classifier(baseline, folder: Path) -> dict:
     import onnxruntime as ort
 
     from ..io.fsutils import atomic_write, sha256_file
-    from .features import n_features as count_features
 
     path = Path(folder) / CLASSIFIER_FILE
-    n_features = count_features(baseline.n_channels) if baseline.n_channels else baseline.pipeline[0].n_features_in_
+    n_features = baseline.pipeline[0].n_features_in_  # the scaler's: every step sees the features it did
     try:
         model = classifier_graph(baseline.pipeline, n_features)
     except (ValueError, AttributeError, TypeError) as exc:

@@ -399,24 +399,38 @@ def export_model_folder(folder: Path) -> dict:
         raise NeuroCareError(f"{folder} is not a complete model folder: {model_path.name} is missing",
                              EXIT_NO_INPUT)
     if model_path.suffix == ".joblib":  # the features preset: its classifier only
-        from .baseline import FeatureBaseline
-        from .baseline_onnx import export_classifier
-
-        try:
-            baseline = FeatureBaseline.load(model_path)
-        except Exception as exc:  # noqa: BLE001 - joblib/pickle raise many kinds for a damaged file
-            raise NeuroCareError(f"{model_path} cannot be loaded ({_one_line(exc)})", EXIT_DATA) from None
-        entry = {"File": None, "Reason": FEATURES_REASON, "Classifier": export_classifier(baseline, folder)}
-        if entry["Classifier"]["File"] is None:
-            raise NeuroCareError(f"{model_path}: {entry['Classifier']['Reason']}", EXIT_DATA)
-        card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
-        atomic_write(card_path, json.dumps(card, indent=2) + "\n")
-        return entry
-    if model_path.suffix != ".keras":
+        entry = _features_entry(model_path)
+    elif model_path.suffix == ".keras":
+        entry = _keras_entry(model_path, card, card_path)
+    else:
         raise NeuroCareError(f"{folder}: {model_path.name} is neither a Keras nor a features-preset model",
                              EXIT_DATA)
+    card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
+    atomic_write(card_path, json.dumps(card, indent=2) + "\n")
+    return entry
+
+
+def _features_entry(model_path: Path) -> dict:
+    """The ONNX entry of a features-preset folder: no network, its classifier as ``classifier.onnx``."""
+    from .baseline import FeatureBaseline
+    from .baseline_onnx import export_classifier
+
+    try:
+        baseline = FeatureBaseline.load(model_path)
+    except Exception as exc:  # noqa: BLE001 - joblib/pickle raise many kinds for a damaged file
+        raise NeuroCareError(f"{model_path} cannot be loaded ({_one_line(exc)})", EXIT_DATA) from None
+    entry = {"File": None, "Reason": FEATURES_REASON, "Classifier": export_classifier(baseline, model_path.parent)}
+    if entry["Classifier"]["File"] is None:
+        raise NeuroCareError(f"{model_path}: {entry['Classifier']['Reason']}", EXIT_DATA)
+    return entry
+
+
+def _keras_entry(model_path: Path, card: dict, card_path: Path) -> dict:
+    """The ONNX entry of a Keras model folder: ``model.onnx`` (and ``model_consecutive.onnx``), and a stacked
+    model's ``classifier.onnx``."""
     from ..console import import_tensorflow
 
+    folder = model_path.parent
     import_tensorflow()  # its start-up lines held back from the console
     import keras
 
@@ -436,14 +450,12 @@ def export_model_folder(folder: Path) -> dict:
     stacking = card.get("Stacking" if card_path.name == "model_card.json" else "stacking")
     if isinstance(stacking, dict) and stacking.get("BaselineFile"):
         entry["Classifier"] = _export_stacked_classifier(folder / Path(str(stacking["BaselineFile"])).name)
-    card["ONNX" if card_path.name == "model_card.json" else "onnx"] = entry
-    atomic_write(card_path, json.dumps(card, indent=2) + "\n")
     return entry
 
 
 def _export_stacked_classifier(path: Path) -> dict:
-    """``classifier.onnx`` beside a feature baseline's joblib file (a stacked model's ``features.joblib``, the
-    features preset's ``model.joblib``), or why not."""
+    """``classifier.onnx`` beside a stacked model's feature baseline (``features.joblib``), or why not: the
+    network's copy is written by then, so a baseline that cannot be loaded is a warning."""
     from .baseline import FeatureBaseline
     from .baseline_onnx import export_baseline
 
