@@ -12,7 +12,7 @@ One run of this script
    ``n_jobs=1``) → ``make_fixed_length_epochs(4 s, overlap 2 s)`` → ``get_data`` → per-channel z-score →
    ``np.save`` of the windows (float32, the app's output type), so both sides read and write files;
 4. reports each side's wall time, CPU time, throughput in hours of EEG per second and peak RSS, and the
-   throughput ratio (target: the app ≥ 5× MNE);
+   throughput ratio (target: the app ≥ 8× MNE, issue 18; it was 5× before);
 5. runs the app on recordings of ``--memory-hours`` (default 1 h and 6 h) and reports the peak RSS ratio
    longest/shortest (target ≤ 1.2: memory must not grow with the recording length);
 6. prints a Markdown table (machine, date, versions) ready to paste, and writes the figures as JSON with
@@ -64,7 +64,7 @@ PHYSICAL_RANGE = (-2000.0, 2000.0)  # µV; 0.06 µV resolution in 16 bits
 SEIZURE = (1200.0, 1260.0)  # seconds; used when the recording is long enough
 BLOCK_SECONDS = 60  # generation block: 29 channels × 60 s × 512 Hz × 8 B ≈ 7 MB
 
-THROUGHPUT_TARGET = 5.0  # app / MNE, in EEG-hours per second
+THROUGHPUT_TARGET = 8.0  # app / MNE, in EEG-hours per second (issue 18; 5.0 until 2026-12-04)
 MEMORY_TARGET = 1.2  # peak RSS of the longest / the shortest recording
 FOREIGN_LOAD_WARN = 0.25  # cores used by other processes during a timed run before the timings are flagged
 
@@ -111,6 +111,22 @@ def _busy_cpu_s() -> float | None:
         return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def compile_app() -> str | None:
+    """Compile the app's modules to bytecode, as pip does when it installs a package; the folder, or None.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE`` (a development container, say) would otherwise
+    compile every module of the app from source in every timed run, a cost no installed copy has (the
+    container image is precompiled) and that the peer's libraries, installed from wheels, do not pay."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("neurocare_bids")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = list(spec.submodule_search_locations)[0]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", folder], check=False, stdout=subprocess.DEVNULL)
+    return folder
 
 
 def app_command() -> list[str]:
@@ -490,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         created = None
     print(f"Work folder: {workdir}", flush=True)
     set_threads(args.threads)
+    compiled = compile_app()
     t_start = time.perf_counter()
     failed = False
     try:
@@ -503,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             "floor_rss_mib": measure([sys.executable, "-c", "pass"], workdir / "floor.log")["peak_rss_mib"],
             "repeat": args.repeat,
             "threads": args.threads,
+            "app_bytecode": compiled,  # the app's folder, compiled before the timed runs (None: not found)
             "targets": {"throughput_ratio_min": THROUGHPUT_TARGET, "memory_ratio_max": MEMORY_TARGET},
         }
 
