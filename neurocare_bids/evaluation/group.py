@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
 from ..training.distribute import placement
-from ..training.fit import predict_windows, scorer, train_features, train_keras
+from ..training.fit import batch_plan, predict_windows, scorer, train_features, train_keras
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
@@ -271,6 +272,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     label = f"fold {fold.index}"
     tracker = start_tracking(cfg, group_dir, f"fold-{fold.index}", "fold",
                              {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation)})
+    started, cpu_started = time.monotonic(), time.process_time()
     try:
         model, history, val_predictions, params, points = fit_and_tune(
             cfg, by_role["train"], by_role["validation"], geometry, seed,
@@ -278,7 +280,11 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
+    fitted = time.monotonic()
     test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
+    compute = fold_compute(cfg, by_role["train"], history, fit_seconds=fitted - started,
+                           test_seconds=time.monotonic() - fitted, cpu_seconds=time.process_time() - cpu_started,
+                           test_windows=sum(len(p["probs"]) for p in test_predictions))
     for p in test_predictions:
         p["scores"] = smooth(p["detection"], params["smoothing"])
     _, onnx = _save_model(cfg, model, folder, label, geometry.stride)
@@ -290,9 +296,33 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
                "epochs": len(history.get("loss", [])), "group_config": _group_config(cfg),
                "version": __version__, "onnx": onnx, "window_stride": geometry.stride,
                "trained_on": _training_entry(cfg),
-               "stacking": model.summary() if isinstance(model, StackedDetector) else None}
+               "stacking": model.summary() if isinstance(model, StackedDetector) else None, "compute": compute}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def fold_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_seconds: float, test_seconds: float,
+                 cpu_seconds: float, test_windows: int) -> dict:
+    """What a fold cost, for sizing jobs and comparing machines (``fold.json`` ``compute``): wall seconds of the
+    fit (training, validation, stacking, tuning) and of predicting the test subjects, this process's CPU seconds
+    over both, its peak memory so far, and for a network the training steps' own seconds and rate (windows/s:
+    epochs × batches × batch size over the seconds of the training steps, input pipeline included)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+    out = {"backend": "scikit-learn" if cfg.model.preset == "features" else keras.backend.backend(),
+           "fit_seconds": round(fit_seconds, 3), "test_prediction_seconds": round(test_seconds, 3),
+           "test_windows": int(test_windows), "cpu_seconds": round(cpu_seconds, 3),
+           "peak_rss_mib": round(peak, 1)}
+    train_seconds = history.get("train_seconds") or []
+    if train_seconds:
+        steps, batch = batch_plan(cfg, train)
+        windows = len(train_seconds) * steps * batch
+        out.update(epochs=len(train_seconds), batches_per_epoch=steps, batch_size=batch, training_windows=windows,
+                   training_seconds=round(float(sum(train_seconds)), 3),
+                   validation_seconds=round(float(sum(history.get("validation_seconds") or [])), 3),
+                   training_windows_per_second=round(windows / max(float(sum(train_seconds)), 1e-9), 1))
+    return out
 
 
 def _outcome(epochs: int, params: dict) -> str:

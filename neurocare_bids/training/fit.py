@@ -83,7 +83,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     place = placement(cfg)
     seed_preset = cfg.model.preset == "seed"
     lr = SEED_TRAINING["learning_rate"] if seed_preset else cfg.training.learning_rate
-    batch = int(SEED_TRAINING["batch_size"]) if seed_preset else cfg.training.batch_size
+    steps, batch = batch_plan(cfg, train)
     n_windows = sum(f.window_count for f in train)
     n_seizure = sum(f.seizure_window_count for f in train)
     loss = build_loss(cfg.training, [max(n_windows - n_seizure, 1), max(n_seizure, 1)])
@@ -94,11 +94,11 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
-    steps = cfg.training.steps_per_epoch or max(1, n_windows // batch)
     data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
                             seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
     averaged = _AveragedWeights() if optimizer.use_ema else None
     callbacks = [
+        _EpochTimer(),  # first: its epoch end comes straight after the epoch's training steps
         *([averaged.use_average] if averaged else []),
         _ValidationPRAUC(validation, geometry),
         keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
@@ -115,6 +115,15 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
                         shuffle=False)
     return model, history.history
+
+
+def batch_plan(cfg: Config, train: list[WindowFile]) -> tuple[int, int]:
+    """Training batches per epoch and windows per batch: ``training.steps_per_epoch`` (0 = one pass over the
+    training windows) and ``training.batch_size`` (the seed preset's own batch size)."""
+    from .models import SEED_TRAINING
+
+    batch = int(SEED_TRAINING["batch_size"]) if cfg.model.preset == "seed" else cfg.training.batch_size
+    return cfg.training.steps_per_epoch or max(1, sum(f.window_count for f in train) // batch), batch
 
 
 def initial_network(cfg: Config, geometry: WindowGeometry, seed: int):
@@ -162,8 +171,21 @@ class _AveragedWeights:
                 variable.assign(value)
 
 
+class _EpochTimer(keras.callbacks.Callback):
+    """Seconds of each epoch's training steps (input pipeline included, validation not), as ``train_seconds``:
+    ``history.tsv`` keeps them, ``fold.json`` sums them (what a job's time limit must allow for)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["train_seconds"] = time.monotonic() - self.started
+
+
 class _ValidationPRAUC(keras.callbacks.Callback):
-    """PR-AUC of the validation windows (from probabilities) after every epoch, as ``val_pr_auc``."""
+    """PR-AUC of the validation windows (from probabilities) after every epoch, as ``val_pr_auc``, and the
+    seconds that took, as ``validation_seconds``."""
 
     def __init__(self, files: list[WindowFile], geometry: WindowGeometry):
         super().__init__()
@@ -172,10 +194,12 @@ class _ValidationPRAUC(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from sklearn.metrics import average_precision_score
 
+        started = time.monotonic()
         predictions = predict_windows(scorer(self.model, self.geometry), self.files, self.geometry)
         y = np.concatenate([p["labels"] for p in predictions])
         p = np.concatenate([p["probs"] for p in predictions])
         logs["val_pr_auc"] = float(average_precision_score(y, p)) if 0 < y.sum() < len(y) else 0.0
+        logs["validation_seconds"] = time.monotonic() - started
 
 
 class _EpochLog(keras.callbacks.Callback):

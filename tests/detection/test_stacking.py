@@ -240,6 +240,9 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         runs[name] = out
     for result in run_cli_concurrently(*calls):  # two independent runs: at once
         assert result.returncode == 0, result.stderr
+    compute = json.loads((runs["features"] / "group" / "fold-1" / "fold.json").read_text())["compute"]
+    assert compute["backend"] == "scikit-learn" and compute["fit_seconds"] > 0  # trees: no epochs, no steps
+    assert "training_seconds" not in compute and "epochs" not in compute
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "stack_runs.py"
     import subprocess
 

@@ -148,6 +148,32 @@ def test_metrics_predictions_events_and_model(sequential):
 ELAPSED = r"\[(\d+):(\d\d):(\d\d)\] "
 
 
+def test_each_fold_records_what_it_cost(sequential):
+    """fold.json's ``compute``: the training steps' seconds are history.tsv's per-epoch ones summed, the windows they
+    trained are epochs x batches x batch size of the configuration, and the parts fit inside the fold's wall and CPU
+    time; group.html's folds table shows them; metrics.json, identical between runs, carries no timing."""
+    _, out, _ = sequential
+    for fold in sorted((out / "group").glob("fold-*")):
+        summary = json.loads((fold / "fold.json").read_text())
+        compute = summary["compute"]
+        assert compute["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
+        assert compute["epochs"] == summary["epochs"] == 1 and compute["batches_per_epoch"] == 3
+        assert compute["batch_size"] == 16 and compute["training_windows"] == 48
+        history = _tsv(fold / "history.tsv")
+        assert len(history) == 1
+        assert compute["training_seconds"] == pytest.approx(float(history[0]["train_seconds"]), abs=1e-3)
+        assert compute["validation_seconds"] == pytest.approx(float(history[0]["validation_seconds"]), abs=1e-3)
+        assert 0 < compute["training_seconds"] and 0 < compute["validation_seconds"]
+        assert compute["training_seconds"] + compute["validation_seconds"] < compute["fit_seconds"]
+        assert compute["training_windows_per_second"] == pytest.approx(48 / compute["training_seconds"], rel=1e-2)
+        test_windows = sum(1 for r in _tsv(fold / "predictions.tsv") if r["split"] == "test")
+        assert compute["test_windows"] == test_windows and compute["test_prediction_seconds"] > 0
+        assert compute["cpu_seconds"] > 0 and compute["peak_rss_mib"] > 100
+        assert f"{compute['fit_seconds'] / 60:.1f} min ({compute['training_windows_per_second']:,.0f} windows/s)" in (
+            out / "group.html").read_text()
+    assert "seconds" not in (out / "group" / "metrics.json").read_text()
+
+
 def test_group_log_without_a_terminal_is_readable(sequential):
     """The shared run's captured output (no terminal, default verbosity, what a Slurm output file holds): no native
     TensorFlow line, and plain progress lines on stderr (README: Logs and progress): each fold's start and end,
