@@ -275,6 +275,17 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         best = min(w for w, s in scores.items() if s == max(scores.values())) if None not in scores.values() else 0.5
         derived = json.loads((tmp_path / "tuned" / "group" / fold / "fold.json").read_text())["stacking"]
         assert derived["BaselineWeight"] == best and derived["WeightChosenBy"].startswith("validation")
+    # benchmarks/ensemble_runs.py: a run's own row is its metrics.json's pooled PR-AUC (the same scores), and an
+    # "ensemble" of a run with itself is that run
+    ensembled = subprocess.run([sys.executable, str(script.with_name("ensemble_runs.py")), "--networks",
+                                str(runs["network"]), str(runs["network"]), "--features", str(runs["features"])],
+                               capture_output=True, text=True, timeout=600)
+    assert ensembled.returncode == 0, ensembled.stderr
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in ensembled.stdout.splitlines()[2:]}
+    pooled = json.loads((runs["network"] / "group" / "metrics.json").read_text())["window"]["pr_auc"]
+    assert float(rows["network network"][0]) == pytest.approx(pooled, abs=5e-4)
+    assert rows["ensemble of 2 networks"] == rows["network network"]
+    assert rows["ensemble + features features"] == rows["network network + features features"]
     # a network run and a features run of other folds are refused
     bad = subprocess.run([sys.executable, str(script), str(bids), str(runs["features"]), str(runs["features"]),
                           str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
