@@ -306,7 +306,8 @@ def fold_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_sec
     """What a fold cost, for sizing jobs and comparing machines (``fold.json`` ``compute``): wall seconds of the
     fit (training, validation, stacking, tuning) and of predicting the test subjects, this process's CPU seconds
     over both, its peak memory so far, and for a network the training steps' own seconds and rate (windows/s:
-    epochs × batches × batch size over the seconds of the training steps, input pipeline included)."""
+    epochs × batches × batch size over the seconds of the training steps, input pipeline included), and each
+    epoch's seconds of training steps and of validation."""
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
@@ -314,14 +315,16 @@ def fold_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_sec
            "fit_seconds": round(fit_seconds, 3), "test_prediction_seconds": round(test_seconds, 3),
            "test_windows": int(test_windows), "cpu_seconds": round(cpu_seconds, 3),
            "peak_rss_mib": round(peak, 1)}
-    train_seconds = history.get("train_seconds") or []
+    train_seconds = [float(t) for t in history.get("train_seconds") or []]
     if train_seconds:
         steps, batch = batch_plan(cfg, train)
         windows = len(train_seconds) * steps * batch
+        validation_seconds = [float(t) for t in history.get("validation_seconds") or []]
         out.update(epochs=len(train_seconds), batches_per_epoch=steps, batch_size=batch, training_windows=windows,
-                   training_seconds=round(float(sum(train_seconds)), 3),
-                   validation_seconds=round(float(sum(history.get("validation_seconds") or [])), 3),
-                   training_windows_per_second=round(windows / max(float(sum(train_seconds)), 1e-9), 1))
+                   training_seconds=round(sum(train_seconds), 3), validation_seconds=round(sum(validation_seconds), 3),
+                   training_windows_per_second=float(f"{windows / max(sum(train_seconds), 1e-9):.4g}"),
+                   epoch_training_seconds=[round(t, 3) for t in train_seconds],
+                   epoch_validation_seconds=[round(t, 3) for t in validation_seconds])
     return out
 
 
@@ -353,8 +356,13 @@ def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:
 
 
 # ---------------------------------------------------------------------- outputs
+#: Per-epoch timings the training callbacks add to the history: fold.json's ``compute`` keeps them, history.tsv does
+#: not, so that two runs with the same seed write it identically.
+TIMING_KEYS = ("train_seconds", "validation_seconds")
+
+
 def _history_tsv(history: dict) -> str:
-    keys = sorted(history)
+    keys = sorted(k for k in history if k not in TIMING_KEYS)
     rows = ["epoch\t" + "\t".join(keys)]
     for i in range(len(history[keys[0]]) if keys else 0):
         rows.append(f"{i + 1}\t" + "\t".join(f"{float(history[k][i]):.6g}" for k in keys))
