@@ -37,18 +37,21 @@ def read_run(run: Path) -> dict[str, dict]:
             for k, v in _read_predictions(path, "test").items()}
 
 
-def ensemble(runs: list[dict[str, dict]]) -> dict[str, np.ndarray]:
-    """Each recording's probabilities averaged over runs on the log-odds scale."""
-    from neurocare_bids.detection.postprocess import log_odds
-
-    out = {}
+def check_same_windows(runs: list[dict[str, dict]]) -> None:
+    """Exit with one line unless every run scored the same recordings' windows (the same participant-level outputs)."""
     for key in runs[0]:
         for run in runs[1:]:
             if key not in run or not np.array_equal(run[key]["labels"], runs[0][key]["labels"]):
                 raise SystemExit(f"{key}: the runs do not share its windows (other participant-level outputs?)")
-        z = np.mean([log_odds(run[key]["probs"]) for run in runs], axis=0)
-        out[key] = 1.0 / (1.0 + np.exp(-z))
-    return out
+
+
+def ensemble(runs: list[dict[str, dict]]) -> dict[str, np.ndarray]:
+    """Each recording's probabilities averaged over runs on the log-odds scale (runs checked by
+    :func:`check_same_windows`)."""
+    from neurocare_bids.detection.postprocess import log_odds
+
+    return {key: 1.0 / (1.0 + np.exp(-np.mean([log_odds(run[key]["probs"]) for run in runs], axis=0)))
+            for key in runs[0]}
 
 
 def window_scores(probs: dict[str, np.ndarray], reference: dict[str, dict], features: dict[str, dict] | None,
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     weight, smoothing, centre = cfg.model.stacking_weight, cfg.postprocessing.smoothing, cfg.postprocessing.centre
     nets = [read_run(r) for r in args.networks]
     feats = [read_run(r) for r in args.features]
-    ensemble(nets + feats)  # every run must share the windows
+    check_same_windows(nets + feats)
     rows = []
     for i, (path, net) in enumerate(zip(args.networks, nets)):
         probs = {k: v["probs"] for k, v in net.items()}

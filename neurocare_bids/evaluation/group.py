@@ -41,7 +41,7 @@ from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
 from ..training.distribute import placement
-from ..training.fit import batch_plan, predict_windows, scorer, train_features, train_keras
+from ..training.fit import TIMING_KEYS, batch_plan, predict_windows, scorer, train_features, train_keras
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
@@ -315,11 +315,10 @@ def fold_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_sec
            "fit_seconds": round(fit_seconds, 3), "test_prediction_seconds": round(test_seconds, 3),
            "test_windows": int(test_windows), "cpu_seconds": round(cpu_seconds, 3),
            "peak_rss_mib": round(peak, 1)}
-    train_seconds = [float(t) for t in history.get("train_seconds") or []]
+    train_seconds, validation_seconds = ([float(t) for t in history.get(key) or []] for key in TIMING_KEYS)
     if train_seconds:
         steps, batch = batch_plan(cfg, train)
         windows = len(train_seconds) * steps * batch
-        validation_seconds = [float(t) for t in history.get("validation_seconds") or []]
         out.update(epochs=len(train_seconds), batches_per_epoch=steps, batch_size=batch, training_windows=windows,
                    training_seconds=round(sum(train_seconds), 3), validation_seconds=round(sum(validation_seconds), 3),
                    training_windows_per_second=float(f"{windows / max(sum(train_seconds), 1e-9):.4g}"),
@@ -356,11 +355,6 @@ def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:
 
 
 # ---------------------------------------------------------------------- outputs
-#: Per-epoch timings the training callbacks add to the history: fold.json's ``compute`` keeps them, history.tsv does
-#: not, so that two runs with the same seed write it identically.
-TIMING_KEYS = ("train_seconds", "validation_seconds")
-
-
 def _history_tsv(history: dict) -> str:
     keys = sorted(k for k in history if k not in TIMING_KEYS)
     rows = ["epoch\t" + "\t".join(keys)]

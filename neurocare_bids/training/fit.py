@@ -171,9 +171,14 @@ class _AveragedWeights:
                 variable.assign(value)
 
 
+#: The per-epoch timings :class:`_EpochTimer` and :class:`_ValidationPRAUC` add to the training history: fold.json's
+#: ``compute`` keeps them, history.tsv leaves them out (two runs with the same seed write it identically).
+TIMING_KEYS = ("train_seconds", "validation_seconds")
+
+
 class _EpochTimer(keras.callbacks.Callback):
-    """Seconds of each epoch's training steps (input pipeline included, validation not), as ``train_seconds``:
-    ``history.tsv`` keeps them, ``fold.json`` sums them (what a job's time limit must allow for)."""
+    """Seconds of each epoch's training steps (input pipeline included, validation not), as ``train_seconds``
+    (what a job's time limit must allow for)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
