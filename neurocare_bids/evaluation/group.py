@@ -272,7 +272,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     label = f"fold {fold.index}"
     tracker = start_tracking(cfg, group_dir, f"fold-{fold.index}", "fold",
                              {"fold": fold.index, "test": list(fold.test), "validation": list(fold.validation)})
-    started, cpu_started = time.monotonic(), time.process_time()
+    started, cpu_started, peak_reset = time.monotonic(), time.process_time(), reset_peak_rss()
     try:
         model, history, val_predictions, params, points = fit_and_tune(
             cfg, by_role["train"], by_role["validation"], geometry, seed,
@@ -282,9 +282,10 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
         tracker.finish()
     fitted = time.monotonic()
     test_predictions = with_detection(predict_files(model, by_role["test"], geometry), cfg.postprocessing)
-    compute = fold_compute(cfg, by_role["train"], history, fit_seconds=fitted - started,
-                           test_seconds=time.monotonic() - fitted, cpu_seconds=time.process_time() - cpu_started,
-                           test_windows=sum(len(p["probs"]) for p in test_predictions))
+    compute = training_compute(cfg, by_role["train"], history, fit_seconds=fitted - started,
+                               cpu_seconds=time.process_time() - cpu_started, peak_reset=peak_reset,
+                               test_seconds=time.monotonic() - fitted,
+                               test_windows=sum(len(p["probs"]) for p in test_predictions))
     for p in test_predictions:
         p["scores"] = smooth(p["detection"], params["smoothing"])
     _, onnx = _save_model(cfg, model, folder, label, geometry.stride)
@@ -301,20 +302,35 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     return summary
 
 
-def fold_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_seconds: float, test_seconds: float,
-                 cpu_seconds: float, test_windows: int) -> dict:
-    """What a fold cost, for sizing jobs and comparing machines (``fold.json`` ``compute``): wall seconds of the
-    fit (training, validation, stacking, tuning) and of predicting the test subjects, this process's CPU seconds
-    over both, its peak memory so far, and for a network the training steps' own seconds and rate (windows/s:
-    epochs × batches × batch size over the seconds of the training steps, input pipeline included), and each
-    epoch's seconds of training steps and of validation."""
+def reset_peak_rss() -> bool:
+    """Start this process's peak-memory count again (Linux: ``/proc/self/clear_refs`` ``5``), so that a fold's
+    ``peak_rss_mib`` is its own and not an earlier fold's; False where the system cannot (the peak is then the
+    process's so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def training_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit_seconds: float, cpu_seconds: float,
+                     peak_reset: bool, test_seconds: float | None = None, test_windows: int | None = None) -> dict:
+    """What a training cost, for sizing jobs and comparing machines (``fold.json`` ``compute``, the model card's
+    ``Compute``): wall seconds of the fit (training, validation, stacking, tuning) and, for a fold, of predicting
+    its test subjects; this process's CPU seconds over them; the peak memory since the training started
+    (``peak_reset``, else since the process started); and for a network the training steps' own seconds and rate
+    (windows/s: epochs × batches × batch size over the seconds of the training steps, input pipeline included),
+    and each epoch's seconds of training steps and of validation."""
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
     out = {"backend": "scikit-learn" if cfg.model.preset == "features" else keras.backend.backend(),
-           "fit_seconds": round(fit_seconds, 3), "test_prediction_seconds": round(test_seconds, 3),
-           "test_windows": int(test_windows), "cpu_seconds": round(cpu_seconds, 3),
-           "peak_rss_mib": round(peak, 1)}
+           "fit_seconds": round(fit_seconds, 3)}
+    if test_seconds is not None:
+        out.update(test_prediction_seconds=round(test_seconds, 3), test_windows=int(test_windows))
+    out.update(cpu_seconds=round(cpu_seconds, 3), peak_rss_mib=round(peak, 1),
+               peak_rss_since="training start" if peak_reset else "process start")
     train_seconds, validation_seconds = ([float(t) for t in history.get(key) or []] for key in TIMING_KEYS)
     if train_seconds:
         steps, batch = batch_plan(cfg, train)
@@ -582,7 +598,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     folder.mkdir(parents=True, exist_ok=True)
     progress.info("final model: training on %d subject(s), validation on %d", len(subjects) - len(validation),
                   len(validation))
-    started = time.monotonic()
+    started, cpu_started, peak_reset = time.monotonic(), time.process_time(), reset_peak_rss()
     tracker = start_tracking(cfg, group_dir, "final", "final", {"validation": sorted(validation)})
     try:
         model, history, _, params, points = fit_and_tune(cfg, train_files, val_files, geometry,
@@ -591,6 +607,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
+    compute = training_compute(cfg, train_files, history, fit_seconds=time.monotonic() - started,
+                               cpu_seconds=time.process_time() - cpu_started, peak_reset=peak_reset)
     path, onnx = _save_model(cfg, model, folder, "final model", geometry.stride)
     architecture = _architecture(model)
     stacking = model.summary() if isinstance(model, StackedDetector) else None
@@ -620,6 +638,8 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "Software": _versions(),
         # the Keras backend and devices it was trained on (not read by apply mode: model.keras loads on any backend)
         "TrainedOn": _training_entry(cfg),
+        # what the training cost on that machine (as a fold's compute in fold.json; not read by apply mode)
+        "Compute": compute,
         # for people, not read by apply mode: the sections of Mitchell et al.'s model cards (model_card.py)
         "ModelCard": model_card_sections(cfg, files, metrics, architecture, stacking, training_subjects,
                                          validation_subjects, bids_dir),

@@ -108,11 +108,12 @@ def classifier_graph(pipeline, n_features: int):
         j = np.floor(nodes["num_threshold"]).astype(np.int64)  # bins are whole numbers: bin <= 12.5 is bin <= 12
         inside = ~leaf & (j >= 0) & (j < n_edges[feature])
         edge = np.array([edges[f][k] if ok else 0.0 for f, k, ok in zip(feature, j, inside)])
-        # a split beyond the last edge sends every number left, one below bin 0 none
+        # a split beyond the last edge sends every number left, one below bin 0 none: x < -inf, not x <= -inf,
+        # which would send -inf (bin 0) left
         value = np.where(leaf, 0.0, np.where(j < 0, -np.inf, np.inf))
         value[inside] = raw_thresholds(edge[inside], mean[feature[inside]], scale[feature[inside]])
         add(nodes_treeids=np.full(len(nodes), tree), nodes_nodeids=ids, nodes_featureids=feature,
-            nodes_modes=np.where(leaf, "LEAF", "BRANCH_LEQ"), nodes_values=value,
+            nodes_modes=np.where(leaf, "LEAF", np.where(j < 0, "BRANCH_LT", "BRANCH_LEQ")), nodes_values=value,
             nodes_truenodeids=np.where(leaf, 0, nodes["left"]), nodes_falsenodeids=np.where(leaf, 0, nodes["right"]),
             # NaN falls in the last bin (NumPy sorts it last): left exactly when that bin is
             nodes_missing_value_tracks_true=(~leaf & (n_edges[feature] <= j)).astype(np.int64),

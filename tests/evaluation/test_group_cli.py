@@ -19,6 +19,9 @@ import pytest
 from conftest import NATIVE_LOG, run_cli, run_cli_concurrently
 from szcore_reference import evaluate_dataset
 
+CLEAR_REFS = os.access("/proc/self/clear_refs", os.W_OK)  # Linux: a process can reset its peak memory
+
+
 def _copy(prepared, tmp_path, name):
     bids, out, config = prepared
     target = tmp_path / name
@@ -170,9 +173,32 @@ def test_each_fold_records_what_it_cost(sequential):
         test_windows = sum(1 for r in _tsv(fold / "predictions.tsv") if r["split"] == "test")
         assert compute["test_windows"] == test_windows and compute["test_prediction_seconds"] > 0
         assert compute["cpu_seconds"] > 0 and compute["peak_rss_mib"] > 100
+        assert compute["peak_rss_since"] == ("training start" if CLEAR_REFS else "process start")
         assert f"{compute['fit_seconds'] / 60:.1f} min ({compute['training_windows_per_second']:,.0f} windows/s)" in (
             out / "group.html").read_text()
     assert "seconds" not in (out / "group" / "metrics.json").read_text()
+    # the final model's training, in its card: no test subjects, the same accounting
+    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
+    compute = card["Compute"]
+    assert "test_windows" not in compute and compute["epochs"] == 1 and compute["training_windows"] == 48
+    assert compute["training_seconds"] + compute["validation_seconds"] < compute["fit_seconds"]
+    assert compute["backend"] == card["TrainedOn"]["KerasBackend"] and compute["peak_rss_mib"] > 100
+
+
+@pytest.mark.skipif(not CLEAR_REFS, reason="needs Linux's /proc/self/clear_refs")
+def test_a_trainings_peak_memory_starts_at_its_start():
+    """reset_peak_rss: once 400 MiB were touched and freed, the peak memory starts again from what the process
+    holds now, so a later fold does not report an earlier fold's peak."""
+    import resource
+
+    from neurocare_bids.evaluation.group import reset_peak_rss
+
+    block = np.ones(400 * 2 ** 20 // 8)
+    del block
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert reset_peak_rss()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert after < before - 300 * 2 ** 10  # KiB
 
 
 def test_group_log_without_a_terminal_is_readable(sequential):

@@ -74,6 +74,31 @@ def test_export_matches_scikit_learn_everywhere(tmp_path):
     assert baseline_onnx.export_classifier(baseline, tmp_path / "again")["SHA256"] == entry["SHA256"]
 
 
+def test_a_split_below_the_first_bin_sends_everything_right_even_minus_infinity():
+    """A split ``bin <= -1`` sends every window right, -inf included: -inf falls in bin 0 like the lowest float32.
+    scikit-learn never makes such a split (its thresholds lie between observed bins), so the test sets one by hand
+    on each tree's root; and scikit-learn refuses -inf, so -inf is compared with -3e38 (bin 0 as well)."""
+    import onnxruntime as ort
+
+    baseline, x = _fitted()
+    trees = baseline.pipeline.steps[-1][1]
+    roots = [predictor.nodes[0] for (predictor,) in trees._predictors if not predictor.nodes[0]["is_leaf"]]
+    for root in roots:
+        root["num_threshold"] = -0.5
+    graph = baseline_onnx.classifier_graph(baseline.pipeline, x.shape[1])
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    lowest = np.repeat(x[:20], len(roots), axis=0)
+    for k, root in enumerate(roots):
+        lowest[k * 20:(k + 1) * 20, root["feature_idx"]] = np.float32(-3e38)
+    minus_inf = np.where(lowest == np.float32(-3e38), np.float32(-np.inf), lowest)
+
+    def onnx(features):
+        return baseline_onnx.log_odds_to_probability(session.run(["log_odds"], {"features": features})[0])
+
+    np.testing.assert_allclose(onnx(lowest), baseline.predict_proba_features(lowest), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(onnx(minus_inf), onnx(lowest))
+
+
 def test_what_does_not_export_says_why_and_writes_nothing(tmp_path):
     baseline, _ = _fitted("logistic")
     (tmp_path / "classifier.onnx").write_bytes(b"of an earlier model")
