@@ -256,6 +256,11 @@ class AugmentationConfig:
         minimum=0.0, maximum=1.0)
     mixup_alpha: float = option(0.2, "Beta(alpha, alpha) mixup between seizure windows (0 = off).",
                                 minimum=0.0)
+    spectral_tilt: float = option(
+        0.0, "Random change of each training window's spectral slope, as patients' backgrounds differ in slope: "
+             "its amplitude spectrum times (f / 10 Hz)^b, b uniform in ±this (the same for all channels), then "
+             "rescaled to the window's own power (0 = off).",
+        minimum=0.0, maximum=2.0)
 
 
 @dataclass

@@ -236,7 +236,8 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
     if augment:
         stream = tf.data.Dataset.zip((stream, tf.data.Dataset.random(seed=seed + 3).batch(2)))
         mirror = mirror_permutation(geometry.channels) if aug.mirror > 0 else None
-        stream = stream.map(lambda xy, s: (_augment_batch(xy[0], xy[1], tf.cast(s, tf.int64), aug, mirror), xy[1]),
+        stream = stream.map(lambda xy, s: (_augment_batch(xy[0], xy[1], tf.cast(s, tf.int64), aug, mirror,
+                                                          geometry.sfreq), xy[1]),
                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
@@ -258,9 +259,10 @@ def _seizure_segments(files: list[WindowFile], geometry: WindowGeometry) -> np.n
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
-def _augment_batch(x, y, seed, aug: AugmentationConfig, mirror: list[int] | None = None):
-    """Gain, noise, channel dropout, a time mask, seizure mixup and (with ``mirror``, the channels' mirror
-    permutation) left-right flips for a (batch, n_times, n_chans) batch."""
+def _augment_batch(x, y, seed, aug: AugmentationConfig, mirror: list[int] | None = None,
+                   sfreq: float | None = None):
+    """Gain, noise, channel dropout, a time mask, seizure mixup, (with ``mirror``, the channels' mirror
+    permutation) left-right flips and (with ``sfreq``) spectral tilts for a (batch, n_times, n_chans) batch."""
     tf = _tf()
     _, n_times, n_chans = x.shape
     batch = tf.shape(x)[0]
@@ -269,6 +271,10 @@ def _augment_batch(x, y, seed, aug: AugmentationConfig, mirror: list[int] | None
         flip = tf.random.stateless_uniform([batch, 1, 1], tf.random.experimental.stateless_fold_in(seed, 7)) \
             < aug.mirror
         x = tf.where(flip, tf.gather(x, mirror, axis=2), x)
+    if aug.spectral_tilt > 0 and sfreq:  # its own stream too
+        slope = tf.random.stateless_uniform([batch, 1, 1], tf.random.experimental.stateless_fold_in(seed, 11),
+                                            -aug.spectral_tilt, aug.spectral_tilt)
+        x = tilt_spectrum(x, slope, sfreq)
     if aug.amplitude_scale > 0:
         x = x * tf.random.stateless_uniform([batch, 1, n_chans], seeds[0], 1 - aug.amplitude_scale,
                                             1 + aug.amplitude_scale)
@@ -288,6 +294,26 @@ def _augment_batch(x, y, seed, aug: AugmentationConfig, mirror: list[int] | None
     if aug.mixup_alpha > 0:
         x = _mixup_seizures(x, y, seeds[5], aug.mixup_alpha)
     return x
+
+
+TILT_REFERENCE_HZ = 10.0  # the frequency whose amplitude a tilt leaves alone (before rescaling)
+TILT_LOWEST_HZ = 0.5  # below it (the DC bin), the gain of 0.5 Hz: the band-pass removed it anyway
+
+
+def tilt_spectrum(x, slope, sfreq: float):
+    """(batch, n_times, n_chans) windows with their amplitude spectra times ``(f / 10 Hz) ** slope`` (``slope``:
+    (batch, 1, 1), one per window, all channels alike), then scaled back to each window's own power over all its
+    channels: the window's spectral slope changes, its amplitude and the relative amplitude of its channels do not."""
+    tf = _tf()
+    n_times = x.shape[1]
+    freqs = np.maximum(np.fft.rfftfreq(n_times, 1.0 / sfreq), TILT_LOWEST_HZ) / TILT_REFERENCE_HZ
+    log_f = tf.constant(np.log(freqs)[None, None, :], tf.float32)
+    gain = tf.exp(tf.transpose(slope, [0, 2, 1]) * log_f)  # (batch, 1, n_freqs)
+    spectrum = tf.signal.rfft(tf.transpose(x, [0, 2, 1]))
+    tilted = tf.transpose(tf.signal.irfft(spectrum * tf.cast(gain, spectrum.dtype), fft_length=[n_times]), [0, 2, 1])
+    power = tf.reduce_sum(tf.square(x), axis=[1, 2], keepdims=True)
+    tilted_power = tf.reduce_sum(tf.square(tilted), axis=[1, 2], keepdims=True)
+    return tilted * tf.sqrt(power / tf.maximum(tilted_power, 1e-12))
 
 
 def _mixup_seizures(x, y, seed, alpha: float):
