@@ -226,6 +226,12 @@ class TrainingConfig:
               "in the optimizer). Validation, early stopping and the saved model use the averaged weights, which "
               "vary less from one epoch to the next than the last step's. 0 = off. The `seed` preset never uses it.",
         minimum=0.0, maximum=0.9999)
+    input_pipeline: str = option(
+        "auto", "How training batches are made: `tf.data` (TensorFlow's input pipeline), `numpy` (NumPy in threads, "
+                "without TensorFlow: for Keras on JAX or PyTorch where TensorFlow is not installed), or `auto`: "
+                "`tf.data` where TensorFlow is installed, else `numpy`. Both draw the same kinds of batches (the "
+                "same sampling and augmentations), with other random numbers.",
+        choices=("auto", "tf.data", "numpy"))
 
 
 @dataclass

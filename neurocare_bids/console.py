@@ -35,6 +35,17 @@ def hide_native_logs() -> None:
     _native_hidden = True
 
 
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported here (without importing it): it is optional on Keras's JAX and
+    PyTorch backends, where the NumPy input pipeline stands in for ``tf.data``."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow; when native logs are hidden, hold back what its libraries write to stderr meanwhile.
 

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import Config
-from ..console import ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow
+from ..console import (ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow,
+                       tensorflow_installed)
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
                       Terminated, UnknownLevelError, UsageError, ValidationFailed)
 from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
@@ -324,7 +325,8 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
     prepare_output(bids_dir, out_dir)
     log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
     try:
-        import_tensorflow()  # its start-up lines held back into the run's log
+        if tensorflow_installed():  # optional on JAX and PyTorch (the NumPy input pipeline stands in)
+            import_tensorflow()  # its start-up lines held back into the run's log
         from ..evaluation.group import run_group_level
 
         metrics = run_group_level(cfg, bids_dir, out_dir, fold)

@@ -369,9 +369,10 @@ def _load_network(spec: TrainedModel, engine: str) -> None:
     if engine == "onnx":
         _load_onnx(spec)
         return
-    from ..console import import_tensorflow
+    from ..console import import_tensorflow, tensorflow_installed
 
-    import_tensorflow()  # quietly below -vv (console.py)
+    if tensorflow_installed():  # optional on JAX and PyTorch
+        import_tensorflow()  # quietly below -vv (console.py)
     import keras
 
     from ..training import models  # noqa: F401 - registers the layers of ours a saved model may use (SpectralFeatures)

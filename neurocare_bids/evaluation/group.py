@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Config, PostprocessingConfig
-from ..console import PROGRESS, duration
+from ..console import PROGRESS, duration, tensorflow_installed
 from ..detection.postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth,
                                      threshold_text)
 from ..detection.stacking import BASELINE_FILE, StackedDetector, combine, stacking_weight
@@ -41,7 +41,8 @@ from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
 from ..training.distribute import placement
-from ..training.fit import TIMING_KEYS, batch_plan, predict_windows, scorer, train_features, train_keras
+from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
+                            train_keras)
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
@@ -335,7 +336,8 @@ def training_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit
     if train_seconds:
         steps, batch = batch_plan(cfg, train)
         windows = len(train_seconds) * steps * batch
-        out.update(epochs=len(train_seconds), batches_per_epoch=steps, batch_size=batch, training_windows=windows,
+        out.update(input_pipeline=input_pipeline(cfg), epochs=len(train_seconds), batches_per_epoch=steps,
+                   batch_size=batch, training_windows=windows,
                    training_seconds=round(sum(train_seconds), 3), validation_seconds=round(sum(validation_seconds), 3),
                    training_windows_per_second=float(f"{windows / max(sum(train_seconds), 1e-9):.4g}"),
                    epoch_training_seconds=[round(t, 3) for t in train_seconds],
@@ -699,7 +701,8 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "neurocare-bids": __version__, "keras-backend": keras.config.backend()}
-    for name in ("tensorflow", "keras", *(("jax", "jaxlib") if keras.config.backend() == "jax" else ()),
+    tensorflow = ("tensorflow",) if tensorflow_installed() else ()  # optional on JAX and PyTorch
+    for name in (*tensorflow, "keras", *(("jax", "jaxlib") if keras.config.backend() == "jax" else ()),
                  "numpy", "scikit-learn", "mne", "timescoring"):
         try:
             out[name] = md.version(name)

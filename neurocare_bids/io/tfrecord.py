@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -327,6 +328,64 @@ def iter_windows(path: str | Path) -> Iterator[dict]:
     :class:`DataError` when it is reached.
     """
     return _windows(_open_windows(path))
+
+
+class WindowReader:
+    """Random access to the windows of a participant-level TFRecord, by index, without TensorFlow: the records'
+    offsets are found once from their 12-byte headers (each length checked against its checksum), and each
+    window read is checked as :func:`iter_windows` checks it. Reads are ``os.pread`` calls: threads may share
+    one reader. ``path`` is the TFRecord or its JSON sidecar."""
+
+    def __init__(self, path: str | Path):
+        self.spec = _open_windows(path)
+        self._fd = os.open(self.spec.tfrecord, os.O_RDONLY)
+        try:
+            self._offsets, self._lengths = self._index()
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray]:
+        path, size = self.spec.tfrecord, os.fstat(self._fd).st_size
+        offsets, lengths, position = [], [], 0
+        while position < size:
+            header = os.pread(self._fd, 12, position)
+            if len(header) < 12:
+                raise DataError(f"{path}: truncated TFRecord header at record {len(offsets)}")
+            (length,) = struct.unpack("<Q", header[:8])
+            if struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+                raise DataError(f"{path}: corrupt length checksum at record {len(offsets)}")
+            offsets.append(position + 12)
+            lengths.append(length)
+            position += 16 + length
+        if position != size:
+            raise DataError(f"{path}: truncated TFRecord at record {len(offsets) - 1}")
+        if len(offsets) != self.spec.count:
+            raise DataError(f"{path}: {len(offsets)} records, the sidecar's WindowCount is {self.spec.count}")
+        return np.array(offsets, np.int64), np.array(lengths, np.int64)
+
+    def __len__(self) -> int:
+        return self.spec.count
+
+    def window(self, index: int) -> dict:
+        """Window ``index`` as :func:`iter_windows` gives it."""
+        length = int(self._lengths[index])
+        raw = os.pread(self._fd, length + 4, int(self._offsets[index]))
+        data, footer = raw[:length], raw[length:]
+        if len(footer) < 4 or struct.unpack("<I", footer)[0] != masked_crc32c(data):
+            raise DataError(f"{self.spec.tfrecord}: corrupt data checksum at record {index}")
+        return _window(data, self.spec, index)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> WindowReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_windows(path: str | Path) -> dict[str, np.ndarray]:

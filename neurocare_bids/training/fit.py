@@ -16,10 +16,11 @@ import keras
 import numpy as np
 
 from ..config import Config
-from ..console import PROGRESS, duration, epoch_line_due
+from ..console import PROGRESS, duration, epoch_line_due, tensorflow_installed
 from ..errors import UsageError
 from .distribute import fit_multi_worker, placement, worker_share
 from .input_pipeline import WindowFile, WindowGeometry, read_windows, training_dataset
+from .numpy_pipeline import NumpyTrainingBatches
 from .tracking import Tracker
 
 progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown
@@ -29,10 +30,24 @@ PREDICTION_BATCH = 512
 
 def _setup_determinism(seed: int) -> None:
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if tensorflow_installed():  # its ops (tf.data's, and the model's on that backend) run deterministically
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def input_pipeline(cfg: Config) -> str:
+    """The input pipeline that makes the training batches (``training.input_pipeline``, ``auto`` resolved):
+    ``tf.data`` or ``numpy``."""
+    choice = cfg.training.input_pipeline
+    if choice == "auto":
+        return "tf.data" if tensorflow_installed() else "numpy"
+    if choice == "tf.data" and not tensorflow_installed():
+        raise UsageError("training.input_pipeline = 'tf.data' needs TensorFlow, which is not installed here: "
+                         "use 'numpy' or 'auto'")
+    return choice
 
 
 def scorer(model, geometry: WindowGeometry):
@@ -94,8 +109,16 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
-    data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
-                            seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
+    batches = None
+    if input_pipeline(cfg) == "numpy":
+        if place.kind == "multi-worker":
+            raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "
+                             "its input)")
+        batches = NumpyTrainingBatches(train, geometry, cfg.augmentation, batch, seed)
+        data = iter(batches)
+    else:
+        data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
+                                seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
     averaged = _AveragedWeights() if optimizer.use_ema else None
     callbacks = [
         _EpochTimer(),  # first: its epoch end comes straight after the epoch's training steps
@@ -105,15 +128,22 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
                                       restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
                                           patience=cfg.training.lr_patience, min_lr=lr / 64),
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
+        # Keras writes TensorBoard logs through TensorFlow's summaries: none where it is not installed
+        *([keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)]
+          if tensorflow_installed() else []),
         _EpochLog(label, cfg.training.epochs, tracker or Tracker()),
         *([averaged.resume_training] if averaged else []),
     ]
     if place.kind == "multi-worker":
         return model, fit_multi_worker(model, data, epochs=cfg.training.epochs, steps=steps, batch_size=batch,
                                        callbacks=callbacks, place=place)
-    history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
-                        shuffle=False)
+    try:
+        history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
+                            shuffle=False)
+    finally:
+        if batches is not None:
+            data.close()  # the threads stop building batches ahead
+            batches.close()
     return model, history.history
 
 

@@ -12,7 +12,8 @@ held in memory as a whole. Augmentation happens here, on the fly and only for tr
   between seizure windows (labels stay "seizure", so losses keep integer labels).
 
 Every random draw is stateless and seeded, so a given seed gives the same batches on every run.
-This is the only module that uses TensorFlow directly; models and losses use Keras only.
+This is the only module that uses TensorFlow directly; models and losses use Keras only. Where TensorFlow is not
+installed, :mod:`.numpy_pipeline` makes the training batches instead (``training.input_pipeline``).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
     if augment and aug.balanced_sampling:
         # Seizure windows are rare (1 in 60 in Siena): read them from the stretches around seizures
         # instead of filtering them out of everything.
-        around = _seizure_segments(files, geometry)
+        around = seizure_segments(files, geometry)
         if len(around):
             seizure = windows_of(around, seed + 10).filter(lambda x, y: tf.equal(y, 1))
             background = stream.filter(lambda x, y: tf.equal(y, 0))
@@ -246,7 +247,7 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
     return stream.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _seizure_segments(files: list[WindowFile], geometry: WindowGeometry) -> np.ndarray:
+def seizure_segments(files: list[WindowFile], geometry: WindowGeometry) -> np.ndarray:
     """(file, first window, count) of the stored windows touching each seizure, one more for the pairs."""
     step = geometry.stride / geometry.sfreq
     rows = []

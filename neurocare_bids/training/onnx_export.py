@@ -54,6 +54,7 @@ ONNX_OPSET = 17
 # The largest difference between ONNX Runtime's and Keras's probabilities on random windows that an export
 # may show (float32 rounding differs by about 1e-7; a mistranslated layer by far more).
 PARITY_TOLERANCE = 1e-5
+NO_TENSORFLOW_REASON = "TensorFlow (tf2onnx, the exporter) is not installed where the model was trained"
 FEATURES_REASON = ("the features preset (gradient boosting on NumPy features) has no network to export; its "
                    "classifier is in Classifier")
 
@@ -360,6 +361,15 @@ def export_trained(model, folder: Path, preset: str, label: str, saved: Path | N
         return {"File": None, "Reason": FEATURES_REASON}
     import keras
 
+    from ..console import tensorflow_installed
+
+    if not tensorflow_installed():  # Keras on JAX or PyTorch alone
+        for name in (ONNX_FILE, CONSECUTIVE_FILE):
+            (Path(folder) / name).unlink(missing_ok=True)
+        log.warning("%s: no ONNX copy: exporting needs TensorFlow (tf2onnx), which is not installed here; the Keras "
+                    "model is saved: export it where TensorFlow is, with 'neurocare-bids export-model %s'",
+                    label, folder)
+        return {"File": None, "Reason": NO_TENSORFLOW_REASON}
     try:
         if keras.config.backend() != "tensorflow" and saved is not None:
             return export_saved(saved, model, folder, stride)

@@ -241,3 +241,52 @@ def test_pytorch_example_yields_every_window_once(outputs, monkeypatch, capsys):
     seizures = sum(label for _, label in expected)
     assert capsys.readouterr().out == f"{len(expected)} windows ({seizures} seizure), each (channels, samples) = " \
                                       "(19, 512)\n"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_window_reader_reads_any_window_as_iter_windows_does(outputs, dtype):
+    """WindowReader: random access (any order, from several threads) gives the windows iter_windows gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neurocare_bids.io.tfrecord import WindowReader
+
+    for sidecar in sidecars(outputs[dtype]):
+        expected = list(iter_windows(sidecar))
+        with WindowReader(sidecar.with_suffix(".tfrecord")) as reader:
+            assert len(reader) == len(expected) == meta_count(sidecar, "WindowCount")
+            order = np.random.default_rng(0).permutation(len(expected)).tolist() * 3
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(reader.window, order))
+            for index, window in zip(order, got):
+                assert window.keys() == expected[index].keys()
+                np.testing.assert_array_equal(window["eeg"], expected[index]["eeg"])
+                assert {k: v for k, v in window.items() if k != "eeg"} == \
+                    {k: v for k, v in expected[index].items() if k != "eeg"}
+
+
+def test_window_reader_refuses_damaged_files(outputs, tmp_path):
+    """A flipped byte inside a record's data fails when that record is read, naming it; a truncated file or a
+    damaged length when the reader opens (its index reads every header)."""
+    from neurocare_bids.io.tfrecord import WindowReader
+
+    tfrecord, sidecar = copy_of(outputs["float32"], tmp_path)
+    data = bytearray(tfrecord.read_bytes())
+    record = 12 + len(next(iter_records(tfrecord))) + 4  # bytes of one record
+    data[2 * record + 12 + 100] ^= 0xFF  # inside record 2's data
+    tfrecord.write_bytes(bytes(data))
+    with WindowReader(tfrecord) as reader:
+        reader.window(1)
+        with pytest.raises(DataError, match="corrupt data checksum at record 2"):
+            reader.window(2)
+    data[2 * record + 12 + 100] ^= 0xFF
+    data[record + 3] ^= 0x01  # record 1's length
+    tfrecord.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="corrupt length checksum at record 1"):
+        WindowReader(tfrecord)
+    data[record + 3] ^= 0x01
+    json_meta = json.loads(sidecar.read_text())
+    json_meta["TFRecord"]["Bytes"] = len(data) - 10
+    sidecar.write_text(json.dumps(json_meta))
+    tfrecord.write_bytes(bytes(data[:-10]))
+    with pytest.raises(DataError, match="truncated TFRecord"):
+        WindowReader(tfrecord)

@@ -70,15 +70,16 @@ def _fold_probabilities(out, initial: dict[str, list[float]]) -> tuple[np.ndarra
     return trained, start
 
 
-def _compare_with_one_device(root, prepared, name: str, env: dict, extra: str = "") -> dict:
+def _compare_with_one_device(root, prepared, name: str, env: dict, extra: str = "",
+                             config: str = MOVING_CONFIG) -> dict:
     """Fold 1 trained on one device and as ``name`` (``env`` and ``extra`` configuration), at the same time as two
     jobs would, from the same initial network on the same global batches: how far training moved the window
     probabilities on each, and how far the two trained networks differ."""
     bids, out, _ = prepared
     one = root / "one.toml"
-    one.write_text(MOVING_CONFIG)
+    one.write_text(config)
     other = root / f"{name}.toml"
-    other.write_text(MOVING_CONFIG + extra)
+    other.write_text(config + extra)
     backend = {"KERAS_BACKEND": env["KERAS_BACKEND"]} if "KERAS_BACKEND" in env else {}
     targets = {"single": root / "single", name: root / name}
     for target in targets.values():
@@ -126,14 +127,16 @@ def test_mirrored_over_two_cpu_devices_matches_a_single_device(mirrored):
                                   "Workers": 1}
 
 
-def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp_path):
+@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
+def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp_path, pipeline):
     """KERAS_BACKEND=jax with two CPU devices (XLA_FLAGS): keras.distribution.DataParallel splits each global batch
-    across them; the same numbers as on one JAX device, and training moved them."""
+    across them, from either input pipeline; the same numbers as on one JAX device, and training moved them."""
     pytest.importorskip("jax", reason="the optional 'jax' extra is not installed (pip install -e '.[jax]'; "
                                       "make install installs it)")
+    config = MOVING_CONFIG.replace("[training]\n", f'[training]\ninput_pipeline = "{pipeline}"\n')
     found = _compare_with_one_device(tmp_path, prepared, "data-parallel",
                                      {"KERAS_BACKEND": "jax",
-                                      "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                                      "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, config=config)
     assert "distributed training: data-parallel, 2 replica(s)" in found["stderr"]["data-parallel"]
     assert "distributed training" not in found["stderr"]["single"]
     assert found["moved"] > 0.04 and found["moved_too"] > 0.04, _summary(found)  # measured: 0.067
@@ -143,7 +146,7 @@ def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp
     fold = json.loads((found["dirs"]["data-parallel"] / "group" / "fold-1" / "fold.json").read_text())
     assert fold["trained_on"] == {"KerasBackend": "jax", "Distribution": "data-parallel", "Replicas": 2,
                                   "Workers": 1}
-    assert fold["onnx"]["File"] == "model.onnx"
+    assert fold["onnx"]["File"] == "model.onnx" and fold["compute"]["input_pipeline"] == pipeline
 
 
 def test_distributed_outside_a_cluster_is_a_usage_error(prepared, tmp_path):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +78,54 @@ def test_multi_worker_is_refused_on_jax(prepared, tmp_path):
     result = run_cli(bids, out, "group", "--config", config, "--distributed", env=JAX)
     assert result.returncode == 64, result.stderr
     assert "needs Keras's TensorFlow backend" in result.stderr and "Traceback" not in result.stderr
+
+
+NO_TENSORFLOW = Path(__file__).resolve().parents[1] / "no_tensorflow"  # its sitecustomize hides TensorFlow
+
+
+def test_group_level_on_jax_where_tensorflow_is_not_installed(prepared, tmp_path):
+    """On a machine without TensorFlow (a GPU node with JAX alone; here an import hook hides it): the group level
+    trains with the NumPy input pipeline (``auto``), writes no TensorBoard logs and no ONNX copy (saying why), and
+    gives the predictions of a run with ``input_pipeline = "numpy"`` where TensorFlow is installed; apply mode runs
+    its model with ``--engine keras``, still without TensorFlow."""
+    bids, participant_out, _ = prepared
+    base = QUICK_GROUP_CONFIG + "channel_features = 0\n[cv]\nfolds = 2\n"  # the default, stacked
+    runs = {}
+    for name, pipeline in (("without", "auto"), ("numpy", "numpy")):
+        runs[name] = tmp_path / name
+        shutil.copytree(participant_out, runs[name])
+        (tmp_path / f"{name}.toml").write_text(base.replace("[model]", f'input_pipeline = "{pipeline}"\n[model]'))
+    attempts = tmp_path / "attempts.txt"
+    hidden = {**JAX, "PYTHONPATH": f"{NO_TENSORFLOW}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+              "NO_TENSORFLOW_LOG": str(attempts)}
+    without, numpy = run_cli_concurrently(
+        ((bids, runs["without"], "group", "--config", tmp_path / "without.toml"), {"env": hidden, "timeout": 900}),
+        ((bids, runs["numpy"], "group", "--config", tmp_path / "numpy.toml"), {"env": JAX, "timeout": 900}))
+    for result in (without, numpy):
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and not NATIVE_LOG.search(result.stderr), result.stderr
+    assert attempts.is_file()  # the hook was in place (Keras looks for TensorFlow, and does without)
+    group = runs["without"] / "group"
+    assert (group / "predictions.tsv").read_bytes() == (runs["numpy"] / "group" / "predictions.tsv").read_bytes()
+    assert not (group / "tensorboard").exists() and (runs["numpy"] / "group" / "tensorboard").is_dir()
+    for folder in (group / "fold-1", group / "fold-2", group / "model"):
+        assert (folder / "model.keras").is_file() and not (folder / "model.onnx").exists()
+        assert (folder / "classifier.onnx").is_file()  # the stacked baseline's copy needs no TensorFlow
+    fold = json.loads((group / "fold-1" / "fold.json").read_text())
+    assert fold["compute"]["input_pipeline"] == "numpy" and fold["onnx"]["File"] is None
+    assert "TensorFlow" in fold["onnx"]["Reason"] and fold["stacking"]
+    card = json.loads((group / "model" / "model_card.json").read_text())
+    assert "tensorflow" not in card["Software"] and card["Compute"]["input_pipeline"] == "numpy"
+    assert without.stderr.count("no ONNX copy: exporting needs TensorFlow") == 3  # two folds, the final model
+    numpy_fold = json.loads((runs["numpy"] / "group" / "fold-1" / "fold.json").read_text())
+    assert numpy_fold["compute"]["input_pipeline"] == "numpy" and numpy_fold["onnx"]["File"] == "model.onnx"
+
+    new = tmp_path / "new"
+    recording = add_recording(new, "11", duration=300.0, seizures=[(120.0, 30.0, "sz")], events=None, seed=11)
+    result = run_cli(new, tmp_path / "applied", "participant", "--model", group / "model", "--engine", "keras",
+                     "--skip-bids-validation", env=hidden)
+    assert result.returncode == 0, result.stderr
+    assert len(_probabilities(tmp_path / "applied", new, recording)) == (300 - 4) // 2 + 1
+    refused = run_cli(new, tmp_path / "refused", "participant", "--model", group / "model", "--skip-bids-validation",
+                      env=hidden)
+    assert refused.returncode != 0 and "has no ONNX model" in refused.stderr and "--engine keras" in refused.stderr

@@ -1,0 +1,21 @@
+"""Put this folder on PYTHONPATH to run Python as on a machine without TensorFlow (a GPU node with JAX alone):
+importing TensorFlow, or its exporter and logger, fails as an uninstalled package does, and ``find_spec`` finds
+nothing. Every attempt is appended to the file named by ``NO_TENSORFLOW_LOG``, if set."""
+
+import os
+import sys
+
+HIDDEN = ("tensorflow", "tf2onnx", "tf_keras", "tensorboard")
+
+
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HIDDEN:
+            if os.environ.get("NO_TENSORFLOW_LOG"):
+                with open(os.environ["NO_TENSORFLOW_LOG"], "a") as fh:
+                    fh.write(name + "\n")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
