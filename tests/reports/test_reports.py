@@ -765,3 +765,20 @@ def test_the_traces_of_a_page_share_a_point_budget():
     assert group.trace_points(1) == group.trace_points(41) == figures.MAX_POINTS  # Siena: full resolution
     assert 686 * group.trace_points(686) <= group.TRACE_PAGE_POINTS  # CHB-MIT's 686 recordings share the budget
     assert group.trace_points(10_000) == group.MIN_TRACE_POINTS  # but never fewer than that per trace
+
+
+def test_a_model_without_any_onnx_copy_says_why_in_the_group_report(reported, tmp_path):
+    """A network trained where no ONNX copy could be made (no TensorFlow, a failed export): its card's ONNX entry
+    has a reason and neither the consecutive-window graph nor a classifier; group.html says why, and renders."""
+    from neurocare_bids.reports.group import build_group_report
+
+    _, _, out = reported
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    card_path = copy / "group" / "model" / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["ONNX"] = {"File": None, "Reason": "TensorFlow (tf2onnx, the exporter) is not installed"}
+    card_path.write_text(json.dumps(card))
+    report = build_group_report(copy)
+    text = report.read_text()
+    assert "none: TensorFlow (tf2onnx, the exporter) is not installed" in text and "classifier.onnx" not in text
