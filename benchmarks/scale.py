@@ -172,7 +172,7 @@ def group_probe(derivatives: Path, subjects: list[str], steps: int, batches: int
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
     train_s = time.perf_counter() - start
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    x = np.concatenate([b[0].numpy() for b in got])
+    x = np.concatenate([b[0] for b in got])
     x = np.concatenate([x] * max(1, math.ceil(2048 / len(x))))[:2048]
     model.predict(x[:1024], batch_size=1024, verbose=0)
     start = time.perf_counter()

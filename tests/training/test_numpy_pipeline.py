@@ -161,3 +161,29 @@ def test_a_disabled_augmentation_gives_the_stored_windows(windows):
                 np.testing.assert_array_equal(window, stored[file]["eeg"][k].astype(np.float32))
     finally:
         batches.close()
+
+
+def test_the_input_pipeline_benchmark_times_both_pipelines(windows, tmp_path):
+    """benchmarks/input_pipeline.py: each pipeline's rate against the same training step, and NumPy's over tf.data's."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("tensorflow")
+    files, _ = windows
+    derivatives = files[0].sidecar.parents[3]
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "input_pipeline.py"
+    result = subprocess.run([sys.executable, str(script), str(derivatives), "--batches", "4", "--batch-size", "16",
+                             "--json", str(tmp_path / "figures.json")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    for name in ("tf.data", "numpy"):
+        row = figures[name]
+        assert row["pipeline_windows_per_s"] > 0 and row["windows_per_cpu_s"] > 0
+        assert row["ratio"] == pytest.approx(row["pipeline_windows_per_s"] / figures["train_step_windows_per_s"],
+                                             rel=0.01)
+        assert 0 < row["seizure_fraction_delivered"] < 1
+        assert f"{name} input pipeline:" in result.stdout
+    assert figures["numpy_over_tf_data"] == pytest.approx(
+        figures["numpy"]["pipeline_windows_per_s"] / figures["tf.data"]["pipeline_windows_per_s"], rel=0.02)
