@@ -715,6 +715,10 @@ def _versions() -> dict:
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
     """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
     check_tracking(cfg)  # also when called from Python, not the CLI
+    if cfg.model.preset != "features":  # a configuration this machine cannot train: said before any training
+        if input_pipeline(cfg) == "numpy" and cfg.execution.distribution == "multi-worker":
+            raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "
+                             "its input)")
     files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
     remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
     group_dir = out_dir / GROUP

@@ -110,10 +110,7 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
     batches = None
-    if input_pipeline(cfg) == "numpy":
-        if place.kind == "multi-worker":
-            raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "
-                             "its input)")
+    if input_pipeline(cfg) == "numpy":  # not multi-worker: run_group_level refuses that combination
         batches = NumpyTrainingBatches(train, geometry, cfg.augmentation, batch, seed)
         data = iter(batches)
     else:

@@ -187,3 +187,20 @@ def test_the_input_pipeline_benchmark_times_both_pipelines(windows, tmp_path):
         assert f"{name} input pipeline:" in result.stdout
     assert figures["numpy_over_tf_data"] == pytest.approx(
         figures["numpy"]["pipeline_windows_per_s"] / figures["tf.data"]["pipeline_windows_per_s"], rel=0.02)
+
+
+def test_what_the_numpy_pipeline_cannot_do_is_refused_before_training(windows, tmp_path):
+    """Multi-worker training shards tf.data's stream: with ``input_pipeline = "numpy"`` a ``--distributed`` run
+    stops at once with exit 64 and one line, before any fold is trained."""
+    import shutil
+
+    files, _ = windows
+    derivatives = files[0].sidecar.parents[3]
+    out = tmp_path / "out"
+    shutil.copytree(derivatives, out)
+    config = tmp_path / "numpy.toml"
+    config.write_text('[training]\ninput_pipeline = "numpy"\n')
+    result = run_cli(derivatives.parent / "bids", out, "group", "--config", config, "--distributed")
+    assert result.returncode == 64, result.stderr
+    assert "multi-worker training needs training.input_pipeline = 'tf.data'" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "group" / "fold-1").exists()
