@@ -1,6 +1,7 @@
 """Put this folder on PYTHONPATH to run Python as on a machine without TensorFlow (a GPU node with JAX alone):
 importing TensorFlow, or its exporter and logger, fails as an uninstalled package does, and ``find_spec`` finds
-nothing. Every attempt is appended to the file named by ``NO_TENSORFLOW_LOG``, if set."""
+nothing. With ``NO_TENSORFLOW_LOG`` set, each interpreter started so appends a line to that file, and each
+attempt to import what is hidden one more."""
 
 import os
 import sys
@@ -19,3 +20,6 @@ class _NoTensorFlow:
 
 
 sys.meta_path.insert(0, _NoTensorFlow())
+if os.environ.get("NO_TENSORFLOW_LOG"):
+    with open(os.environ["NO_TENSORFLOW_LOG"], "a") as _log:
+        _log.write(f"hidden in process {os.getpid()}\n")
