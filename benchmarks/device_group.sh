@@ -56,7 +56,7 @@ demo)
     step participant "${NB[@]}" "$bids" "$deriv" participant --nprocs "$CPUS" --skip-bids-validation
     watcher=$(gpu_watch)
     step group "${NB[@]}" "$bids" "$deriv" group --config examples/demo.toml --skip-bids-validation -v
-    kill "$watcher" || true
+    kill "$watcher" 2>/dev/null || true
     ;;
 hard)
     step demo-data "${NB[@]}" demo-data "$bids" --difficulty hard
@@ -73,7 +73,7 @@ hard)
     failed=0
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     echo "8 folds at once: $((SECONDS - start)) s (failed: $failed)" | tee -a "$summary"
-    kill "$watcher" || true
+    kill "$watcher" 2>/dev/null || true
     [ "$failed" = 0 ] || { tail -30 "$OUT"/fold-*.log; exit 1; }
     step aggregate "${NB[@]}" "$bids" "$deriv" group --config "$WORK/hard.toml" --seed "$SEED" --skip-bids-validation
     ;;
