@@ -9,6 +9,7 @@
 #     bash benchmarks/device_group.sh demo             # make demo's data, participant + group level (demo.toml)
 #     bash benchmarks/device_group.sh hard SEED        # the hard benchmark, the default configuration and budget:
 #                                                      # its 8 folds at once (one process each, one GPU), no final model
+# EXTRA_TOML=FILE appends settings to the hard benchmark's configuration (without a [cv] table).
 # Writes to $OUT (or ./device-out): summary.txt (wall times, the folds' compute records, metrics), metrics.json,
 # the group log, and gpu.csv (nvidia-smi's utilisation every second while the group level trains).
 set -euo pipefail
@@ -62,6 +63,7 @@ hard)
     step demo-data "${NB[@]}" demo-data "$bids" --difficulty hard
     step participant "${NB[@]}" "$bids" "$deriv" participant --nprocs "$CPUS" --skip-bids-validation
     printf '[cv]\nfinal_model = false\n' > "$WORK/hard.toml"
+    if [ -n "${EXTRA_TOML:-}" ]; then cat "$EXTRA_TOML" >> "$WORK/hard.toml"; fi  # e.g. a short budget, to rehearse
     watcher=$(gpu_watch)
     start=$SECONDS
     pids=()
