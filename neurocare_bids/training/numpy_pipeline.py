@@ -20,7 +20,6 @@ bit for bit.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +28,7 @@ import numpy as np
 from ..config import AugmentationConfig
 from ..io.tfrecord import WindowReader
 from ..preprocessing.montage import mirror_permutation
+from ..preprocessing.participant import available_cpus
 from .input_pipeline import TILT_LOWEST_HZ, TILT_REFERENCE_HZ, WindowFile, WindowGeometry, seizure_segments
 
 #: Draws of a window before one of another label is kept (a background window drawn inside a seizure, a seizure
@@ -43,7 +43,7 @@ class NumpyTrainingBatches:
     def __init__(self, files: list[WindowFile], geometry: WindowGeometry, aug: AugmentationConfig, batch_size: int,
                  seed: int, threads: int | None = None):
         self.files, self.geometry, self.aug, self.batch_size, self.seed = files, geometry, aug, batch_size, seed
-        self.threads = threads or max(1, min(8, os.cpu_count() or 1))
+        self.threads = threads or min(8, available_cpus())  # the CPUs this job may use (Slurm's, taskset's)
         self.readers: list[WindowReader] = []
         try:
             for f in files:
