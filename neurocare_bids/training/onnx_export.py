@@ -38,6 +38,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -297,12 +298,14 @@ def _check(model, path: Path) -> tuple[str, float]:
 
 @contextlib.contextmanager
 def _quiet():
-    """tf2onnx logs every conversion step at INFO and prints to stdout: kept out of the run's output."""
+    """tf2onnx logs every conversion step at INFO and prints to stdout, and Keras's bridge to it warns of NumPy's
+    future (``np.object``, a FutureWarning that Python shows by default): kept out of the run's output."""
     tf2onnx_log = logging.getLogger("tf2onnx")
     level = tf2onnx_log.level
     tf2onnx_log.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"(keras\.src\.export|tf2onnx)")
             yield
     finally:
         tf2onnx_log.setLevel(level)
