@@ -48,6 +48,22 @@ def frame_record(data: bytes) -> bytes:
     return b"".join(_frame_parts(data))
 
 
+def _record_length(header: bytes, path, index: int) -> int:
+    """The payload length a record's 12-byte header gives, checked against the header's checksum."""
+    if len(header) < 12:
+        raise DataError(f"{path}: truncated TFRecord header at record {index}")
+    (length,) = struct.unpack("<Q", header[:8])
+    if struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+        raise DataError(f"{path}: corrupt length checksum at record {index}")
+    return length
+
+
+def _check_payload(data: bytes, footer: bytes, path, index: int) -> None:
+    """A record's payload against its 4-byte footer checksum."""
+    if len(footer) < 4 or struct.unpack("<I", footer[:4])[0] != masked_crc32c(data):
+        raise DataError(f"{path}: corrupt data checksum at record {index}")
+
+
 def iter_records(path: str | Path) -> Iterator[bytes]:
     """Yield each record's payload, checking both checksums (a truncated or corrupt file raises)."""
     with open(path, "rb") as fh:
@@ -56,17 +72,12 @@ def iter_records(path: str | Path) -> Iterator[bytes]:
             header = fh.read(12)
             if not header:
                 return
-            if len(header) < 12:
-                raise DataError(f"{path}: truncated TFRecord header at record {index}")
-            (length,) = struct.unpack("<Q", header[:8])
-            if struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
-                raise DataError(f"{path}: corrupt length checksum at record {index}")
+            length = _record_length(header, path, index)
             data = fh.read(length)
             footer = fh.read(4)
             if len(data) < length or len(footer) < 4:
                 raise DataError(f"{path}: truncated TFRecord at record {index}")
-            if struct.unpack("<I", footer)[0] != masked_crc32c(data):
-                raise DataError(f"{path}: corrupt data checksum at record {index}")
+            _check_payload(data, footer, path, index)
             yield data
             index += 1
 
@@ -349,12 +360,7 @@ class WindowReader:
         path, size = self.spec.tfrecord, os.fstat(self._fd).st_size
         offsets, lengths, position = [], [], 0
         while position < size:
-            header = os.pread(self._fd, 12, position)
-            if len(header) < 12:
-                raise DataError(f"{path}: truncated TFRecord header at record {len(offsets)}")
-            (length,) = struct.unpack("<Q", header[:8])
-            if struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
-                raise DataError(f"{path}: corrupt length checksum at record {len(offsets)}")
+            length = _record_length(os.pread(self._fd, 12, position), path, len(offsets))
             offsets.append(position + 12)
             lengths.append(length)
             position += 16 + length
@@ -371,10 +377,8 @@ class WindowReader:
         """Window ``index`` as :func:`iter_windows` gives it."""
         length = int(self._lengths[index])
         raw = os.pread(self._fd, length + 4, int(self._offsets[index]))
-        data, footer = raw[:length], raw[length:]
-        if len(footer) < 4 or struct.unpack("<I", footer)[0] != masked_crc32c(data):
-            raise DataError(f"{self.spec.tfrecord}: corrupt data checksum at record {index}")
-        return _window(data, self.spec, index)
+        _check_payload(raw[:length], raw[length:], self.spec.tfrecord, index)
+        return _window(raw[:length], self.spec, index)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -21,6 +21,7 @@ import os
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,8 +303,9 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
                            warnings=warnings)
 
 
-def ordered_map(pool: ThreadPoolExecutor, func, items: list, ahead: int):
-    """``pool.map`` that keeps at most ``ahead`` results in flight, so memory stays bounded."""
+def ordered_map(pool: ThreadPoolExecutor, func, items: Iterable, ahead: int):
+    """``pool.map`` that keeps at most ``ahead`` results in flight, so memory stays bounded (``items`` may be
+    endless: it is read as the results are taken)."""
     pending: deque = deque()
     for item in items:
         pending.append(pool.submit(func, item))

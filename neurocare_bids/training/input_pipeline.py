@@ -301,14 +301,20 @@ TILT_REFERENCE_HZ = 10.0  # the frequency whose amplitude a tilt leaves alone (b
 TILT_LOWEST_HZ = 0.5  # below it (the DC bin), the gain of 0.5 Hz: the band-pass removed it anyway
 
 
+def tilt_log_frequencies(n_times: int, sfreq: float) -> np.ndarray:
+    """``log(f / 10 Hz)`` of a window's real-FFT bins, below 0.5 Hz that of 0.5 Hz: a tilt's gain is its
+    slope times these (both input pipelines)."""
+    freqs = np.maximum(np.fft.rfftfreq(n_times, 1.0 / sfreq), TILT_LOWEST_HZ) / TILT_REFERENCE_HZ
+    return np.log(freqs)
+
+
 def tilt_spectrum(x, slope, sfreq: float):
     """(batch, n_times, n_chans) windows with their amplitude spectra times ``(f / 10 Hz) ** slope`` (``slope``:
     (batch, 1, 1), one per window, all channels alike), then scaled back to each window's own power over all its
     channels: the window's spectral slope changes, its amplitude and the relative amplitude of its channels do not."""
     tf = _tf()
     n_times = x.shape[1]
-    freqs = np.maximum(np.fft.rfftfreq(n_times, 1.0 / sfreq), TILT_LOWEST_HZ) / TILT_REFERENCE_HZ
-    log_f = tf.constant(np.log(freqs)[None, None, :], tf.float32)
+    log_f = tf.constant(tilt_log_frequencies(n_times, sfreq)[None, None, :], tf.float32)
     gain = tf.exp(tf.transpose(slope, [0, 2, 1]) * log_f)  # (batch, 1, n_freqs)
     spectrum = tf.signal.rfft(tf.transpose(x, [0, 2, 1]))
     tilted = tf.transpose(tf.signal.irfft(spectrum * tf.cast(gain, spectrum.dtype), fft_length=[n_times]), [0, 2, 1])

@@ -20,16 +20,17 @@ bit for bit.
 
 from __future__ import annotations
 
-from collections import deque
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..config import AugmentationConfig
+from ..io.annotations import seizure_fraction, window_labels
 from ..io.tfrecord import WindowReader
 from ..preprocessing.montage import mirror_permutation
-from ..preprocessing.participant import available_cpus
-from .input_pipeline import TILT_LOWEST_HZ, TILT_REFERENCE_HZ, WindowFile, WindowGeometry, seizure_segments
+from ..preprocessing.participant import available_cpus, ordered_map
+from .input_pipeline import WindowFile, WindowGeometry, seizure_segments, tilt_log_frequencies
 
 #: Draws of a window before one of another label is kept (a background window drawn inside a seizure, a seizure
 #: stretch's window below the label threshold): the batch is then a window short of its planned balance.
@@ -64,13 +65,10 @@ class NumpyTrainingBatches:
 
     # ------------------------------------------------------------------ drawing windows
     def label(self, file: int, onset: float) -> int:
-        """The label of a window starting ``onset`` seconds into recording ``file`` (as the participant level
-        labels: its seizure share at least the threshold)."""
-        table, duration = self._intervals[file], self.geometry.duration
-        if not len(table):
-            return 0
-        overlap = np.clip(np.minimum(table[:, 1], onset + duration) - np.maximum(table[:, 0], onset), 0.0, None)
-        return int(overlap.sum() / duration >= self.geometry.label_threshold - 1e-6)
+        """The label of a window starting ``onset`` seconds into recording ``file``, by the participant level's
+        own rule (its seizure share at least the threshold)."""
+        fraction = seizure_fraction([onset], self.geometry.duration, self._intervals[file])
+        return int(window_labels(fraction, self.geometry.label_threshold)[0])
 
     def _offset(self, rng: np.random.Generator, file: int, k: int, any_offset: bool) -> int:
         """Samples into the stretch of windows ``k`` and ``k + 1`` (0 for a recording's last window)."""
@@ -129,17 +127,7 @@ class NumpyTrainingBatches:
     def __iter__(self):
         """Batches 0, 1, 2, ... for ever, built ahead by the threads."""
         with ThreadPoolExecutor(self.threads, thread_name_prefix="neurocare-batches") as pool:
-            ahead: deque = deque()
-            index = 0
-            try:
-                while True:
-                    while len(ahead) < 2 * self.threads:
-                        ahead.append(pool.submit(self.batch, index))
-                        index += 1
-                    yield ahead.popleft().result()
-            finally:
-                for future in ahead:
-                    future.cancel()
+            yield from ordered_map(pool, self.batch, itertools.count(), ahead=2 * self.threads)
 
     def close(self) -> None:
         for reader in self.readers:
@@ -184,8 +172,7 @@ def tilt_spectrum(x: np.ndarray, slope: np.ndarray, sfreq: float) -> np.ndarray:
     """NumPy's :func:`.input_pipeline.tilt_spectrum`: each window's amplitude spectrum times
     ``(f / 10 Hz) ** slope`` (one slope per window), then scaled back to the window's power."""
     n_times = x.shape[1]
-    freqs = np.maximum(np.fft.rfftfreq(n_times, 1.0 / sfreq), TILT_LOWEST_HZ) / TILT_REFERENCE_HZ
-    gain = np.exp(np.asarray(slope, np.float64)[:, None] * np.log(freqs)[None, :])[:, :, None]
+    gain = np.exp(np.asarray(slope, np.float64)[:, None] * tilt_log_frequencies(n_times, sfreq)[None, :])[:, :, None]
     tilted = np.fft.irfft(np.fft.rfft(x, axis=1) * gain, n=n_times, axis=1)
     power = np.square(x, dtype=np.float64).sum(axis=(1, 2), keepdims=True)
     tilted_power = np.square(tilted).sum(axis=(1, 2), keepdims=True)

@@ -348,6 +348,12 @@ def _export_file(model_path: str, folder: str, stride: int | None = None) -> dic
     return export_onnx(keras.models.load_model(model_path, compile=False), Path(folder), stride)
 
 
+def _remove_copies(folder: Path) -> None:
+    """An earlier training's ``model.onnx`` and ``model_consecutive.onnx``: never left beside another model."""
+    for name in (ONNX_FILE, CONSECUTIVE_FILE):
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
 def export_trained(model, folder: Path, preset: str, label: str, saved: Path | None = None,
                    stride: int | None = None) -> dict:
     """The ONNX entry of a model just trained and saved in ``folder``: exported, or why not.
@@ -359,16 +365,14 @@ def export_trained(model, folder: Path, preset: str, label: str, saved: Path | N
     ``stride``: samples between window onsets, for ``model_consecutive.onnx`` (:func:`export_onnx`).
     """
     if preset == "features":
-        for name in (ONNX_FILE, CONSECUTIVE_FILE):
-            (Path(folder) / name).unlink(missing_ok=True)
+        _remove_copies(folder)
         return {"File": None, "Reason": FEATURES_REASON}
     import keras
 
     from ..console import tensorflow_installed
 
     if not tensorflow_installed():  # Keras on JAX or PyTorch alone
-        for name in (ONNX_FILE, CONSECUTIVE_FILE):
-            (Path(folder) / name).unlink(missing_ok=True)
+        _remove_copies(folder)
         log.warning("%s: no ONNX copy: exporting needs TensorFlow (tf2onnx), which is not installed here; the Keras "
                     "model is saved: export it where TensorFlow is, with 'neurocare-bids export-model %s'",
                     label, folder)
@@ -378,8 +382,7 @@ def export_trained(model, folder: Path, preset: str, label: str, saved: Path | N
             return export_saved(saved, model, folder, stride)
         return export_onnx(model, folder, stride)
     except Exception as exc:  # noqa: BLE001 - any exporter failure; Ctrl-C and SIGTERM still stop the run
-        for name in (ONNX_FILE, CONSECUTIVE_FILE):
-            (Path(folder) / name).unlink(missing_ok=True)
+        _remove_copies(folder)
         log.warning("%s: ONNX export failed (%s); the Keras model is saved: retry with "
                     "'neurocare-bids export-model %s'", label, _one_line(exc), folder)
         return {"File": None, "Reason": f"export failed: {_one_line(exc)}"}

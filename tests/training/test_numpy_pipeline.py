@@ -33,10 +33,9 @@ def windows(tmp_path_factory):
     return collect_window_files(out, [])
 
 
-def _continuous(file) -> np.ndarray:
-    """The recording's preprocessed signal rebuilt from its overlapping stored windows."""
+def _continuous(file, stride: int) -> np.ndarray:
+    """The recording's preprocessed signal rebuilt from its overlapping stored windows (``stride`` samples apart)."""
     stored = read_windows(file.sidecar)["eeg"].astype(np.float32)
-    stride = int(round((stored.shape[1]) / 2))  # the default windows: 4 s every 2 s
     return np.concatenate([w[:stride] for w in stored[:-1]] + [stored[-1]])
 
 
@@ -46,7 +45,7 @@ def test_windows_are_the_signal_at_their_offsets_with_the_participant_levels_lab
     aug = AugmentationConfig(**NO_VARIATION)  # time shift, oversampling and balance on; no synthetic variation
     batches = NumpyTrainingBatches(files, geometry, aug, 32, seed=5)
     try:
-        signals = [_continuous(f) for f in files]
+        signals = [_continuous(f, geometry.stride) for f in files]
         stored_labels = [read_windows(f.sidecar)["label"] for f in files]
         offsets = []
         for index in range(20):
