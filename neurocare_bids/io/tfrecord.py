@@ -345,22 +345,32 @@ class WindowReader:
     """Random access to the windows of a participant-level TFRecord, by index, without TensorFlow: the records'
     offsets are found once from their 12-byte headers (each length checked against its checksum), and each
     window read is checked as :func:`iter_windows` checks it. Reads are ``os.pread`` calls: threads may share
-    one reader. ``path`` is the TFRecord or its JSON sidecar."""
+    one reader. ``path`` is the TFRecord or its JSON sidecar.
 
-    def __init__(self, path: str | Path):
+    ``keep_open=False`` opens the file for each read instead of holding it open (a few microseconds a read):
+    for readers of more recordings than the process may hold open at once (a CHB-MIT-sized training set).
+    """
+
+    def __init__(self, path: str | Path, *, keep_open: bool = True):
         self.spec = _open_windows(path)
-        self._fd = os.open(self.spec.tfrecord, os.O_RDONLY)
+        self._keep_open, self._closed = keep_open, False
+        fd = os.open(self.spec.tfrecord, os.O_RDONLY)
         try:
-            self._offsets, self._lengths = self._index()
+            self._offsets, self._lengths = self._index(fd)
         except BaseException:
-            os.close(self._fd)
+            os.close(fd)
             raise
+        if keep_open:
+            self._fd = fd
+        else:
+            os.close(fd)
+            self._fd = -1
 
-    def _index(self) -> tuple[np.ndarray, np.ndarray]:
-        path, size = self.spec.tfrecord, os.fstat(self._fd).st_size
+    def _index(self, fd: int) -> tuple[np.ndarray, np.ndarray]:
+        path, size = self.spec.tfrecord, os.fstat(fd).st_size
         offsets, lengths, position = [], [], 0
         while position < size:
-            length = _record_length(os.pread(self._fd, 12, position), path, len(offsets))
+            length = _record_length(os.pread(fd, 12, position), path, len(offsets))
             offsets.append(position + 12)
             lengths.append(length)
             position += 16 + length
@@ -373,14 +383,26 @@ class WindowReader:
     def __len__(self) -> int:
         return self.spec.count
 
+    def _pread(self, size: int, offset: int) -> bytes:
+        if self._closed:
+            raise ValueError(f"{self.spec.tfrecord}: read from a closed WindowReader")
+        if self._keep_open:
+            return os.pread(self._fd, size, offset)
+        fd = os.open(self.spec.tfrecord, os.O_RDONLY)
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+
     def window(self, index: int) -> dict:
         """Window ``index`` as :func:`iter_windows` gives it."""
         length = int(self._lengths[index])
-        raw = os.pread(self._fd, length + 4, int(self._offsets[index]))
+        raw = self._pread(length + 4, int(self._offsets[index]))
         _check_payload(raw[:length], raw[length:], self.spec.tfrecord, index)
         return _window(raw[:length], self.spec, index)
 
     def close(self) -> None:
+        self._closed = True
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

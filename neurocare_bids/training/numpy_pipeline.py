@@ -14,7 +14,7 @@ It draws the kinds of batches the ``tf.data`` pipeline draws (:func:`.input_pipe
 
 Each batch is a function of the seed and its number alone, so threads build batches ahead in any order and a seed
 gives the same stream on every run. Windows are read from disk as they are drawn (:class:`WindowReader`), never
-held as a whole. The random draws are not the ``tf.data`` pipeline's: a model trained with one is not the other's
+held as a whole; the recordings stay open unless there are more than :func:`open_file_budget` of them. The random draws are not the ``tf.data`` pipeline's: a model trained with one is not the other's
 bit for bit.
 """
 
@@ -37,18 +37,31 @@ from .input_pipeline import WindowFile, WindowGeometry, seizure_segments, tilt_l
 MAX_DRAWS = 64
 
 
+def open_file_budget() -> int:
+    """How many recordings the pipeline may hold open: a quarter of the process's open-file limit (``ulimit -n``,
+    often 1024, while a CHB-MIT-sized training set has some 600 recordings); the rest is left to Keras, the
+    logs and the run's other readers. Beyond it each read opens its file."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft // 4
+
+
 class NumpyTrainingBatches:
     """An endless stream of ``(windows, labels)`` training batches, float32 ``(batch, n_times, n_chans)`` and
-    int32 ``(batch,)``; iterate it for the stream, :meth:`batch` for one batch, :meth:`close` when done."""
+    int32 ``(batch,)``; iterate it for the stream, :meth:`batch` for one batch, :meth:`close` when done.
+    ``max_open_files``: hold the recordings open only if there are at most this many (default
+    :func:`open_file_budget`); the batches are the same either way."""
 
     def __init__(self, files: list[WindowFile], geometry: WindowGeometry, aug: AugmentationConfig, batch_size: int,
-                 seed: int, threads: int | None = None):
+                 seed: int, threads: int | None = None, max_open_files: int | None = None):
         self.files, self.geometry, self.aug, self.batch_size, self.seed = files, geometry, aug, batch_size, seed
         self.threads = threads or min(8, available_cpus())  # the CPUs this job may use (Slurm's, taskset's)
+        budget = open_file_budget() if max_open_files is None else max_open_files
         self.readers: list[WindowReader] = []
         try:
             for f in files:
-                self.readers.append(WindowReader(f.sidecar))
+                self.readers.append(WindowReader(f.sidecar, keep_open=len(files) <= budget))
         except BaseException:
             self.close()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tracemalloc
@@ -243,16 +244,24 @@ def test_pytorch_example_yields_every_window_once(outputs, monkeypatch, capsys):
                                       "(19, 512)\n"
 
 
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("keep_open", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_window_reader_reads_any_window_as_iter_windows_does(outputs, dtype):
-    """WindowReader: random access (any order, from several threads) gives the windows iter_windows gives."""
+def test_window_reader_reads_any_window_as_iter_windows_does(outputs, dtype, keep_open):
+    """WindowReader: random access (any order, from several threads) gives the windows iter_windows gives, holding
+    its file open or (``keep_open=False``) opening it for each read; a closed reader refuses to read."""
     from concurrent.futures import ThreadPoolExecutor
 
     from neurocare_bids.io.tfrecord import WindowReader
 
     for sidecar in sidecars(outputs[dtype]):
         expected = list(iter_windows(sidecar))
-        with WindowReader(sidecar.with_suffix(".tfrecord")) as reader:
+        before = open_files()
+        with WindowReader(sidecar.with_suffix(".tfrecord"), keep_open=keep_open) as reader:
+            assert open_files() == before + keep_open
             assert len(reader) == len(expected) == meta_count(sidecar, "WindowCount")
             order = np.random.default_rng(0).permutation(len(expected)).tolist() * 3
             with ThreadPoolExecutor(4) as pool:
@@ -262,6 +271,10 @@ def test_window_reader_reads_any_window_as_iter_windows_does(outputs, dtype):
                 np.testing.assert_array_equal(window["eeg"], expected[index]["eeg"])
                 assert {k: v for k, v in window.items() if k != "eeg"} == \
                     {k: v for k, v in expected[index].items() if k != "eeg"}
+            assert open_files() == before + keep_open
+        assert open_files() == before
+        with pytest.raises(ValueError, match="closed WindowReader"):
+            reader.window(0)
 
 
 def test_window_reader_refuses_damaged_files(outputs, tmp_path):

@@ -162,6 +162,40 @@ def test_a_disabled_augmentation_gives_the_stored_windows(windows):
         batches.close()
 
 
+def test_more_recordings_than_the_open_file_limit_allows(windows):
+    """A CHB-MIT-sized training set has hundreds of recordings; a job's ``ulimit -n`` is often 1024. Beyond a
+    quarter of the limit the pipeline opens a recording for each read instead of holding it open, and its batches
+    are the same. Here 300 recordings (the three, each listed 100 times) under a limit of what is open now + 80."""
+    import os
+    import resource
+
+    files, geometry = windows
+    many = files * 100
+    aug = AugmentationConfig()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 80, hard))
+    try:
+        batches = NumpyTrainingBatches(many, geometry, aug, 32, seed=4, threads=2)
+        try:
+            assert len(os.listdir("/proc/self/fd")) <= open_now + 1  # none held: listdir's own descriptor at most
+            stream = iter(batches)
+            got = [next(stream) for _ in range(6)]
+            stream.close()
+        finally:
+            batches.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    held = NumpyTrainingBatches(many, geometry, aug, 32, seed=4, max_open_files=len(many))
+    try:
+        for index, (x, y) in enumerate(got):
+            x1, y1 = held.batch(index)
+            np.testing.assert_array_equal(x, x1)
+            np.testing.assert_array_equal(y, y1)
+    finally:
+        held.close()
+
+
 def test_the_input_pipeline_benchmark_times_both_pipelines(windows, tmp_path):
     """benchmarks/input_pipeline.py: each pipeline's rate against the same training step, and NumPy's over tf.data's."""
     import json
