@@ -40,7 +40,7 @@ from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
-from ..training.distribute import placement
+from ..training.distribute import placement, release_models
 from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
                             train_keras)
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
@@ -739,6 +739,7 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
                       ", ".join(f"sub-{s}" for s in fold.test), len(fold.train), len(fold.validation))
         fold_started = time.monotonic()
         summary = run_fold(cfg, fold, files, geometry, group_dir)
+        _release(cfg)
         trained += 1
         left = sum(_to_train(cfg, group_dir, f) for f in todo[position + 1:])
         eta = (f"; {left} fold(s) left, ETA {duration((time.monotonic() - started) / trained * left)}"
@@ -751,6 +752,13 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     if cfg.cv.final_model:
         train_final_model(cfg, files, geometry, group_dir, metrics, bids_dir)
     return metrics
+
+
+def _release(cfg: Config) -> None:
+    """After a fold: the next training starts without the earlier models in memory (a network's only: the
+    feature baseline holds nothing global)."""
+    if cfg.model.preset != "features":
+        release_models()
 
 
 def _run_as_worker(cfg: Config, files: list[WindowFile], geometry: WindowGeometry, group_dir: Path,
@@ -772,6 +780,7 @@ def _run_as_worker(cfg: Config, files: list[WindowFile], geometry: WindowGeometr
         for fold in plan_folds(quiet, files, scratch):
             if fold_index in (None, fold.index) and _to_train(quiet, group_dir, fold):
                 run_fold(quiet, fold, files, geometry, scratch)
+                _release(quiet)
         if fold_index is None and cfg.cv.final_model:
             train_final_model(quiet, files, geometry, scratch, {"window": {}, "event": {}})
     finally:

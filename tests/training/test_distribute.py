@@ -149,6 +149,32 @@ def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp
     assert fold["onnx"]["File"] == "model.onnx" and fold["compute"]["input_pipeline"] == pipeline
 
 
+RELEASE_MODELS = """
+import json, keras
+from neurocare_bids.config import Config
+from neurocare_bids.training.distribute import placement, release_models
+place = placement(Config())
+first = keras.layers.Dense(1).name
+keras.layers.Dense(1)
+before = keras.distribution.distribution()
+release_models()
+print(json.dumps({"kind": place.kind, "kept": before is not None and keras.distribution.distribution() is before,
+                  "first": first, "after": keras.layers.Dense(1).name}))
+"""
+
+
+def test_release_between_folds_keeps_the_jax_distribution():
+    """Between folds the group level drops Keras's global state (memory grows with every fold otherwise); on JAX
+    that state holds the data-parallel distribution, which must survive for the next fold."""
+    pytest.importorskip("jax", reason="the optional 'jax' extra is not installed")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = subprocess.run([sys.executable, "-c", RELEASE_MODELS], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {"kind": "data-parallel", "kept": True, "first": "dense", "after": "dense"}
+
+
 def test_distributed_outside_a_cluster_is_a_usage_error(prepared, tmp_path):
     bids, out, config = prepared
     target = tmp_path / "out"
