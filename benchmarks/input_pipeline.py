@@ -9,6 +9,11 @@ against the same training step, and the NumPy one's rate over ``tf.data``'s.
 
     python benchmarks/input_pipeline.py demo/derivatives           # after `make demo`
     python benchmarks/input_pipeline.py OUT --batches 50 --batch-size 64 --pipeline numpy --json result.json
+    python benchmarks/input_pipeline.py OUT --cold    # as if the training set were larger than memory
+
+``--cold`` evicts the TFRecords from the page cache before each pipeline starts (``posix_fadvise`` DONTNEED: no
+root needed), so that windows come from disk, as they do when the training set is larger than memory (CHB-MIT's
+64 GiB of windows) or on a network file system.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ def main() -> int:
     parser.add_argument("--no-augmentation", action="store_true", help="time the unaugmented stream")
     parser.add_argument("--pipeline", choices=("both", "tf.data", "numpy"), default="both",
                         help="the input pipeline(s) to time (default: both, in this order)")
+    parser.add_argument("--cold", action="store_true",
+                        help="evict the windows from the page cache before each pipeline starts")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
 
@@ -46,7 +53,7 @@ def main() -> int:
     except FileNotFoundError as exc:
         parser.error(str(exc))
     pipelines = ("tf.data", "numpy") if args.pipeline == "both" else (args.pipeline,)
-    timed = {name: time_pipeline(files, geometry, cfg.augmentation, args.batch_size, args.batches, name)
+    timed = {name: time_pipeline(files, geometry, cfg.augmentation, args.batch_size, args.batches, name, args.cold)
              for name in pipelines}
     batches = timed[pipelines[0]][2]
 
@@ -62,6 +69,7 @@ def main() -> int:
 
     figures = {"train_step_windows_per_s": round(train, 1), "augmentation": cfg.augmentation.enabled,
                "batch_size": args.batch_size, "backend": keras.backend.backend(), "cpus": os.cpu_count(),
+               "page_cache": "evicted" if args.cold else "as found",
                "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d")}
     print(f"training step: {train:,.0f} windows/s")
     for name, (rate, per_cpu, got) in timed.items():
@@ -96,20 +104,26 @@ def load_outputs(derivatives: Path, subjects: set[str] | None = None):
     return [f for f, _ in loaded], check_geometry([(p, meta) for p, (_, meta) in zip(sidecars, loaded)])
 
 
-def time_pipeline(files, geometry, augmentation, batch_size: int, n_batches: int, pipeline: str = "tf.data"):
+def time_pipeline(files, geometry, augmentation, batch_size: int, n_batches: int, pipeline: str = "tf.data",
+                  cold: bool = False):
     """Windows/s the training stream (``tf.data`` or ``numpy``) delivers alone (after 3 batches that fill the
     shuffle buffers or the threads' queue), windows per CPU-second of this process over the same stretch (all its
-    threads: the rate per core), and the batches as NumPy ``(windows, labels)``."""
+    threads: the rate per core), and the batches as NumPy ``(windows, labels)``. ``cold``: the files are evicted
+    from the page cache just before the stream starts."""
     import resource
 
     if pipeline == "numpy":
         from neurocare_bids.training.numpy_pipeline import NumpyTrainingBatches
 
         source = NumpyTrainingBatches(files, geometry, augmentation, batch_size, seed=1)
+        if cold:
+            evict(files)
         stream = iter(source)
     else:
         from neurocare_bids.training.input_pipeline import training_dataset
 
+        if cold:
+            evict(files)
         source, stream = None, iter(training_dataset(files, geometry, augmentation, batch_size, seed=1))
     for _ in range(3):
         next(stream)
@@ -123,6 +137,16 @@ def time_pipeline(files, geometry, augmentation, batch_size: int, n_batches: int
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     windows = n_batches * batch_size
     return windows / wall, windows / max(cpu, 1e-9), [(_numpy(x), _numpy(y)) for x, y in batches]
+
+
+def evict(files) -> None:
+    """Drop the recordings' TFRecords from the page cache (clean pages only: nothing is lost)."""
+    for f in files:
+        fd = os.open(f.tfrecord, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def _numpy(array):

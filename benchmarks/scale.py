@@ -159,6 +159,8 @@ def group_probe(derivatives: Path, subjects: list[str], steps: int, batches: int
     files, geometry = ip.load_outputs(derivatives, set(subjects))
     batch = cfg.training.batch_size
     pipe_wps, pipe_wpcs, got = ip.time_pipeline(files, geometry, cfg.augmentation, batch, batches)
+    # the pipeline of a GPU node without TensorFlow (training.input_pipeline = "numpy"), over the same recordings
+    numpy_wps, numpy_wpcs, _ = ip.time_pipeline(files, geometry, cfg.augmentation, batch, batches, pipeline="numpy")
 
     keras.utils.set_random_seed(1)
     n_windows = sum(f.window_count for f in files)
@@ -181,6 +183,7 @@ def group_probe(derivatives: Path, subjects: list[str], steps: int, batches: int
     result.write_text(json.dumps({
         "sample_windows": n_windows, "sample_recordings": len(files), "batch_size": batch,
         "pipeline_windows_per_s": pipe_wps, "pipeline_windows_per_cpu_s": pipe_wpcs,
+        "numpy_pipeline_windows_per_s": numpy_wps, "numpy_pipeline_windows_per_cpu_s": numpy_wpcs,
         "train_steps": steps, "train_s": train_s, "train_windows_per_s": steps * batch / train_s,
         "train_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
         "predict_windows_per_s": predict_wps, "backend": keras.backend.backend(),
@@ -291,8 +294,10 @@ def markdown(res: dict) -> str:
         ("participant peak RSS (max over jobs)", f"{max(p['peak_rss_mib'] for p in parts):,.0f} MiB"),
         ("raw EDF generated (deleted after each job)", _mib(sum(p["raw_bytes"] for p in parts))),
         ("derivatives", f"{_mib(run['derivative_bytes'])} ({run['windows']:,} windows)"),
-        ("input pipeline (augmented, balanced)", f"{g['pipeline_windows_per_s']:,.0f} windows/s, "
+        ("input pipeline (augmented, balanced), `tf.data`", f"{g['pipeline_windows_per_s']:,.0f} windows/s, "
          f"{g['pipeline_windows_per_cpu_s']:,.0f} per CPU-second"),
+        ("the same without TensorFlow (`numpy`)", f"{g['numpy_pipeline_windows_per_s']:,.0f} windows/s, "
+         f"{g['numpy_pipeline_windows_per_cpu_s']:,.0f} per CPU-second"),
         ("training on the CPU (default model, batch "
          f"{g['batch_size']}, {g['backend']})", f"{g['train_windows_per_s']:,.0f} windows/s"),
         ("one epoch on the CPU (this run's training windows)", _h(res["projection"]["epoch_cpu_s"])),
@@ -311,7 +316,9 @@ def markdown(res: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(_h(res["projection"][size][key]["wall_s"])
                                                   for size in ("run", "siena", "chbmit")) + " |")
     cores = GPU_TRAIN_WPS / g["pipeline_windows_per_cpu_s"]
-    lines += ["", f"Input-pipeline CPU cores to feed one H200 at {GPU_TRAIN_WPS:,.0f} windows/s: {cores:.1f}."]
+    numpy_cores = GPU_TRAIN_WPS / g["numpy_pipeline_windows_per_cpu_s"]
+    lines += ["", f"Input-pipeline CPU cores to feed one H200 at {GPU_TRAIN_WPS:,.0f} windows/s: {cores:.1f} "
+              f"(`tf.data`), {numpy_cores:.1f} (`numpy`)."]
     return "\n".join(lines)
 
 

@@ -280,3 +280,28 @@ def sequential(prepared, tmp_path_factory):
     result = run_cli(bids, out, "group", "--config", config, timeout=900)
     assert result.returncode == 0, result.stderr
     return bids, out, result
+
+
+def resident_pages(path) -> np.ndarray:
+    """Which pages of ``path`` are in the page cache (``mincore`` over a read-only mapping)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    size, page = os.path.getsize(path), mmap.PAGESIZE
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        try:
+            vec = ctypes.create_string_buffer((size + page - 1) // page)
+            assert libc.mincore(address, size, vec) == 0, ctypes.get_errno()
+            return np.frombuffer(vec.raw, np.uint8) & 1
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)

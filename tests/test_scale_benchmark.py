@@ -25,6 +25,8 @@ def test_scale_rehearsal_runs_per_subject_jobs_and_writes_its_figures(tmp_path):
     assert not (tmp_path / "work" / "bids" / "sub-01").exists()  # raw data deleted after each job
     assert res["run"]["windows"] > 0 and res["group_probe"]["train_windows_per_s"] > 0
     assert res["group_probe"]["pipeline_windows_per_cpu_s"] > 0 and res["group_probe_run"]["peak_rss_mib"] > 0
+    assert res["group_probe"]["numpy_pipeline_windows_per_cpu_s"] > 0
+    assert "the same without TensorFlow (`numpy`)" in proc.stdout and "(`numpy`)." in proc.stdout
     assert res["sizes"]["predictions_tsv_bytes_per_window"] > 50
     chbmit = res["projection"]["chbmit"]
     assert chbmit["gpu"]["wall_s"] > chbmit["tasks"]["wall_s"] > 0 and chbmit["cpu"]["wall_s"] > chbmit["gpu"]["wall_s"]

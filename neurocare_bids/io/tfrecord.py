@@ -341,6 +341,10 @@ def iter_windows(path: str | Path) -> Iterator[dict]:
     return _windows(_open_windows(path))
 
 
+#: Whether this system can tell the kernel what will be read soon (Linux, most Unixes; not macOS or Windows).
+_FADVISE = hasattr(os, "posix_fadvise")
+
+
 class WindowReader:
     """Random access to the windows of a participant-level TFRecord, by index, without TensorFlow: the records'
     offsets are found once from their 12-byte headers (each length checked against its checksum), and each
@@ -393,6 +397,22 @@ class WindowReader:
             return os.pread(fd, size, offset)
         finally:
             os.close(fd)
+
+    def advise(self, indices) -> None:
+        """Tell the kernel that the windows ``indices`` will be read soon (``posix_fadvise`` WILLNEED), so that it
+        starts reading them from disk now and a later :meth:`window` finds them in memory; a no-op where the
+        system has no such call. Random reads of a training set larger than the page cache, or on a network
+        file system, wait on the disk for each window otherwise."""
+        if not _FADVISE or self._closed:
+            return
+        fd = self._fd if self._keep_open else os.open(self.spec.tfrecord, os.O_RDONLY)
+        try:
+            for index in indices:
+                start = int(self._offsets[index]) - 12
+                os.posix_fadvise(fd, start, 16 + int(self._lengths[index]), os.POSIX_FADV_WILLNEED)
+        finally:
+            if not self._keep_open:
+                os.close(fd)
 
     def window(self, index: int) -> dict:
         """Window ``index`` as :func:`iter_windows` gives it."""

@@ -136,11 +136,31 @@ class NumpyTrainingBatches:
             x = augment_batch(x, y, rng, self.aug, self._mirror, self.geometry.sfreq)
         return x, y
 
+    def advise(self, index: int) -> None:
+        """Ask the kernel to start reading batch ``index``'s windows from disk (:meth:`WindowReader.advise`)."""
+        wanted: dict[int, list[int]] = {}
+        for file, k, offset, _ in self.draws(index)[1]:
+            wanted.setdefault(file, []).extend((k, k + 1) if offset else (k,))
+        for file, windows in wanted.items():
+            self.readers[file].advise(windows)
+
     # ------------------------------------------------------------------ the stream
     def __iter__(self):
-        """Batches 0, 1, 2, ... for ever, built ahead by the threads."""
+        """Batches 0, 1, 2, ... for ever, built ahead by the threads. The windows of the batches after those in
+        the threads' hands are announced to the kernel (:meth:`advise`), so that they are read from disk while the
+        threads work: with the page cache dropped (as for a training set larger than memory) this took the rate from
+        1,750-1,860 to 2,220-2,460 windows/s on a 2-core VM, near tf.data's 2,510 (docs: Performance)."""
+        ahead = 2 * self.threads
+
+        def announced():
+            for index in range(ahead):
+                self.advise(index)
+            for index in itertools.count():
+                self.advise(index + ahead)
+                yield index
+
         with ThreadPoolExecutor(self.threads, thread_name_prefix="neurocare-batches") as pool:
-            yield from ordered_map(pool, self.batch, itertools.count(), ahead=2 * self.threads)
+            yield from ordered_map(pool, self.batch, announced(), ahead=ahead)
 
     def close(self) -> None:
         for reader in self.readers:

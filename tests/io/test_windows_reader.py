@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import add_recording, run_cli
+from conftest import add_recording, resident_pages, run_cli
 from neurocare_bids.errors import DataError
 from neurocare_bids.io.tfrecord import (decode_example, encode_example, frame_record, iter_records, iter_windows,
                                         read_windows)
@@ -303,3 +303,35 @@ def test_window_reader_refuses_damaged_files(outputs, tmp_path):
     tfrecord.write_bytes(bytes(data[:-10]))
     with pytest.raises(DataError, match="truncated TFRecord"):
         WindowReader(tfrecord)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore as on Linux")
+@pytest.mark.parametrize("keep_open", [True, False])
+def test_window_reader_advice_brings_windows_into_memory(outputs, tmp_path, keep_open):
+    """``advise``: the kernel reads the announced windows into the page cache before they are read (what keeps the
+    NumPy pipeline fed when the training set is larger than memory), and only around them."""
+    import mmap
+    import time
+
+    from neurocare_bids.io.tfrecord import WindowReader
+
+    tfrecord, _ = copy_of(outputs["float32"], tmp_path)
+    with WindowReader(tfrecord, keep_open=keep_open) as reader:
+        os.sync()
+        fd = os.open(tfrecord, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        if resident_pages(tfrecord).any():
+            pytest.skip("this file system keeps the file in memory (tmpfs?): nothing to observe")
+        wanted = [3, len(reader) - 2]
+        reader.advise(wanted)
+        pages = [range((int(reader._offsets[i]) - 12) // mmap.PAGESIZE,
+                       (int(reader._offsets[i]) + int(reader._lengths[i]) + 4 - 1) // mmap.PAGESIZE + 1) for i in wanted]
+        deadline = time.monotonic() + 10
+        while not all(resident_pages(tfrecord)[list(r)].all() for r in pages) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        resident = resident_pages(tfrecord)
+        assert all(resident[list(r)].all() for r in pages)
+        assert resident.mean() < 0.9  # the windows asked for and some readahead, not the whole file
+        reader.close()
+        reader.advise(wanted)  # a closed reader: nothing to do, no error

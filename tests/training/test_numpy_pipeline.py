@@ -5,11 +5,12 @@ batches are balanced as configured and reproducible, and its augmentations do wh
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import add_recording, run_cli
+from conftest import add_recording, resident_pages, run_cli
 from neurocare_bids.config import AugmentationConfig
 from neurocare_bids.io.tfrecord import read_windows
 from neurocare_bids.training.numpy_pipeline import NumpyTrainingBatches, augment_batch, tilt_spectrum
@@ -196,11 +197,50 @@ def test_more_recordings_than_the_open_file_limit_allows(windows):
         held.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore as on Linux")
+def test_a_batchs_windows_are_announced_to_the_kernel_before_they_are_read(windows):
+    """``advise(i)`` asks the kernel for every stored window batch ``i`` will read (both windows of a shifted one), so
+    that on a cold page cache the threads find them in memory; the stream announces the batches ahead of its
+    threads."""
+    import mmap
+    import os
+    import time
+
+    files, geometry = windows
+    batches = NumpyTrainingBatches(files, geometry, AugmentationConfig(), 32, seed=3)
+    try:
+        os.sync()
+        for f in files:
+            fd = os.open(f.tfrecord, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
+        if any(resident_pages(f.tfrecord).any() for f in files):
+            pytest.skip("this file system keeps the files in memory (tmpfs?): nothing to observe")
+        batches.advise(0)
+        needed = {(file, j) for file, k, offset, _ in batches.draws(0)[1] for j in ((k, k + 1) if offset else (k,))}
+        assert any(offset for _, _, offset, _ in batches.draws(0)[1])  # shifted windows are among them
+
+        def pages(file: int, j: int) -> list[int]:
+            reader = batches.readers[file]
+            first = (int(reader._offsets[j]) - 12) // mmap.PAGESIZE
+            return list(range(first, (int(reader._offsets[j]) + int(reader._lengths[j]) + 3) // mmap.PAGESIZE + 1))
+
+        def missing() -> set:
+            resident = [resident_pages(f.tfrecord) for f in files]
+            return {(file, j) for file, j in needed if not resident[file][pages(file, j)].all()}
+
+        deadline = time.monotonic() + 10
+        while missing() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not missing()
+    finally:
+        batches.close()
+
+
 def test_the_input_pipeline_benchmark_times_both_pipelines(windows, tmp_path):
     """benchmarks/input_pipeline.py: each pipeline's rate against the same training step, and NumPy's over tf.data's."""
     import json
     import subprocess
-    import sys
     from pathlib import Path
 
     pytest.importorskip("tensorflow")
@@ -208,9 +248,11 @@ def test_the_input_pipeline_benchmark_times_both_pipelines(windows, tmp_path):
     derivatives = files[0].sidecar.parents[3]
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "input_pipeline.py"
     result = subprocess.run([sys.executable, str(script), str(derivatives), "--batches", "4", "--batch-size", "16",
-                             "--json", str(tmp_path / "figures.json")], capture_output=True, text=True, timeout=600)
+                             "--cold", "--json", str(tmp_path / "figures.json")], capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads((tmp_path / "figures.json").read_text())
+    assert figures["page_cache"] == "evicted"
     for name in ("tf.data", "numpy"):
         row = figures[name]
         assert row["pipeline_windows_per_s"] > 0 and row["windows_per_cpu_s"] > 0
