@@ -405,11 +405,17 @@ class WindowReader:
         file system, wait on the disk for each window otherwise."""
         if not _FADVISE or self._closed:
             return
+        chosen = np.unique(np.asarray(indices, np.int64))
+        if not chosen.size:
+            return
+        starts = self._offsets[chosen] - 12
+        ends = self._offsets[chosen] + self._lengths[chosen] + 4
+        breaks = np.flatnonzero(starts[1:] > ends[:-1]) + 1  # consecutive records make one range: one call
         fd = self._fd if self._keep_open else os.open(self.spec.tfrecord, os.O_RDONLY)
         try:
-            for index in indices:
-                start = int(self._offsets[index]) - 12
-                os.posix_fadvise(fd, start, 16 + int(self._lengths[index]), os.POSIX_FADV_WILLNEED)
+            for first, last in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [chosen.size]]) - 1):
+                start = int(starts[first])
+                os.posix_fadvise(fd, start, int(ends[last]) - start, os.POSIX_FADV_WILLNEED)
         finally:
             if not self._keep_open:
                 os.close(fd)
