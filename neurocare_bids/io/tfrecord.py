@@ -12,6 +12,7 @@ users of NumPy or PyTorch who should not need TensorFlow for the derivatives (se
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -387,14 +388,17 @@ class WindowReader:
     def __len__(self) -> int:
         return self.spec.count
 
-    def _pread(self, size: int, offset: int) -> bytes:
+    @contextlib.contextmanager
+    def _descriptor(self) -> Iterator[int]:
+        """The file's descriptor for one call: the one held open, or (``keep_open=False``) one opened for it."""
         if self._closed:
             raise ValueError(f"{self.spec.tfrecord}: read from a closed WindowReader")
         if self._keep_open:
-            return os.pread(self._fd, size, offset)
+            yield self._fd
+            return
         fd = os.open(self.spec.tfrecord, os.O_RDONLY)
         try:
-            return os.pread(fd, size, offset)
+            yield fd
         finally:
             os.close(fd)
 
@@ -411,19 +415,16 @@ class WindowReader:
         starts = self._offsets[chosen] - 12
         ends = self._offsets[chosen] + self._lengths[chosen] + 4
         breaks = np.flatnonzero(starts[1:] > ends[:-1]) + 1  # consecutive records make one range: one call
-        fd = self._fd if self._keep_open else os.open(self.spec.tfrecord, os.O_RDONLY)
-        try:
+        with self._descriptor() as fd:
             for first, last in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [chosen.size]]) - 1):
                 start = int(starts[first])
                 os.posix_fadvise(fd, start, int(ends[last]) - start, os.POSIX_FADV_WILLNEED)
-        finally:
-            if not self._keep_open:
-                os.close(fd)
 
     def window(self, index: int) -> dict:
         """Window ``index`` as :func:`iter_windows` gives it."""
         length = int(self._lengths[index])
-        raw = self._pread(length + 4, int(self._offsets[index]))
+        with self._descriptor() as fd:
+            raw = os.pread(fd, length + 4, int(self._offsets[index]))
         _check_payload(raw[:length], raw[length:], self.spec.tfrecord, index)
         return _window(raw[:length], self.spec, index)
 
