@@ -305,14 +305,19 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
 
 def ordered_map(pool: ThreadPoolExecutor, func, items: Iterable, ahead: int):
     """``pool.map`` that keeps at most ``ahead`` results in flight, so memory stays bounded (``items`` may be
-    endless: it is read as the results are taken)."""
+    endless: it is read as the results are taken). Left early (the consumer failed or closed it), the calls not
+    started yet are cancelled: nothing works on for results no one will take."""
     pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(func, item))
-        if len(pending) > ahead:
+    try:
+        for item in items:
+            pending.append(pool.submit(func, item))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def mains_frequency(metadata: dict, warnings: list[str]) -> float | None:

@@ -176,3 +176,28 @@ def test_a_failed_causal_block_releases_the_blocks_waiting_for_it():
     process_block(lambda s, e: x[:, s:e], x.shape[1], plan, 0, 1280, state)
     with pytest.raises(ValueError, match="consecutive"):  # a block filtered twice is a bug, not a wait
         process_block(lambda s, e: x[:, s:e], x.shape[1], plan, 640, 1920, state)
+
+
+def test_ordered_map_left_early_cancels_the_calls_not_started():
+    """``ordered_map`` closed after its first result (a stream closed, a consumer failed) leaves no queued call to
+    run for nothing: with one thread and four in flight, the calls beyond the one running never start."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neurocare_bids.preprocessing.participant import ordered_map
+
+    started: list[int] = []
+    release = threading.Event()
+
+    def slow(item: int) -> int:
+        started.append(item)
+        if item > 0:
+            release.wait(5)
+        return item
+
+    with ThreadPoolExecutor(1) as pool:
+        results = ordered_map(pool, slow, iter(range(100)), ahead=4)
+        assert next(results) == 0
+        results.close()  # items 1..5 were submitted; 1 may be running, the rest are queued
+        release.set()
+    assert started in ([0], [0, 1])
