@@ -40,15 +40,20 @@ SZCORE_ELECTRODES = [
 ]  # fmt: skip
 
 
+NO_LEGACY = object()  # an option that outputs have always recorded
+
+
 def option(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
-           maximum: float | None = None, exclusive_minimum: bool = False, hashed_if_set: bool = False) -> Any:
+           maximum: float | None = None, exclusive_minimum: bool = False, legacy: Any = NO_LEGACY) -> Any:
     """A config field with its documentation and constraints attached (read by validation and docs).
 
-    ``hashed_if_set``: an option added after outputs existed, whose default reproduces them; at its default it
-    is left out of :meth:`Config.output_hash`, so that those outputs stay up to date.
+    ``legacy``: for an option added after outputs existed, the value they were made with. At that value the
+    option is left out of :meth:`Config.output_hash`, so that those outputs stay up to date whatever the
+    default is now, and a sidecar or model card that does not mention the option means it
+    (:func:`recorded_settings`).
     """
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum, "hashed_if_set": hashed_if_set}
+            "exclusive_minimum": exclusive_minimum, "legacy": legacy}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -112,7 +117,8 @@ class PreprocessingConfig:
                "block) instead of forward and backward: no sample needs later signal, so a model trained on such "
                "windows streams with no filter look-ahead (alarms about 18 s sooner), at the price of the filters' "
                "phase delay (the effective order is then the order given). The model card records it; apply mode "
-               "and streaming use the card's setting.", hashed_if_set=True)
+               "and streaming use the card's setting; outputs and models made before the option existed were zero "
+               "phase.", legacy=False)
     sfreq: float = option(
         128.0,
         "Output sampling rate in Hz. 128 Hz keeps everything below 64 Hz, twice the 30 Hz band edge, and "
@@ -481,15 +487,23 @@ class Config:
 
     def output_hash(self) -> str:
         """Hash of everything that shapes a participant-level output, software version included (options
-        marked ``hashed_if_set`` only when they differ from their default)."""
+        with a ``legacy`` value only when they differ from it)."""
         payload = {}
         for name in OUTPUT_SECTIONS:
             section = getattr(self, name)
             payload[name] = {f.name: getattr(section, f.name) for f in dataclasses.fields(section)
-                             if not (f.metadata["hashed_if_set"] and getattr(section, f.name) == f.default)}
+                             if f.metadata["legacy"] is NO_LEGACY or getattr(section, f.name) != f.metadata["legacy"]}
         payload["version"] = __version__
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def recorded_settings(section_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's settings as a sidecar or model card records them, with each option it does not mention set
+    to the ``legacy`` value it was made with (not today's default): a zero-phase model made before
+    ``preprocessing.causal`` existed stays zero-phase."""
+    fields = dataclasses.fields(SECTIONS[section_name])
+    return {**{f.name: f.metadata["legacy"] for f in fields if f.metadata["legacy"] is not NO_LEGACY}, **values}
 
 
 def reference_markdown(heading_level: int = 3) -> str:

@@ -29,9 +29,9 @@ def test_execution_options_do_not_change_the_output_hash():
     assert cfg.output_hash() == Config().output_hash()
 
 
-def test_an_option_added_later_changes_the_output_hash_only_when_set():
-    """``preprocessing.causal`` at its default (false) gives the hash computed before the option existed, so
-    outputs made then stay up to date; set, it changes the hash, so they are recomputed."""
+def test_an_option_added_later_changes_the_output_hash_only_when_set_away_from_its_legacy_value():
+    """``preprocessing.causal = false`` (its legacy value, whatever the default) gives the hash computed before
+    the option existed, so outputs made then stay up to date; true changes the hash, so they are recomputed."""
     import dataclasses
     import hashlib
     import json
@@ -40,6 +40,7 @@ def test_an_option_added_later_changes_the_output_hash_only_when_set():
     from neurocare_bids.config import OUTPUT_SECTIONS
 
     cfg = Config()
+    cfg.update({"preprocessing": {"causal": False}})
     payload = {name: dataclasses.asdict(getattr(cfg, name)) for name in OUTPUT_SECTIONS}  # the former formula
     del payload["preprocessing"]["causal"]
     payload["version"] = __version__
@@ -49,6 +50,22 @@ def test_an_option_added_later_changes_the_output_hash_only_when_set():
     assert cfg.output_hash() != former
     cfg.update({"preprocessing": {"causal": False}})
     assert cfg.output_hash() == former
+    assert (Config().output_hash() == former) is (Config().preprocessing.causal is False)
+
+
+def test_a_record_that_does_not_mention_a_later_option_means_its_legacy_value():
+    """A sidecar or model card written before ``preprocessing.causal`` existed was filtered zero phase: it reads
+    as ``causal = false`` even where the default is true; a record that says ``causal`` keeps its value."""
+    from neurocare_bids.config import recorded_settings
+
+    old = {"l_freq": 0.5, "h_freq": 30.0, "FilterType": "Butterworth band-pass, zero-phase (forward-backward)"}
+    assert recorded_settings("preprocessing", old) == {**old, "causal": False}
+    assert recorded_settings("preprocessing", {**old, "causal": True})["causal"] is True
+    assert recorded_settings("windows", {"duration": 4.0}) == {"duration": 4.0}  # nothing added since
+    cfg = Config()
+    cfg.update({"preprocessing": {"causal": True}})
+    cfg.update({"preprocessing": recorded_settings("preprocessing", {"l_freq": 0.5})})
+    assert cfg.preprocessing.causal is False
 
 
 @pytest.mark.parametrize("data, message", [

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..config import Config, MontageConfig, PreprocessingConfig
+from ..config import Config, MontageConfig, PreprocessingConfig, recorded_settings
 from ..errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
 from ..io.bids_input import Recording, open_source, open_with_mne
 from ..io.derivatives import APP_NAME, CARD_FORMAT
@@ -232,7 +232,7 @@ def _major(version: str) -> int:
 def _spec_from_card(card: dict, folder: Path) -> TrainedModel:
     inputs, sections, post = card["Input"], card["Preprocessing"], card["PostProcessing"]
     cfg = Config()
-    cfg.update({name: sections[name] for name in ("montage", "preprocessing", "windows")},
+    cfg.update({name: recorded_settings(name, sections[name]) for name in ("montage", "preprocessing", "windows")},
                source=str(folder / "model_card.json"))
     sfreq = float(inputs["SamplingFrequency"])
     window = int(inputs["WindowSamples"])

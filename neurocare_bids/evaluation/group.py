@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from .. import __version__
-from ..config import Config, PostprocessingConfig
+from ..config import Config, PostprocessingConfig, recorded_settings
 from ..console import PROGRESS, duration, tensorflow_installed
 from ..detection.postprocess import (alarm_times, centre_probabilities, event_settings, probabilities_to_events, smooth,
                                      threshold_text)
@@ -660,11 +660,11 @@ def _preprocessing_card(cfg: Config, files: list[WindowFile], geometry: WindowGe
     configuration.
     """
     meta = json.loads(files[0].sidecar.read_text(encoding="utf-8"))
-    done = {"causal": False, **meta["Preprocessing"]}  # sidecars of zero-phase outputs may not say so
+    done = recorded_settings("preprocessing", meta["Preprocessing"])  # older sidecars omit causal = false
     filters = ("l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore", "causal")
     for f in files[1:]:
         other = json.loads(f.sidecar.read_text(encoding="utf-8"))
-        if (any({"causal": False, **other["Preprocessing"]}.get(k) != done.get(k) for k in filters)
+        if (any(recorded_settings("preprocessing", other["Preprocessing"]).get(k) != done.get(k) for k in filters)
                 or other.get("Montage") != meta.get("Montage")):
             log.warning("%s was filtered differently from %s; the model card records the latter's settings",
                         f.sidecar.name, files[0].sidecar.name)

@@ -33,7 +33,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from ..config import PreprocessingConfig
+from ..config import PreprocessingConfig, recorded_settings
 
 MARGIN_TOLERANCE = 1e-9
 ALIAS_ATTENUATION_DB = 80.0
@@ -134,7 +134,7 @@ def design_plan(sfreq_in: float, cfg: PreprocessingConfig, line_freq: float | No
 def plan_from_sidecar(meta: dict, sfreq_in: float | None = None) -> SignalPlan:
     """The filters a participant-level sidecar describes (its ``Preprocessing`` settings, output rate and mains
     frequency), for a recording at ``sfreq_in`` (default: the sidecar's input rate)."""
-    pre = meta["Preprocessing"]
+    pre = recorded_settings("preprocessing", meta["Preprocessing"])
     fields = {f.name for f in dataclasses.fields(PreprocessingConfig)}
     settings = {k: v for k, v in pre.items() if k in fields}
     settings["sfreq"] = float(meta["SamplingFrequency"])

@@ -276,8 +276,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         "Preprocessing": {
             **{key: getattr(cfg.preprocessing, key) for key in (
                 "l_freq", "h_freq", "filter_order", "notch", "notch_harmonics", "notch_quality", "zscore")},
-            # absent = zero phase, as in the sidecars written before the option existed (which stay up to date)
-            **({"causal": True} if plan.causal else {}),
+            "causal": plan.causal,  # sidecars written before the option existed omit it: zero phase
             "FilterType": ("Butterworth band-pass, causal (forward only)" if plan.causal
                            else "Butterworth band-pass, zero-phase (forward-backward)"),
             "LineFrequency": line_freq or cfg.preprocessing.line_freq,

@@ -19,6 +19,7 @@ import jinja2
 from markupsafe import Markup
 
 from .. import __version__
+from ..config import recorded_settings
 from ..errors import EXIT_INTERNAL, NeuroCareError
 from ..io.fsutils import atomic_write
 from .readers import read_json, read_tsv
@@ -158,7 +159,7 @@ def preprocessing_facts(metas: list[dict], cfg) -> dict:
             "l_freq": pre[0].get("l_freq"), "h_freq": pre[0].get("h_freq"), "order": pre[0].get("filter_order"),
             "notches": [_g(f) for f in sorted({f for x in pre for f in x.get("NotchFrequencies", [])})],
             "notch_quality": _g(pre[0].get("notch_quality")), "notch_harmonics": pre[0].get("notch_harmonics"),
-            "zscore": pre[0].get("zscore", True), "causal": pre[0].get("causal", False),
+            "zscore": pre[0].get("zscore", True), "causal": recorded_settings("preprocessing", pre[0])["causal"],
             "window": float(first["WindowDuration"]), "stride": float(first["WindowStride"]),
             "label_threshold": _g(100 * float(first["SeizureLabelThreshold"])),
             "dtype": _dtype_name(first["TFRecord"]["Schema"]["eeg"]["dtype"]),

@@ -251,6 +251,33 @@ def test_a_causal_model_streams_without_filter_lookahead_as_batch_mode_applies_i
     assert f"end of stream: {len(SEIZURES)} seizure(s)" in cli.stdout
 
 
+def test_a_card_or_sidecar_from_before_causal_filters_existed_still_means_zero_phase(model_folder, prepared,
+                                                                                     recording, tmp_path):
+    """Records written before ``preprocessing.causal`` existed do not mention it; they were filtered zero phase,
+    whatever the default is now: the model streams with the zero-phase look-ahead and gives the same
+    probabilities as a card that says ``causal = false``, and the participant sidecar's plan looks ahead."""
+    from neurocare_bids.detection.apply import load_model
+    from neurocare_bids.preprocessing.filters import plan_from_sidecar
+
+    folder, said = tmp_path / "old", tmp_path / "said"
+    for target in (folder, said):
+        shutil.copytree(model_folder, target)
+    card = json.loads((folder / "model_card.json").read_text())
+    card["Preprocessing"]["preprocessing"]["causal"] = False
+    (said / "model_card.json").write_text(json.dumps(card, indent=2))
+    del card["Preprocessing"]["preprocessing"]["causal"]
+    (folder / "model_card.json").write_text(json.dumps(card, indent=2))
+    old, explicit = load_model(folder), load_model(said)
+    assert old.preprocessing.causal is False
+    np.testing.assert_array_equal(apply_api(old, recording, tmp_path).probabilities,
+                                  apply_api(explicit, recording, tmp_path).probabilities)
+    plan = old.plan_for(256.0, 50.0)  # what apply mode and the stream filter with
+    assert not plan.causal and plan.lookahead == plan.margin > 0
+    sidecar = json.loads(next(prepared[1].glob("sub-*/**/*_windows.json")).read_text())
+    sidecar["Preprocessing"].pop("causal", None)
+    assert plan_from_sidecar(sidecar).lookahead_seconds() > 1.0
+
+
 def test_running_zscore_matches_batch_after_the_first_minutes(model_folder, recording, tmp_path):
     from neurocare_bids.detection.apply import load_model
 
