@@ -516,12 +516,14 @@ def test_causal_preprocessing_windows_need_no_later_signal(tmp_path):
     assert np.abs(windows(zero, "01")[32] - windows(zero, "02")[32]).max() > 1e-3
 
 
-def test_filters_are_the_documented_ones(tmp_path):
-    """README: zero-phase Butterworth band-pass 0.5-30 Hz, order 4 per edge, forward and backward, and a zero-phase
-    notch (Q 30) at the sidecar's PowerLineFrequency (50 Hz; 100 Hz is above Nyquist). Sines at frequencies in
-    the pass band, at its edges, in the transition and stop bands and at the mains frequency go in, one per
-    electrode, as an EDF at the output rate (no resampling); the gain and phase of each, read back from the
-    TFRecord, must be those of the filters designed here from the documented numbers, not from the app's."""
+@pytest.mark.parametrize("causal", [False, True])
+def test_filters_are_the_documented_ones(tmp_path, causal):
+    """README: Butterworth band-pass 0.5-30 Hz, order 4 per edge, and a notch (Q 30) at the sidecar's
+    PowerLineFrequency (50 Hz; 100 Hz is above Nyquist), forward and backward (zero phase) or, with
+    ``preprocessing.causal``, forward only. Sines at frequencies in the pass band, at its edges, in the
+    transition and stop bands and at the mains frequency go in, one per electrode, as an EDF at the output rate
+    (no resampling); the gain and phase of each, read back from the TFRecord, must be those of the filters
+    designed here from the documented numbers, not from the app's."""
     from scipy import signal as sig
 
     from neurocare_bids.io.tfrecord import read_windows as read_all
@@ -536,7 +538,7 @@ def test_filters_are_the_documented_ones(tmp_path):
     root = tmp_path / "bids"
     add_recording(root, "01", data=data, sfreq=sfreq, duration=duration, seizures=[], line_freq=50)
     config = tmp_path / "raw.toml"
-    config.write_text("[preprocessing]\nzscore = false\n")  # µV out, to compare amplitudes
+    config.write_text(f"[preprocessing]\nzscore = false\ncausal = {str(causal).lower()}\n")  # µV out: amplitudes
     out = tmp_path / "out"
     result = run_cli(root, out, "participant", "--skip-bids-validation", "--config", config)
     assert result.returncode == 0, result.stderr
@@ -558,11 +560,18 @@ def test_filters_are_the_documented_ones(tmp_path):
     band = sig.butter(4, [0.5, 30.0], "bandpass", fs=sfreq, output="sos")
     notch = sig.tf2sos(*sig.iirnotch(50.0, 30.0, fs=sfreq))
     _, h = sig.sosfreqz(np.concatenate([band, notch]), worN=freqs, fs=sfreq)
-    expected = np.abs(h) ** 2  # forward and backward: the magnitude squared, no phase shift
-    np.testing.assert_allclose(np.abs(response), expected, rtol=0.01, atol=2e-3)
-    np.testing.assert_allclose(np.abs(response[[2, 9]]), 0.5, rtol=0.01)  # -3 dB per pass at each edge
-    passed = expected > 0.1
-    np.testing.assert_allclose(np.angle(response[passed]), 0.0, atol=0.01)  # zero phase
+    if causal:  # forward only: the filters' own gain and phase
+        passed = np.abs(h) > 0.1
+        np.testing.assert_allclose(np.abs(response), np.abs(h), rtol=0.01, atol=2e-3)
+        np.testing.assert_allclose(np.abs(response[[2, 9]]), np.sqrt(0.5), rtol=0.01)  # -3 dB at each edge
+        np.testing.assert_allclose(response[passed], h[passed], rtol=0.01, atol=2e-3)  # phase delay included
+        assert np.abs(np.angle(response[freqs == 1.0])) > 0.1  # not zero phase
+    else:
+        expected = np.abs(h) ** 2  # forward and backward: the magnitude squared, no phase shift
+        np.testing.assert_allclose(np.abs(response), expected, rtol=0.01, atol=2e-3)
+        np.testing.assert_allclose(np.abs(response[[2, 9]]), 0.5, rtol=0.01)  # -3 dB per pass at each edge
+        passed = expected > 0.1
+        np.testing.assert_allclose(np.angle(response[passed]), 0.0, atol=0.01)  # zero phase
     assert np.abs(response[freqs == 50.0]) < 1e-3  # the mains frequency removed
 
 
