@@ -10,9 +10,11 @@ level's own functions, and aggregates like the group level: so an ablation that 
 detector's metrics without training anything twice (tests/detection/test_stacking.py checks it against a real stacked run).
 
     python benchmarks/stack_runs.py BIDS ablations/channel-features-mirror ablations/features OUT
+    python benchmarks/stack_runs.py BIDS NETWORK_RUN FEATURES_RUN OUT --objective alarm   # at the alarm point
 
 ``OUT`` receives ``group/fold-K/{fold.json,predictions.tsv}``, ``group/metrics.json`` and the events, as a group
-run would write them; the summary line gives event F1, sensitivity, FP/24 h and window PR-AUC.
+run would write them; the summary line gives event F1, sensitivity, FP/24 h, the median latency and window
+PR-AUC.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from pathlib import Path
 
 
 def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
-               model_options: dict | None = None) -> dict:
+               model_options: dict | None = None, postprocessing_options: dict | None = None) -> dict:
     """The stacked detector's metrics (``out/group/metrics.json``); ``model_options``: [model] settings that differ
-    from the network run's (e.g. ``tune_stacking_weight``), applied to the combination only."""
+    from the network run's (e.g. ``tune_stacking_weight``), applied to the combination only;
+    ``postprocessing_options``: [postprocessing] settings that differ (e.g. ``objective = "alarm"``: the metrics at
+    the alarm operating point)."""
     from neurocare_bids.config import Config
     from neurocare_bids.detection.postprocess import smooth
     from neurocare_bids.detection.stacking import StackedDetector, combine, stacking_weight
@@ -52,9 +56,10 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
             raise SystemExit(f"{features_run} is not a run of the features preset")
         if cfg is None:
             cfg = Config()
-            cfg.update({**summary["group_config"], "model": {**summary["group_config"]["model"], "stacking": True,
-                                                             **(model_options or {})}},
-                       source=str(fold_dir))
+            group_config = summary["group_config"]
+            post = {**group_config.get("postprocessing", {}), **(postprocessing_options or {})}
+            cfg.update({**group_config, "model": {**group_config["model"], "stacking": True, **(model_options or {})},
+                        "postprocessing": post}, source=str(fold_dir))
         fold = Fold(int(summary["fold"]), tuple(summary["test"]), tuple(summary["validation"]), tuple(summary["train"]))
         folds.append(fold)
         parts = {}
@@ -99,15 +104,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--tune-stacking-weight", action="store_true",
                         help="choose the weight on the validation subjects (model.tune_stacking_weight)")
+    parser.add_argument("--objective", choices=("f1", "alarm"),
+                        help="the operating point the metrics are taken at (postprocessing.objective; default: the "
+                             "network run's)")
     args = parser.parse_args(argv)
     metrics = stack_runs(args.bids_dir, args.network_run, args.features_run, args.out,
-                         {"tune_stacking_weight": True} if args.tune_stacking_weight else None)
+                         {"tune_stacking_weight": True} if args.tune_stacking_weight else None,
+                         {"objective": args.objective} if args.objective else None)
     weights = [json.loads(p.read_text())["stacking"]["BaselineWeight"]
                for p in sorted((args.out / "group").glob("fold-*/fold.json"))]
     print(f"stacked: event F1 {metrics['event']['f1']:.3f}, sensitivity {metrics['event']['sensitivity']:.3f}, "
-          f"FP/24 h {metrics['event']['fp_per_24h']:.1f}, window PR-AUC {metrics['window']['pr_auc']:.3f} "
+          f"FP/24 h {metrics['event']['fp_per_24h']:.1f}, "
+          f"median latency {_seconds(metrics['event'].get('latency_median_s'))}, "
+          f"window PR-AUC {metrics['window']['pr_auc']:.3f} "
           f"(baseline weights per fold: {', '.join(f'{w:g}' for w in weights)})")
     return 0
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 if __name__ == "__main__":

@@ -275,6 +275,21 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         best = min(w for w, s in scores.items() if s == max(scores.values())) if None not in scores.values() else 0.5
         derived = json.loads((tmp_path / "tuned" / "group" / fold / "fold.json").read_text())["stacking"]
         assert derived["BaselineWeight"] == best and derived["WeightChosenBy"].startswith("validation")
+    # with --objective alarm, every fold runs at the alarm point the real run chose, and the metrics are taken there
+    alarm = subprocess.run([sys.executable, str(script), str(bids), str(runs["network"]), str(runs["features"]),
+                            str(tmp_path / "alarm"), "--objective", "alarm"], capture_output=True, text=True,
+                           timeout=600)
+    assert alarm.returncode == 0, alarm.stderr
+    f1_metrics = json.loads((tmp_path / "derived" / "group" / "metrics.json").read_text())
+    alarm_metrics = json.loads((tmp_path / "alarm" / "group" / "metrics.json").read_text())
+    for fold in ("fold-1", "fold-2"):
+        real = json.loads((stacked_out / "group" / fold / "fold.json").read_text())["operating_points"]["alarm"]
+        derived = json.loads((tmp_path / "alarm" / "group" / fold / "fold.json").read_text())["postprocessing"]
+        for key in ("threshold", "min_duration", "smoothing"):
+            assert derived[key] == real[key], (fold, key)
+    assert "median latency" in alarm.stdout
+    # the same stacked scores: the window ranking before smoothing does not depend on the operating point
+    assert alarm_metrics["window"]["unsmoothed"]["pr_auc"] == f1_metrics["window"]["unsmoothed"]["pr_auc"]
     # benchmarks/ensemble_runs.py: a run's own row is its metrics.json's pooled PR-AUC (the same scores), and an
     # "ensemble" of a run with itself is that run
     ensembled = subprocess.run([sys.executable, str(script.with_name("ensemble_runs.py")), "--networks",
