@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -35,7 +36,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from neurocare_bids.config import PreprocessingConfig
 from neurocare_bids.io import demo
+from neurocare_bids.preprocessing.filters import design_plan
 
 RATIOS = (0.5, 1.0, 2.0)
 TARGET_S = 10.0  # issue 15's median-latency target
@@ -44,12 +47,13 @@ FS = 256.0  # make_demo_dataset's default rate, used by demo-data
 
 def generate(difficulty: str, seed: int, n_subjects: int | None, recordings: int | None,
              duration: float | None) -> list[dict]:
-    """The dataset's recordings in memory: signal, sampling rate, seizures and each seizure's own signal.
+    """The dataset's recordings in memory: signal, seizures, each seizure's own signal and its onset pattern.
 
     ``make_demo_dataset`` runs unchanged (the same random draws, so the same signals as on disk); its EDF writer is
-    replaced by one that keeps the array, and each seizure's addition is recorded as the difference it makes.
+    replaced by one that keeps the array, and each seizure's addition is recorded as the difference it makes, with
+    the onset pattern of the subject it is drawn for ("standard" outside the hard variant).
     """
-    contributions: list[np.ndarray] = []
+    contributions: list[tuple[np.ndarray, str]] = []
     signals: list[np.ndarray] = []
     add_names = ("_add_hard_seizure", "_add_seizure")
     originals = {name: getattr(demo, name) for name in add_names}
@@ -59,7 +63,8 @@ def generate(difficulty: str, seed: int, n_subjects: int | None, recordings: int
         def wrapped(rng, eeg, subject, kind, start, n, *args, **kwargs):
             before = eeg[:, start:start + n].copy()
             add(rng, eeg, subject, kind, start, n, *args, **kwargs)
-            contributions.append(eeg[:, start:start + n] - before)
+            pattern = subject.hard.onset if subject.hard is not None else "standard"
+            contributions.append((eeg[:, start:start + n] - before, pattern))
         return wrapped
 
     def keep(path, data, *args, **kwargs):
@@ -82,33 +87,24 @@ def generate(difficulty: str, seed: int, n_subjects: int | None, recordings: int
     out, used = [], 0
     for rec, data in zip(described, signals):
         n = len(rec["seizures"])
-        out.append({**rec, "data": data, "contributions": contributions[used:used + n]})
+        added = contributions[used:used + n]
+        out.append({**rec, "data": data, "contributions": [a for a, _ in added], "patterns": [p for _, p in added]})
         used += n
     if used != len(contributions):
         raise RuntimeError("seizure contributions do not match the described seizures")
     return out
 
 
-def onset_patterns(difficulty: str, seed: int, n_subjects: int) -> dict[str, str]:
-    """Subject label → onset pattern, drawn as ``make_demo_dataset`` draws it."""
-    master = np.random.default_rng([seed, 0])
-    types = master.permutation(demo.SEIZURE_TYPES)
-    subjects = [demo._draw_subject(np.random.default_rng([seed, 1, i]), i, str(types[i % len(types)]))
-                for i in range(n_subjects)]
-    if difficulty != "hard":
-        return {s.label: "standard" for s in subjects}
-    return {s.label: demo._draw_hard_subject(np.random.default_rng([seed, 11, i]), s).hard.onset
-            for i, s in enumerate(subjects)}
-
-
 def visibility(rec: dict, window_s: float, ratios=RATIOS) -> list[dict]:
     """Per seizure of one recording: its strongest channel and the window ends (s after the onset) at which its
     RMS first reaches each ratio of the rest's RMS (None: never during the seizure)."""
     data, fs = rec["data"], FS
-    sos = signal.butter(4, [0.5, 30.0], "bandpass", fs=fs, output="sos")
+    # The participant level's band-pass (its default edges and order), at the generator's rate, without the notches
+    band = dataclasses.replace(PreprocessingConfig(), sfreq=fs, notch=False)
+    sos = design_plan(fs, band, None).sos
     win = int(window_s * fs)
     rows = []
-    for (onset, duration, kind), added in zip(rec["seizures"], rec["contributions"]):
+    for (onset, duration, _), added, pattern in zip(rec["seizures"], rec["contributions"], rec["patterns"]):
         start, n = int(onset * fs), added.shape[1]
         added = added - added.mean(axis=0, keepdims=True)  # the generator re-references to the common average
         pad = int(60 * fs)  # filter edge effects stay outside the seizure
@@ -129,7 +125,8 @@ def visibility(rec: dict, window_s: float, ratios=RATIOS) -> list[dict]:
             if all(v is not None for v in found.values()):
                 break
         rows.append({"subject": rec["subject"], "run": rec["run"], "onset": onset, "duration": duration,
-                     "channel": demo.CHANNELS[channel], **{f"ratio_{r:g}": found[r] for r in ratios}})
+                     "pattern": pattern, "channel": demo.CHANNELS[channel],
+                     **{f"ratio_{r:g}": found[r] for r in ratios}})
     return rows
 
 
@@ -169,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     recordings = generate(args.difficulty, args.seed, args.subjects, args.recordings, args.duration)
-    patterns = onset_patterns(args.difficulty, args.seed, len({r["subject"] for r in recordings}))
-    rows = [{**row, "pattern": patterns[row["subject"]]}
-            for rec in recordings for row in visibility(rec, args.window)]
+    rows = [row for rec in recordings for row in visibility(rec, args.window)]
     print(f"{args.difficulty} demo, seed {args.seed}: {len(rows)} seizures in {len(recordings)} recordings; "
           f"{args.window:g}-s windows on each seizure's strongest channel, 0.5-30 Hz\n")
     print("\n".join(summarise(rows)))

@@ -70,7 +70,8 @@ def test_a_seizure_added_to_silence_is_visible_in_its_first_window():
     data = np.zeros((len(demo.CHANNELS), int(300 * fs)))
     data[:, int(100 * fs):int(100 * fs) + n] = added - added.mean(axis=0)
     data += np.random.default_rng(0).normal(0, 1e-3, data.shape)
-    rec = {"data": data, "seizures": [(100.0, 60.0, "sz")], "contributions": [added], "subject": "01", "run": "00"}
+    rec = {"data": data, "seizures": [(100.0, 60.0, "sz")], "contributions": [added], "patterns": ["standard"],
+           "subject": "01", "run": "00"}
     (row,) = visibility.visibility(rec, 2.0)
     assert row["channel"] == demo.CHANNELS[3]
     assert row["ratio_0.5"] == row["ratio_1"] == row["ratio_2"] == 2.0
