@@ -186,7 +186,10 @@ def tune_operating_points(cfg: Config, val_predictions: list[dict], validation: 
                            "constraint_met": alarm["constraint_met"], "latency_slack_s": alarm["latency_slack_s"],
                            "validation_latency_median_s": alarm["latency_median_s"],
                            "validation_sensitivity": alarm["sensitivity"],
-                           "validation_fp_per_24h": alarm["fp_per_24h"], "validation_f1": alarm["f1"]}
+                           "validation_fp_per_24h": alarm["fp_per_24h"], "validation_f1": alarm["f1"],
+                           # how little the validation hours pin the false-alarm rate down (model card)
+                           "validation_hours": alarm["validation_hours"], "validation_fp_count": alarm["fp_count"],
+                           "fp_per_24h_upper95": alarm["fp_per_24h_upper95"]}
         if not alarm["constraint_met"]:
             log.warning("no alarm operating point gives at most %g false alarms per 24 h on the validation subjects; "
                         "the one with the fewest (%.1f) is kept", post.max_fp_per_24h, alarm["fp_per_24h"])
@@ -644,7 +647,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
         "Compute": compute,
         # for people, not read by apply mode: the sections of Mitchell et al.'s model cards (model_card.py)
         "ModelCard": model_card_sections(cfg, files, metrics, architecture, stacking, training_subjects,
-                                         validation_subjects, bids_dir),
+                                         validation_subjects, bids_dir, alarm_point=points.get("alarm")),
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
     progress.info("final model done in %s (%s)", duration(time.monotonic() - started),

@@ -41,7 +41,7 @@ CARD_METRICS = (
 
 def model_card_sections(cfg, files, metrics: dict, architecture: dict, stacking: dict | None,
                         training_subjects: list[str], validation_subjects: list[str],
-                        bids_dir: Path | None = None) -> dict:
+                        bids_dir: Path | None = None, alarm_point: dict | None = None) -> dict:
     """The ``ModelCard`` entry: what the model is, what it is for and not for, what it was trained and
     evaluated on, how well it did over the folds, and what that does not show."""
     metas = [_sidecar(f) for f in files]
@@ -57,7 +57,7 @@ def model_card_sections(cfg, files, metrics: dict, architecture: dict, stacking:
                                                 "ValidationSubjects": len(validation_subjects)}},
         "Metrics": spread,
         "EvaluationData": _evaluation(cfg, metrics),
-        "Limitations": _limitations(data, factors, spread, cfg.postprocessing),
+        "Limitations": _limitations(data, factors, spread, cfg.postprocessing, alarm_point),
         "EthicalConsiderations": _ethics(factors),
     }
 
@@ -252,7 +252,7 @@ def _evaluation(cfg, metrics: dict) -> dict:
     }
 
 
-def _limitations(data: dict, factors: dict, spread: dict, post) -> list[str]:
+def _limitations(data: dict, factors: dict, spread: dict, post, alarm_point: dict | None = None) -> list[str]:
     objective, max_fp = getattr(post, "objective", "f1"), getattr(post, "max_fp_per_24h", 2.0)
     out = [f"Every metric is from cross-validation on this dataset only ({data['Subjects']} subjects, "
            f"{data['Recordings']} recordings, {data['Hours']:.1f} h of EEG): not an external validation. "
@@ -286,6 +286,22 @@ def _limitations(data: dict, factors: dict, spread: dict, post) -> list[str]:
         out.append("The operating point (PostProcessing) maximises SzCORE event F1 on the inner validation subjects; "
                    "fewer false alarms cost sensitivity (OperatingPoints.alarm: soonest alarms within "
                    f"{max_fp:g} false alarms per 24 h on those subjects).")
+    upper = (alarm_point or {}).get("fp_per_24h_upper95")
+    if upper is not None:
+        hours, count = alarm_point["validation_hours"], alarm_point["validation_fp_count"]
+        met = alarm_point.get("constraint_met", True)
+        said = (f"The alarm point (OperatingPoints.alarm, what `stream` uses) {'met' if met else 'could not meet'} its "
+                f"bound of {max_fp:g} false alarms per 24 h on {hours:.1f} h of validation recordings, which showed "
+                f"{count} false alarm{'' if count == 1 else 's'} at that point")
+        if not met:
+            out.append(f"{said} (the setting with the fewest was kept). On new recordings its rate may be up to "
+                       f"{upper:.1f} per 24 h (one-sided 95 % bound).")
+        elif upper > max_fp:
+            out.append(f"{said}: too few hours to establish the bound. On new recordings its rate may be up to "
+                       f"{upper:.1f} per 24 h (one-sided 95 % bound); more validation hours narrow it.")
+        else:
+            out.append(f"{said}: its rate on recordings like these is at most {upper:.1f} per 24 h (one-sided 95 % "
+                       "bound).")
     out.append("Results on the easy synthetic demo data do not carry over to clinical EEG; for harder data (subtle "
                "seizures, differing backgrounds, artefact mimics) see the documentation, Performance: "
                "'The hard benchmark'.")

@@ -396,6 +396,14 @@ def test_tune_alarm_is_soonest_within_the_false_alarm_bound():
     loose = tune_alarm(recs, max_fp_per_24h=100.0, merge_gap=30.0)
     assert loose["threshold"] <= 0.5 and loose["latency_median_s"] == pytest.approx(4.0)
     assert loose["fp_per_24h"] == pytest.approx(48.0)
+    # what two hours of validation establish: with no false alarm seen, a rate of up to 24 ln(20) / 2 per 24 h
+    assert strict["validation_hours"] == pytest.approx(2.0) and strict["fp_count"] == 0
+    assert strict["fp_per_24h_upper95"] == pytest.approx(24 * np.log(20) / 2)
+    # with the bursts' four: the exact Poisson bound, found here by root-finding on the Poisson CDF
+    from scipy.optimize import brentq
+    from scipy.stats import poisson
+    rate = brentq(lambda mu: poisson.cdf(4, mu) - 0.05, 1e-6, 100.0, xtol=1e-12)
+    assert loose["fp_count"] == 4 and loose["fp_per_24h_upper95"] == pytest.approx(rate * 24 / 2, rel=1e-9)
     # the filters' look-ahead delays every alarm alike
     assert tune_alarm(recs, max_fp_per_24h=2.0, merge_gap=30.0, lookahead=5.0)["latency_median_s"] == \
         pytest.approx(19.0)

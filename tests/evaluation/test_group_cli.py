@@ -127,6 +127,15 @@ def test_metrics_predictions_events_and_model(sequential):
     alarm = points["alarm"]
     assert alarm["smoothing"] in (1, 2, 3, 5) and alarm["max_fp_per_24h"] == 2.0 and alarm["tuned"] is True
     assert alarm["constraint_met"] == (alarm["validation_fp_per_24h"] <= 2.0)
+    # how little the validation hours establish about the rate, in the alarm point and the card's limitations
+    from neurocare_bids.evaluation.tuning import fp_rate_upper_bound
+    assert 0 < alarm["validation_hours"] and alarm["validation_fp_count"] >= 0
+    assert alarm["fp_per_24h_upper95"] == pytest.approx(  # the card rounds its floats
+        fp_rate_upper_bound(alarm["validation_fp_count"], alarm["validation_hours"]), rel=1e-4)
+    note = [t for t in card["ModelCard"]["Limitations"] if t.startswith("The alarm point")]
+    assert len(note) == 1 and f"on {alarm['validation_hours']:.1f} h of validation recordings" in note[0]
+    assert ("too few hours to establish the bound" in note[0]) == (alarm["constraint_met"]
+                                                                  and alarm["fp_per_24h_upper95"] > 2.0)
     for fold in metrics["folds"]:
         summary = json.loads((out / "group" / f"fold-{fold['fold']}" / "fold.json").read_text())
         assert set(summary["operating_points"]) == {"f1", "alarm"}

@@ -328,6 +328,52 @@ def test_model_card_spread_flags_large_and_undefined_fold_metrics():
     assert not any(t.startswith("Small dataset") for t in limits)
 
 
+def test_model_card_says_how_far_the_validation_hours_establish_the_alarm_bound():
+    """Met on 2 h with no false alarm: not established (a rate up to 36 per 24 h could show none there); met on
+    60 h: established below the 95 % bound; not met at all: said so. The points come from tune_alarm."""
+    from neurocare_bids.config import PostprocessingConfig
+    from neurocare_bids.evaluation.model_card import _limitations
+    from neurocare_bids.evaluation.tuning import tune_alarm
+
+    def point(hours_each: float, n: int, bound: float) -> dict:
+        onsets = np.arange(0, hours_each * 3600 - 4 + 1e-9, 2.0)
+        recs = []
+        for k in range(n):
+            probs = np.full(onsets.size, 0.1)
+            probs[(onsets >= 600) & (onsets < 660)] = 0.9  # one seizure, no mimic
+            recs.append({"subject": f"{k:02d}", "onsets": onsets, "probs": probs, "window_duration": 4.0,
+                         "recording_duration": hours_each * 3600, "seizures": [(600.0, 660.0)]})
+        if bound == 0.0:  # a burst as strong as the seizure in every recording: no setting meets a bound of 0
+            for rec in recs:
+                rec["probs"][(onsets >= 1800) & (onsets < 1840)] = 0.9
+        alarm = tune_alarm(recs, max_fp_per_24h=bound, merge_gap=30.0, smoothings=(1,), thresholds=(0.5,),
+                           min_durations=(0.0,))
+        return {"constraint_met": alarm["constraint_met"], "validation_hours": alarm["validation_hours"],
+                "validation_fp_count": alarm["fp_count"], "fp_per_24h_upper95": alarm["fp_per_24h_upper95"]}
+
+    data = {"Subjects": 30, "SubjectsWithSeizures": 30, "Recordings": 60, "Hours": 100.0, "Seizures": 80,
+            "SeizureHours": 1.0}
+
+    def note(alarm_point: dict, bound: float) -> str:
+        post = PostprocessingConfig(max_fp_per_24h=bound)
+        said = [t for t in _limitations(data, {}, {"Rows": []}, post, alarm_point) if t.startswith("The alarm point")]
+        assert len(said) == 1
+        return said[0]
+
+    short = point(1.0, 2, 2.0)
+    assert short["constraint_met"] and short["validation_fp_count"] == 0
+    text = note(short, 2.0)
+    assert "on 2.0 h of validation recordings, which showed 0 false alarms" in text
+    assert "too few hours to establish the bound" in text and "up to 35.9 per 24 h" in text  # 24 ln 20 / 2
+    long = point(30.0, 2, 2.0)
+    assert long["fp_per_24h_upper95"] == pytest.approx(24 * np.log(20) / 60)
+    assert "its rate on recordings like these is at most 1.2 per 24 h" in note(long, 2.0)
+    impossible = point(1.0, 2, 0.0)
+    assert not impossible["constraint_met"] and impossible["validation_fp_count"] == 2
+    assert "could not meet its bound of 0 false alarms" in note(impossible, 0.0)
+    assert not any(t.startswith("The alarm point") for t in _limitations(data, {}, {"Rows": []}, None))
+
+
 def test_ablation_table_appears_once_the_benchmark_wrote_it(reported, tmp_path):
     import importlib.util
 
