@@ -336,7 +336,7 @@ class PostprocessingConfig:
 
 @dataclass
 class ExecutionConfig:
-    """How and on what the run executes; none of this changes the numbers in the outputs."""
+    """How and on what the run executes; threads and devices alone change numbers: a training's last digits."""
 
     participant_label: list[str] = option([], "Subjects to process (without `sub-`); empty = all.")
     session_label: list[str] = option([], "Sessions to process (without `ses-`); empty = all.")
@@ -344,6 +344,13 @@ class ExecutionConfig:
     skip_bids_validation: bool = option(False, "Do not run bids-validator-deno on the input.")
     work_dir: str = option("", "Scratch folder for intermediate files (empty = a temporary folder).")
     nprocs: int = option(0, "Recordings processed in parallel (0 = one per CPU core).", minimum=0)
+    omp_nthreads: int = option(
+        0, "Threads of each group-level process for training and predicting: TensorFlow's thread pools, "
+        "OpenMP (the feature baseline) and BLAS (0 = every core the process may use; on JAX, XLA's "
+        "own CPU threads are not limited). A training is deterministic given the seed *and* this number: "
+        "TensorFlow's CPU kernels split their sums by thread, so the same fold trained with 1 thread and with 2 "
+        "differs from about the fourth decimal of its probabilities on. Set it to the same value everywhere when "
+        "folds run as separate jobs on other cores than a plain run (`--fold K`: HPC array tasks).", minimum=0)
     seed: int = option(42, "Random seed for everything that draws random numbers.", minimum=0)
     overwrite: bool = option(False, "Recompute outputs even when they are up to date.")
     reports: bool = option(True, "Write the HTML reports (`sub-<label>.html`, `group.html`); `logs/CITATION.*` is "

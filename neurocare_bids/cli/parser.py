@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scratch folder for intermediate files (default: a temporary folder)")
     run.add_argument("--nprocs", "--n_cpus", "--n-cpus", type=int, metavar="N", dest="nprocs",
                      help="recordings processed in parallel (default: one per CPU core)")
+    run.add_argument("--omp-nthreads", "--omp_nthreads", type=int, metavar="N", dest="omp_nthreads",
+                     help="group level: threads of each process for training and predicting (default: every core; "
+                          "the same N makes fold jobs on other cores equal a plain run)")
     run.add_argument("--seed", type=int, metavar="N", help="random seed (default: 42)")
     run.add_argument("--overwrite", action="store_true", default=None,
                      help="recompute outputs even when they are up to date")

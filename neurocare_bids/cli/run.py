@@ -156,7 +156,7 @@ def build_config(args) -> Config:
         values = getattr(args, name)
         if values is not None:
             overrides[name] = [v[len(prefix):] if v.startswith(prefix) else v for v in values]
-    for name in ("skip_bids_validation", "nprocs", "seed", "overwrite", "wandb", "reports"):
+    for name in ("skip_bids_validation", "nprocs", "omp_nthreads", "seed", "overwrite", "wandb", "reports"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.work_dir is not None:

@@ -40,7 +40,7 @@ from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
-from ..training.distribute import placement, release_models
+from ..training.distribute import limit_threads, placement, release_models, training_threads
 from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
                             train_keras)
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
@@ -333,7 +333,7 @@ def training_compute(cfg: Config, train: list[WindowFile], history: dict, *, fit
            "fit_seconds": round(fit_seconds, 3)}
     if test_seconds is not None:
         out.update(test_prediction_seconds=round(test_seconds, 3), test_windows=int(test_windows))
-    out.update(cpu_seconds=round(cpu_seconds, 3), peak_rss_mib=round(peak, 1),
+    out.update(cpu_seconds=round(cpu_seconds, 3), threads=training_threads(), peak_rss_mib=round(peak, 1),
                peak_rss_since="training start" if peak_reset else "process start")
     train_seconds, validation_seconds = ([float(t) for t in history.get(key) or []] for key in TIMING_KEYS)
     if train_seconds:
@@ -718,6 +718,7 @@ def _versions() -> dict:
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
     """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
     check_tracking(cfg)  # also when called from Python, not the CLI
+    limit_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
     if cfg.model.preset != "features":  # a configuration this machine cannot train: said before any training
         if input_pipeline(cfg) == "numpy" and cfg.execution.distribution == "multi-worker":
             raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "

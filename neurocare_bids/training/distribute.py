@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 
 from ..config import Config
+from ..console import tensorflow_installed
 from ..errors import UsageError
 
 log = logging.getLogger("neurocare")
@@ -127,6 +128,48 @@ def _create_jax(cfg: Config) -> Placement:
     distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     return Placement(None, "data-parallel", len(devices), backend="jax", distribution=distribution)
+
+
+_THREAD_LIMITS = None  # threadpoolctl's limits, kept for the rest of the process
+_THREAD_COUNT = 0
+
+
+def limit_threads(n: int) -> None:
+    """At most ``n`` threads for this process's numerical work (``execution.omp_nthreads``; 0: every core it may
+    use): TensorFlow's intra- and inter-op pools, OpenMP's (the feature baseline's gradient boosting) and BLAS's.
+    Called before TensorFlow runs anything: its pools are created once, when it first runs an operation.
+
+    Why it matters beyond sharing a node: TensorFlow's CPU kernels split their sums by thread, so the number of
+    threads, not only the seed, fixes the last digits of a training (and op determinism does not change that)."""
+    global _THREAD_LIMITS, _THREAD_COUNT
+    if not n:
+        return
+    import keras
+    from threadpoolctl import threadpool_limits
+
+    _THREAD_LIMITS, _THREAD_COUNT = threadpool_limits(limits=n), n
+    if keras.config.backend() == "jax":
+        log.warning("omp_nthreads = %d limits OpenMP and BLAS; XLA's CPU threads on JAX are not limited", n)
+    if tensorflow_installed():  # also on JAX: tf.data's input pipeline
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+        except RuntimeError as exc:  # called from Python after TensorFlow has run something
+            raise UsageError(f"cannot limit TensorFlow to {n} thread(s) once it has started: {exc}") from None
+
+
+def training_threads() -> int:
+    """The threads a training's kernels split their work over (``fold.json`` ``compute``): the limit set by
+    :func:`limit_threads` (as TensorFlow reports it, where installed), else the cores this process may run on."""
+    if _THREAD_COUNT:
+        if tensorflow_installed():  # what TensorFlow itself was told, not only what was asked
+            import tensorflow as tf
+
+            return tf.config.threading.get_intra_op_parallelism_threads()
+        return _THREAD_COUNT
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def release_models() -> None:

@@ -182,6 +182,7 @@ def test_each_fold_records_what_it_cost(sequential):
         test_windows = sum(1 for r in _tsv(fold / "predictions.tsv") if r["split"] == "test")
         assert compute["test_windows"] == test_windows and compute["test_prediction_seconds"] > 0
         assert compute["cpu_seconds"] > 0 and compute["peak_rss_mib"] > 100
+        assert compute["threads"] == len(os.sched_getaffinity(0))  # no --omp-nthreads: every core it may use
         assert compute["peak_rss_since"] == ("training start" if CLEAR_REFS else "process start")
         assert f"{compute['fit_seconds'] / 60:.1f} min ({compute['training_windows_per_second']:,.0f} windows/s)" in (
             out / "group.html").read_text()
@@ -385,6 +386,27 @@ def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, se
     assert result.stderr.count("already done") == 4  # resumed, not retrained
     assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
     assert not [p for p in out.rglob(".*") if ".tmp" in p.name]  # the killed job's, removed by the next run
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed two CPU cores")
+def test_omp_nthreads_makes_a_fold_job_equal_whatever_cores_it_runs_on(prepared, tmp_path):
+    """TensorFlow's CPU kernels split their sums by thread, so the same fold trained on one core and on two differs
+    in the last digits of its probabilities (the quick model of these tests too). With ``--omp-nthreads 1`` a job
+    pinned to one core and a job free to use two both train with one thread: identical predictions and history,
+    and each fold records the threads it ran with."""
+    bids, one_core, config = _copy(prepared, tmp_path, "one-core")
+    _, two_cores, _ = _copy(prepared, tmp_path, "two-cores")
+    core = min(os.sched_getaffinity(0))
+    pinned = run_cli(bids, one_core, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600,
+                     preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    free = run_cli(bids, two_cores, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
+    for result in (pinned, free):
+        assert result.returncode == 0, result.stderr
+    for name in ("predictions.tsv", "history.tsv"):
+        assert (one_core / "group" / "fold-1" / name).read_bytes() == (two_cores / "group" / "fold-1" / name).read_bytes()
+    for out in (one_core, two_cores):
+        assert json.loads((out / "group" / "fold-1" / "fold.json").read_text())["compute"]["threads"] == 1
+    assert "omp_nthreads = 1" in next((one_core / "logs").glob("group-fold1_*/config.toml")).read_text()
 
 
 def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepared, tmp_path):
