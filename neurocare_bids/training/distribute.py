@@ -162,8 +162,11 @@ def limit_threads(n: int) -> None:
 
 def training_threads() -> int:
     """The threads a training's kernels split their work over (``fold.json`` ``compute``): the limit set by
-    :func:`limit_threads` (as TensorFlow reports it, where installed), else the cores this process may run on."""
-    if _THREAD_COUNT:
+    :func:`limit_threads` (as TensorFlow reports it, where installed), else the cores this process may run on
+    (always on JAX, whose XLA CPU threads the limit does not reach)."""
+    import keras
+
+    if _THREAD_COUNT and keras.config.backend() != "jax":
         if tensorflow_installed():  # what TensorFlow itself was told, not only what was asked
             import tensorflow as tf
 
