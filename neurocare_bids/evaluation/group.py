@@ -40,7 +40,7 @@ from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
-from ..training.distribute import limit_threads, placement, release_models, training_threads
+from ..training.distribute import placement, release_models, set_training_threads, training_threads
 from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
                             train_keras)
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
@@ -718,7 +718,7 @@ def _versions() -> dict:
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
     """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
     check_tracking(cfg)  # also when called from Python, not the CLI
-    limit_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
+    set_training_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
     if cfg.model.preset != "features":  # a configuration this machine cannot train: said before any training
         if input_pipeline(cfg) == "numpy" and cfg.execution.distribution == "multi-worker":
             raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "

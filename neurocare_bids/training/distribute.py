@@ -130,24 +130,24 @@ def _create_jax(cfg: Config) -> Placement:
     return Placement(None, "data-parallel", len(devices), backend="jax", distribution=distribution)
 
 
-_THREAD_LIMITS = None  # threadpoolctl's limits, kept for the rest of the process
-_THREAD_COUNT = 0
+_THREAD_COUNT = 0  # execution.omp_nthreads once set_training_threads applied it (0: not limited)
 
 
-def limit_threads(n: int) -> None:
+def set_training_threads(n: int) -> None:
     """At most ``n`` threads for this process's numerical work (``execution.omp_nthreads``; 0: every core it may
     use): TensorFlow's intra- and inter-op pools, OpenMP's (the feature baseline's gradient boosting) and BLAS's.
     Called before TensorFlow runs anything: its pools are created once, when it first runs an operation.
 
     Why it matters beyond sharing a node: TensorFlow's CPU kernels split their sums by thread, so the number of
     threads, not only the seed, fixes the last digits of a training (and op determinism does not change that)."""
-    global _THREAD_LIMITS, _THREAD_COUNT
+    global _THREAD_COUNT
     if not n:
         return
     import keras
     from threadpoolctl import threadpool_limits
 
-    _THREAD_LIMITS, _THREAD_COUNT = threadpool_limits(limits=n), n
+    threadpool_limits(limits=n)  # for the rest of the process (nothing restores it)
+    _THREAD_COUNT = n
     if keras.config.backend() == "jax":
         log.warning("omp_nthreads = %d limits OpenMP and BLAS; XLA's CPU threads on JAX are not limited", n)
     if tensorflow_installed():  # also on JAX: tf.data's input pipeline
@@ -162,9 +162,11 @@ def limit_threads(n: int) -> None:
 
 def training_threads() -> int:
     """The threads a training's kernels split their work over (``fold.json`` ``compute``): the limit set by
-    :func:`limit_threads` (as TensorFlow reports it, where installed), else the cores this process may run on
-    (always on JAX, whose XLA CPU threads the limit does not reach)."""
+    :func:`set_training_threads` (as TensorFlow reports it, where installed), else the cores this process may run
+    on (always on JAX, whose XLA CPU threads the limit does not reach)."""
     import keras
+
+    from ..preprocessing.participant import available_cpus
 
     if _THREAD_COUNT and keras.config.backend() != "jax":
         if tensorflow_installed():  # what TensorFlow itself was told, not only what was asked
@@ -172,7 +174,7 @@ def training_threads() -> int:
 
             return tf.config.threading.get_intra_op_parallelism_threads()
         return _THREAD_COUNT
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available_cpus()
 
 
 def release_models() -> None:

@@ -12,7 +12,6 @@ changes visible whatever the channel.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -137,7 +136,9 @@ def window_features(windows: np.ndarray, sfreq: float, *, n_threads: int | None 
 
     starts = range(0, n, _CHUNK)
     if n_threads is None:
-        n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        from ..preprocessing.participant import available_cpus
+
+        n_threads = available_cpus()
     if n_threads > 1 and n > _CHUNK:
         with ThreadPoolExecutor(n_threads) as pool:
             list(pool.map(block, starts))

@@ -403,7 +403,8 @@ def test_omp_nthreads_makes_a_fold_job_equal_whatever_cores_it_runs_on(prepared,
     for result in (pinned, free):
         assert result.returncode == 0, result.stderr
     for name in ("predictions.tsv", "history.tsv"):
-        assert (one_core / "group" / "fold-1" / name).read_bytes() == (two_cores / "group" / "fold-1" / name).read_bytes()
+        one, two = (out / "group" / "fold-1" / name for out in (one_core, two_cores))
+        assert one.read_bytes() == two.read_bytes()
     for out in (one_core, two_cores):
         assert json.loads((out / "group" / "fold-1" / "fold.json").read_text())["compute"]["threads"] == 1
     assert "omp_nthreads = 1" in next((one_core / "logs").glob("group-fold1_*/config.toml")).read_text()
