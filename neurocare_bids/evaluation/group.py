@@ -40,6 +40,7 @@ from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
+from ..training.checkpoints import CHECKPOINT_FILE
 from ..training.distribute import placement, release_models, set_training_threads, training_threads
 from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
                             train_keras)
@@ -149,15 +150,17 @@ def _detection(probs, centre: bool):
 
 
 def fit_and_tune(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
-                 seed: int, tensorboard_dir: Path, label: str, tracker: Tracker | None = None):
-    """Train a model, then choose the post-processing (and a stacked model's weight) on the validation
-    subjects only."""
+                 seed: int, tensorboard_dir: Path, label: str, tracker: Tracker | None = None,
+                 checkpoint: Path | None = None):
+    """Train a model (a network resuming from ``checkpoint`` where a killed run left one), then choose the
+    post-processing (and a stacked model's weight) on the validation subjects only."""
     post = cfg.postprocessing
     if cfg.model.preset == "features":
         model, history = train_features(cfg, train, geometry, seed)
         val_predictions = with_detection(predict_files(model, validation, geometry), post)
     else:
-        model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker)
+        model, history = train_keras(cfg, train, validation, geometry, seed, tensorboard_dir, label, tracker,
+                                     checkpoint)
         val_predictions = predict_files(model, validation, geometry)
         if stacks(cfg):
             model, val_predictions = _stack(cfg, model, train, validation, val_predictions, geometry, seed, label)
@@ -280,7 +283,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
     try:
         model, history, val_predictions, params, points = fit_and_tune(
             cfg, by_role["train"], by_role["validation"], geometry, seed,
-            group_dir / "tensorboard" / f"fold-{fold.index}", label, tracker)
+            group_dir / "tensorboard" / f"fold-{fold.index}", label, tracker, folder / CHECKPOINT_FILE)
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
@@ -303,6 +306,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
                "trained_on": _training_entry(cfg),
                "stacking": model.summary() if isinstance(model, StackedDetector) else None, "compute": compute}
     atomic_write(folder / "fold.json", json.dumps(summary, indent=2) + "\n")
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the fold is done: nothing to resume
     return summary
 
 
@@ -608,7 +612,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
     try:
         model, history, _, params, points = fit_and_tune(cfg, train_files, val_files, geometry,
                                                          cfg.execution.seed * 1000, group_dir / "tensorboard" / "final",
-                                                         "final model", tracker)
+                                                         "final model", tracker, folder / CHECKPOINT_FILE)
         tracker.summary({"epochs": len(history.get("loss", [])), **_tracked(params)})
     finally:
         tracker.finish()
@@ -650,6 +654,7 @@ def train_final_model(cfg: Config, files: list[WindowFile], geometry: WindowGeom
                                          validation_subjects, bids_dir, alarm_point=points.get("alarm")),
     }
     atomic_write(folder / "model_card.json", json.dumps(_json_safe(card), indent=2) + "\n")
+    (folder / CHECKPOINT_FILE).unlink(missing_ok=True)  # the model is done: nothing to resume
     progress.info("final model done in %s (%s)", duration(time.monotonic() - started),
                   _outcome(len(history.get("loss", [])), params))
     return folder

@@ -90,8 +90,13 @@ def _prediction(f: WindowFile, geometry: WindowGeometry, probs, labels, onsets) 
 
 
 def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFile], geometry: WindowGeometry,
-                seed: int, log_dir: Path, label: str, tracker: Tracker | None = None):
-    """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC."""
+                seed: int, log_dir: Path, label: str, tracker: Tracker | None = None,
+                checkpoint: Path | None = None):
+    """Train the configured Keras model; early stopping and LR schedule on validation PR-AUC.
+
+    ``checkpoint``: the file saved after every epoch, from which a rerun resumes (:mod:`.checkpoints`); none for
+    multi-worker training."""
+    from .checkpoints import SaveCheckpoint, fingerprint, history_of, read_checkpoint, restore_variables
     from .losses import build_loss
     from .models import SEED_TRAINING
 
@@ -105,43 +110,67 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     if place.backend == "jax" and batch % place.replicas:
         raise UsageError(f"training.batch_size ({batch}) must be a multiple of the {place.replicas} devices "
                          "that JAX trains on")
+    pipeline = input_pipeline(cfg)
+    if place.kind == "multi-worker":
+        checkpoint = None
+    key = fingerprint(settings=cfg.group_settings(), seed=seed, backend=place.backend, placement=place.kind,
+                      replicas=place.replicas, input_pipeline=pipeline, steps=steps, batch=batch,
+                      train=[(f.subject, f.source, f.window_count) for f in train],
+                      validation=[(f.subject, f.source, f.window_count) for f in validation])
+    if checkpoint is not None and cfg.execution.overwrite:
+        checkpoint.unlink(missing_ok=True)  # --overwrite: every training starts again
+    resumed = read_checkpoint(checkpoint, key) if checkpoint is not None else None
     with place.scope():  # variables on every replica; batches split across them
         model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)
         model.compile(optimizer=optimizer, loss=loss)
+        if resumed is not None and not restore_variables(model, resumed):
+            resumed = None
+    # a finished training (stopped early, or every epoch run) runs no more epochs: early stopping's end restores
+    # its best weights, as it did at the end of the training that wrote the checkpoint
+    first_epoch = 0 if resumed is None else cfg.training.epochs if resumed.stopped else resumed.epochs_done
+    if resumed is not None:
+        progress.info("%s: resuming after epoch %d of %d (%s)", label, resumed.epochs_done, cfg.training.epochs,
+                      checkpoint)
     batches = None
-    if input_pipeline(cfg) == "numpy":  # not multi-worker: run_group_level refuses that combination
+    if pipeline == "numpy":  # not multi-worker: run_group_level refuses that combination
         batches = NumpyTrainingBatches(train, geometry, cfg.augmentation, batch, seed)
-        data = iter(batches)
+        data = batches.stream(start=first_epoch * steps)
     else:
         data = training_dataset(worker_share(train, place), geometry, cfg.augmentation, batch,
-                                seed + 7919 * place.worker_index, shard_by_file=place.workers > 1)
+                                seed + 7919 * place.worker_index, shard_by_file=place.workers > 1,
+                                start_batch=first_epoch * steps)
     averaged = _AveragedWeights() if optimizer.use_ema else None
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max",
+                                                   patience=cfg.training.early_stopping_patience,
+                                                   restore_best_weights=True)
+    lr_schedule = keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
+                                                    patience=cfg.training.lr_patience, min_lr=lr / 64)
     callbacks = [
         _EpochTimer(),  # first: its epoch end comes straight after the epoch's training steps
         *([averaged.use_average] if averaged else []),
         _ValidationPRAUC(validation, geometry),
-        keras.callbacks.EarlyStopping(monitor="val_pr_auc", mode="max", patience=cfg.training.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
-                                          patience=cfg.training.lr_patience, min_lr=lr / 64),
+        early_stopping,
+        lr_schedule,
         # Keras writes TensorBoard logs through TensorFlow's summaries: none where it is not installed
         *([keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)]
           if tensorflow_installed() else []),
-        _EpochLog(label, cfg.training.epochs, tracker or Tracker()),
+        _EpochLog(label, cfg.training.epochs, tracker or Tracker(), first_epoch),
         *([averaged.resume_training] if averaged else []),
+        # last: the state after every other callback's decision, with the training weights back in the model
+        *([SaveCheckpoint(checkpoint, key, early_stopping, lr_schedule, resumed)] if checkpoint is not None else []),
     ]
     if place.kind == "multi-worker":
         return model, fit_multi_worker(model, data, epochs=cfg.training.epochs, steps=steps, batch_size=batch,
                                        callbacks=callbacks, place=place)
     try:
-        history = model.fit(data, epochs=cfg.training.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0,
-                            shuffle=False)
+        history = model.fit(data, epochs=cfg.training.epochs, initial_epoch=first_epoch, steps_per_epoch=steps,
+                            callbacks=callbacks, verbose=0, shuffle=False)
     finally:
         if batches is not None:
             data.close()  # the threads stop building batches ahead
             batches.close()
-    return model, history.history
+    return model, history_of(resumed, history.history)
 
 
 def batch_plan(cfg: Config, train: list[WindowFile]) -> tuple[int, int]:
@@ -239,15 +268,17 @@ class _EpochLog(keras.callbacks.Callback):
     time left if every epoch runs (early stopping may end sooner). All go to the log file and, from -v, to the
     console; where no bar is drawn, the console shows those :func:`epoch_line_due` picks at any verbosity."""
 
-    def __init__(self, label: str, epochs: int, tracker: Tracker):
+    def __init__(self, label: str, epochs: int, tracker: Tracker, first_epoch: int = 0):
         super().__init__()
         self.label, self.epochs, self.tracker, self.bar = label, epochs, tracker, None
+        self.first_epoch = first_epoch  # of a resumed training: the epochs before it ran in an earlier process
         self.started = self.last_line = 0.0
 
     def on_train_begin(self, logs=None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.epochs, desc=self.label, unit="epoch", leave=False, disable=None)
+        self.bar = tqdm(total=self.epochs, initial=self.first_epoch, desc=self.label, unit="epoch", leave=False,
+                        disable=None)
         self.started = self.last_line = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -260,7 +291,7 @@ class _EpochLog(keras.callbacks.Callback):
         if milestone:
             self.last_line = now
         left = 0 if stopping else self.epochs - epoch - 1
-        eta = f"; ETA {duration((now - self.started) / (epoch + 1) * left)}" if left else ""
+        eta = f"; ETA {duration((now - self.started) / (epoch + 1 - self.first_epoch) * left)}" if left else ""
         progress.info("%s epoch %d/%d: loss %.4f, validation PR-AUC %.3f%s", self.label, epoch + 1, self.epochs,
                       loss, pr_auc, eta, extra={"milestone": milestone})
         self.tracker.epoch_end(epoch, {**logs, "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))})

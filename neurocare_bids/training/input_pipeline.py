@@ -152,8 +152,9 @@ def _intervals_table(files: list[WindowFile]) -> np.ndarray:
 
 
 def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: AugmentationConfig,
-                     batch_size: int, seed: int, shard_by_file: bool = False):
-    """An endless, shuffled, augmented stream of ``(windows, labels)`` training batches.
+                     batch_size: int, seed: int, shard_by_file: bool = False, start_batch: int = 0):
+    """An endless, shuffled, augmented stream of ``(windows, labels)`` training batches, from batch ``start_batch``
+    on (a resumed training's next epoch: the batches before it are drawn but not augmented).
 
     ``shard_by_file``: ``files`` are already this worker's share (multi-worker training), so
     tf.distribute must not shard the stream again.
@@ -234,8 +235,11 @@ def training_dataset(files: list[WindowFile], geometry: WindowGeometry, aug: Aug
                 [background, seizure], weights=[1 - aug.seizure_fraction, aug.seizure_fraction],
                 seed=seed + 2)
     stream = stream.batch(batch_size, drop_remainder=True)
+    augment_seeds = tf.data.Dataset.random(seed=seed + 3).batch(2)
+    if start_batch:
+        stream, augment_seeds = stream.skip(start_batch), augment_seeds.skip(start_batch)
     if augment:
-        stream = tf.data.Dataset.zip((stream, tf.data.Dataset.random(seed=seed + 3).batch(2)))
+        stream = tf.data.Dataset.zip((stream, augment_seeds))
         mirror = mirror_permutation(geometry.channels) if aug.mirror > 0 else None
         stream = stream.map(lambda xy, s: (_augment_batch(xy[0], xy[1], tf.cast(s, tf.int64), aug, mirror,
                                                           geometry.sfreq), xy[1]),
