@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import random
@@ -409,113 +408,6 @@ def test_omp_nthreads_makes_a_fold_job_equal_whatever_cores_it_runs_on(prepared,
     for out in (one_core, two_cores):
         assert json.loads((out / "group" / "fold-1" / "fold.json").read_text())["compute"]["threads"] == 1
     assert "omp_nthreads = 1" in next((one_core / "logs").glob("group-fold1_*/config.toml")).read_text()
-
-
-def _checkpoint_state(path) -> dict | None:
-    """The state a fold's ``checkpoint.npz`` records (epochs done, stopped...), or None while there is none."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["state"]))
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _kill_fold_when(bids, out, config, fold: int, moment) -> dict:
-    """Run a ``--fold`` job; as soon as its checkpoint shows ``moment(state)``, stop the job's process group
-    (SIGSTOP, so that nothing changes on disk), check the fold is not done, and SIGKILL it. Returns that state."""
-    from conftest import read_only_input
-
-    checkpoint = out / "group" / f"fold-{fold}" / "checkpoint.npz"
-    with read_only_input(bids):
-        proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
-                                 "--fold", str(fold), "--omp-nthreads", "1"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                                start_new_session=True)
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, f"the fold ended before it could be killed: {proc.communicate()[1][-2000:]}"
-            assert time.monotonic() < deadline
-            state = _checkpoint_state(checkpoint)
-            if state is not None and moment(state):
-                os.killpg(proc.pid, signal.SIGSTOP)
-                state = _checkpoint_state(checkpoint)  # the last one written before the stop
-                break
-            time.sleep(0.01)
-        assert not (out / "group" / f"fold-{fold}" / "fold.json").exists()
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    return state
-
-
-@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
-def test_a_fold_killed_mid_training_resumes_after_its_last_epoch_and_ends_as_if_never_killed(prepared, tmp_path,
-                                                                                             pipeline, caplog):
-    """A job's time limit or a preempted node kills a fold's training (SIGKILL, as Slurm does after its grace
-    time): the rerun resumes after the last epoch the checkpoint recorded, not from the first, and the fold ends with
-    the same history, predictions and tuned post-processing as a run never killed. Killed twice here: mid-training
-    while early stopping waits for an improvement, and once the training had ended (early stopping, or the last
-    epoch) but before the fold was written. A checkpoint of another training or a damaged one is not used."""
-    bids, participant_out, quick = prepared
-    config = tmp_path / "epochs.toml"
-    config.write_text(quick.read_text().replace("epochs = 1", "epochs = 12\nearly_stopping_patience = 3\n"
-                                                "lr_patience = 1\n" f'input_pipeline = "{pipeline}"'))
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    for out in (reference, killed):
-        shutil.copytree(participant_out, out)
-    result = run_cli(bids, reference, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
-    assert result.returncode == 0, result.stderr
-    history = _tsv(reference / "group" / "fold-1" / "history.tsv")
-    assert len(history) > 3
-    if pipeline == "tf.data":  # here the schedule halves the learning rate: its state crosses the restarts too
-        assert len({row["learning_rate"] for row in history}) > 1
-
-    # killed mid-training where the callbacks' state matters most: early stopping waiting for an improvement (the
-    # learning-rate schedule about to halve the rate), at the first such epoch of the reference; else after epoch 2
-    scores, best, waiting = [float(row["val_pr_auc"]) for row in history], -1.0, []
-    for epoch, score in enumerate(scores[:-1], 1):
-        if score <= best:  # no improvement: early stopping's and the schedule's counters run
-            waiting.append(epoch)
-        best = max(best, score)
-    target = waiting[0] if waiting else 2
-    mid = _kill_fold_when(bids, killed, config, 1, lambda s: s["epochs_done"] >= target and not s["stopped"])
-    checkpoint = killed / "group" / "fold-1" / "checkpoint.npz"
-    saved = checkpoint.read_bytes()
-    ended = _kill_fold_when(bids, killed, config, 1, lambda s: s["stopped"] or s["epochs_done"] == 12)
-    assert ended["epochs_done"] == len(history) and ended["stopped"] == (len(history) < 12)
-    result = run_cli(bids, killed, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert f"resuming after epoch {len(history)} of 12" in result.stderr
-    for name in ("history.tsv", "predictions.tsv"):
-        assert (killed / "group" / "fold-1" / name).read_bytes() == (reference / "group" / "fold-1" / name).read_bytes()
-    folds = [json.loads((out / "group" / "fold-1" / "fold.json").read_text()) for out in (reference, killed)]
-    assert folds[0]["postprocessing"] == folds[1]["postprocessing"] and folds[0]["epochs"] == folds[1]["epochs"]
-    assert folds[1]["compute"]["epochs"] == len(history)  # the epochs of every process that trained the fold
-    assert not checkpoint.exists()  # the fold is done: nothing left to resume
-    assert target <= mid["epochs_done"] < len(history)
-    if pipeline != "tf.data":
-        return
-    # The first kill's checkpoint: read as another training's (another fingerprint) or damaged, it is not used (one
-    # line says why); put back damaged, the fold is trained again from its first epoch: the same fold as never killed.
-    from neurocare_bids.training.checkpoints import read_checkpoint
-
-    key = json.loads(str(np.load(io.BytesIO(saved))["state"]))["fingerprint"]
-    damaged = tmp_path / "damaged.npz"
-    damaged.write_bytes(saved[: len(saved) // 2])
-    copy = tmp_path / "copy.npz"
-    copy.write_bytes(saved)
-    assert read_checkpoint(copy, key).epochs_done == mid["epochs_done"]
-    caplog.clear()
-    assert read_checkpoint(copy, "another training") is None and read_checkpoint(damaged, key) is None
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and "written by another training" in lines[0] and "is unreadable" in lines[1]
-    shutil.rmtree(killed / "group")
-    checkpoint.parent.mkdir(parents=True)
-    shutil.copy(damaged, checkpoint)
-    result = run_cli(bids, killed, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert "resuming" not in result.stderr and "is unreadable" in result.stderr and not checkpoint.exists()
-    assert (killed / "group" / "fold-1" / "history.tsv").read_bytes() == \
-        (reference / "group" / "fold-1" / "history.tsv").read_bytes()
 
 
 def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepared, tmp_path):
