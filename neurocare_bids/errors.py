@@ -85,3 +85,20 @@ class Terminated(BaseException):
 
     Not an ``Exception``, so that no ``except Exception`` on the way mistakes it for a failed recording.
     """
+
+
+_termination_requested = False
+
+
+def request_termination() -> None:
+    """Remember that SIGTERM came (the handler calls it before raising :class:`Terminated`)."""
+    global _termination_requested
+    _termination_requested = True
+
+
+def raise_if_terminated() -> None:
+    """Raise :class:`Terminated` again if SIGTERM came: its first raise can be swallowed by a library's bare
+    ``except:`` (Keras's loss building, while the first training step is traced, has several), after which the run
+    would go on with SIGTERM ignored. Long loops (training batches) call it."""
+    if _termination_requested:
+        raise Terminated()

@@ -25,7 +25,7 @@ from ..config import Config
 from ..console import (ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow,
                        tensorflow_installed)
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
-                      Terminated, UnknownLevelError, UsageError, ValidationFailed)
+                      Terminated, request_termination, UnknownLevelError, UsageError, ValidationFailed)
 from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
@@ -123,6 +123,7 @@ def _terminate(signum, frame) -> None:
     """SIGTERM (Slurm's time limit, ``kill``): unwind like Ctrl-C, so temporaries and the work folder are
     removed; a second SIGTERM cannot interrupt that clean-up."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    request_termination()  # raised again at the next training batch if a library swallows this one
     raise Terminated()
 
 

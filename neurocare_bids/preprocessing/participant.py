@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 import traceback
 from collections import deque
@@ -405,6 +406,9 @@ def available_cpus() -> int:
 
 
 def _init_worker() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers (SIGTERM, exit_on_sigterm), so a worker
+    # does not die of it on its own, printing a traceback, in the middle of its start (threadpoolctl's library scan)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads()
     exit_on_sigterm()
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import Config
 from ..console import PROGRESS, duration, epoch_line_due, tensorflow_installed
-from ..errors import UsageError
+from ..errors import UsageError, raise_if_terminated
 from .distribute import fit_multi_worker, placement, worker_share
 from .input_pipeline import WindowFile, WindowGeometry, read_windows, training_dataset
 from .numpy_pipeline import NumpyTrainingBatches
@@ -147,7 +147,8 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     lr_schedule = keras.callbacks.ReduceLROnPlateau(monitor="val_pr_auc", mode="max", factor=0.5,
                                                     patience=cfg.training.lr_patience, min_lr=lr / 64)
     callbacks = [
-        _EpochTimer(),  # first: its epoch end comes straight after the epoch's training steps
+        _StopWhenTerminated(),
+        _EpochTimer(),  # its epoch end comes straight after the epoch's training steps
         *([averaged.use_average] if averaged else []),
         _ValidationPRAUC(validation, geometry),
         early_stopping,
@@ -225,6 +226,17 @@ class _AveragedWeights:
         if not model.stop_training:  # stopping: leave the averaged weights (early stopping restores its best)
             for variable, value in zip(model.trainable_variables, self.last_step):
                 variable.assign(value)
+
+
+class _StopWhenTerminated(keras.callbacks.Callback):
+    """Ends the training at the next batch once SIGTERM has come, in case Keras swallowed the first
+    :class:`~neurocare_bids.errors.Terminated` (a bare ``except:`` while the first step is traced)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_terminated()
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise_if_terminated()
 
 
 #: The per-epoch timings :class:`_EpochTimer` and :class:`_ValidationPRAUC` add to the training history: fold.json's

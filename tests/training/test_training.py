@@ -62,3 +62,15 @@ def test_seed_preset_never_averages():
     assert not build_optimizer(cfg, 1e-4).use_ema
     cfg.model.preset, cfg.training.weight_averaging = "neurocare", 0.0
     assert not build_optimizer(cfg, 1e-3).use_ema
+
+
+def test_a_sigterm_swallowed_on_the_way_still_ends_the_training(prepared, tmp_path, monkeypatch):
+    """The SIGTERM handler raises ``Terminated`` wherever the main thread is; a library's bare ``except:`` (or a
+    ``__del__``) on the way can swallow it, and the run would go on with SIGTERM ignored. Once it has come, the
+    training ends at its next batch with ``Terminated``."""
+    from neurocare_bids import errors
+
+    monkeypatch.setattr(errors, "_termination_requested", False)
+    errors.request_termination()  # the state after the handler ran and its exception was swallowed
+    with pytest.raises(errors.Terminated):
+        _train(prepared, tmp_path, 0.0, "terminated")
