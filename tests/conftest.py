@@ -95,6 +95,14 @@ NATIVE_LOG = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d|\d{4}-\d\d-\d\d[ T]\d\d:\d\d
                         r"This TensorFlow binary is optimized|absl::InitializeLog|^WARNING:(?:tensorflow|absl):", re.M)
 
 
+def read_tsv(path) -> list[dict]:
+    """The rows of a TSV file with a header line, as dicts (the app's tables: predictions, history, events)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
 def run_cli(*args, timeout: float = 300, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
     """Run ``python -m neurocare_bids ARGS`` as a user would; return the completed process.
 

@@ -113,13 +113,15 @@ def train_keras(cfg: Config, train: list[WindowFile], validation: list[WindowFil
     pipeline = input_pipeline(cfg)
     if place.kind == "multi-worker":
         checkpoint = None
-    key = fingerprint(settings=cfg.group_settings(), seed=seed, backend=place.backend, placement=place.kind,
-                      replicas=place.replicas, input_pipeline=pipeline, steps=steps, batch=batch,
-                      train=[(f.subject, f.source, f.window_count) for f in train],
-                      validation=[(f.subject, f.source, f.window_count) for f in validation])
-    if checkpoint is not None and cfg.execution.overwrite:
-        checkpoint.unlink(missing_ok=True)  # --overwrite: every training starts again
-    resumed = read_checkpoint(checkpoint, key) if checkpoint is not None else None
+    key, resumed = None, None
+    if checkpoint is not None:
+        key = fingerprint(settings=cfg.group_settings(), seed=seed, backend=place.backend, placement=place.kind,
+                          replicas=place.replicas, input_pipeline=pipeline, steps=steps, batch=batch,
+                          train=[(f.subject, f.source, f.window_count) for f in train],
+                          validation=[(f.subject, f.source, f.window_count) for f in validation])
+        if cfg.execution.overwrite:
+            checkpoint.unlink(missing_ok=True)  # --overwrite: every training starts again
+        resumed = read_checkpoint(checkpoint, key)
     with place.scope():  # variables on every replica; batches split across them
         model = initial_network(cfg, geometry, seed)
         optimizer = build_optimizer(cfg, lr)

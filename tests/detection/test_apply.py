@@ -8,7 +8,6 @@ Keras.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (EVENT_COLUMNS, add_recording, move_batchnorm_statistics, read_windows, run_cli,
+from conftest import (EVENT_COLUMNS, add_recording, move_batchnorm_statistics, read_tsv, read_windows, run_cli,
                       trained_model_folder)
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras's own
@@ -57,11 +56,6 @@ def _recording(path: Path):
     names = {"sub": "subject", "ses": "session", "task": "task", "run": "run"}
     sidecar = json.loads(path.with_name(f"{source_stem(path.name)}_eeg.json").read_text())
     return Recording(path, root, {names[k]: v for k, v in entities.items()}, sidecar)
-
-
-def _tsv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +121,7 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     assert meta["PostProcessing"]["centre"] is False and meta["ProbabilityCentring"] is None
 
     events = folder / f"{stem}_desc-neurocare_events.tsv"
-    table = _tsv(events)
+    table = read_tsv(events)
     assert events.read_text().splitlines()[0].split("\t") == EVENT_COLUMNS
     assert all(r["recordingDuration"] == "900.00" for r in table)
     expected = probabilities_to_events(rows[:, 0], rows[:, 1], 4.0, 900.0, threshold=post["threshold"],
@@ -147,7 +141,7 @@ def test_apply_writes_events_probabilities_and_szcore_tree(applied, model_folder
     # nothing for the recordings that failed, and no training windows in this mode
     assert not (out / "sub-12").exists() and not (out / "sub-13").exists()
     assert not list(out.rglob("*.tfrecord"))
-    summary = _tsv(next(out.glob("logs/apply_*/summary.tsv")))
+    summary = read_tsv(next(out.glob("logs/apply_*/summary.tsv")))
     assert [r["status"] for r in summary] == ["written", "failed", "failed"]
 
 
@@ -174,7 +168,7 @@ def test_apply_centres_as_the_card_says(model_folder, tmp_path):
     expected = probabilities_to_events(rows[:, 0], centred, 4.0, 900.0, threshold=post["threshold"],
                                        min_duration=post["min_duration"], merge_gap=post["merge_gap"],
                                        smoothing=post["smoothing"])
-    table = _tsv(folder / f"{stem}_desc-neurocare_events.tsv")
+    table = read_tsv(folder / f"{stem}_desc-neurocare_events.tsv")
     if expected:
         written = [(float(r["onset"]), float(r["duration"])) for r in table]
         assert np.allclose(written, [(e.onset, e.duration) for e in expected], atol=0.006)
@@ -631,8 +625,8 @@ def test_a_trained_model_finds_the_seizures_of_a_new_recording(tmp_path):
     assert "none: the features preset" in report
     assert f"classifier.onnx (SHA-256 <code>{card['ONNX']['Classifier']['SHA256']}</code>)" in report
     [events] = applied.glob("sub-21/ses-01/eeg/*_desc-neurocare_events.tsv")
-    found = [(float(r["onset"]), float(r["duration"])) for r in _tsv(events)]
-    assert all(r["eventType"] == "sz" for r in _tsv(events)), found
+    found = [(float(r["onset"]), float(r["duration"])) for r in read_tsv(events)]
+    assert all(r["eventType"] == "sz" for r in read_tsv(events)), found
     for onset, duration in seizures:  # found, starting within 10 s of the onset, and overlapping the seizure
         assert any(abs(o - onset) <= 10 and o < onset + duration and o + d > onset for o, d in found), (onset, found)
     for o, d in found:  # and no false alarm

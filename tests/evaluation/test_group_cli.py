@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -16,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import NATIVE_LOG, run_cli, run_cli_concurrently
+from conftest import NATIVE_LOG, read_tsv, run_cli, run_cli_concurrently
 from szcore_reference import evaluate_dataset
 
 CLEAR_REFS = os.access("/proc/self/clear_refs", os.W_OK)  # Linux: a process can reset its peak memory
@@ -29,17 +28,12 @@ def _copy(prepared, tmp_path, name):
     return bids, target, config
 
 
-def _tsv(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
-
-
 def test_folds_are_subject_wise_and_validation_never_tests(sequential):
     _, out, _ = sequential
-    folds = _tsv(out / "group" / "folds.tsv")
+    folds = read_tsv(out / "group" / "folds.tsv")
     assert sorted(r["participant_id"] for r in folds) == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert sorted(int(r["fold"]) for r in folds) == [1, 2, 3, 4]  # fewer subjects than folds: LOSO
-    splits = _tsv(out / "group" / "splits.tsv")
+    splits = read_tsv(out / "group" / "splits.tsv")
     for fold in {r["fold"] for r in splits}:
         roles = {}
         for r in splits:
@@ -64,7 +58,7 @@ def test_metrics_predictions_events_and_model(sequential):
     assert len(metrics["folds"]) == 4 and len(metrics["subjects"]) == 4
     assert "PR-AUC" in result.stdout and "Event level (SzCORE)" in result.stdout
 
-    predictions = _tsv(out / "group" / "predictions.tsv")  # out of fold: every window once
+    predictions = read_tsv(out / "group" / "predictions.tsv")  # out of fold: every window once
     sidecars = sorted(out.glob("sub-*/**/*_desc-preproc_windows.json"))
     assert len(predictions) == sum(json.loads(p.read_text())["WindowCount"] for p in sidecars)
     assert all(0.0 <= float(r["probability"]) <= 1.0 for r in predictions)
@@ -103,7 +97,7 @@ def test_metrics_predictions_events_and_model(sequential):
     assert metrics["window"]["unsmoothed"]["pr_auc"] == pytest.approx(
         average_precision_score(full_labels, full_detection), abs=1e-6)
     # thresholded window metrics: each window's score at its fold's tuned threshold
-    folds_of = {r["participant_id"]: int(r["fold"]) for r in _tsv(out / "group" / "folds.tsv")}
+    folds_of = {r["participant_id"]: int(r["fold"]) for r in read_tsv(out / "group" / "folds.tsv")}
     threshold = {f["fold"]: f["postprocessing"]["threshold"] for f in metrics["folds"]}
     called = [s >= threshold[folds_of[r["participant_id"]]] for s, r in zip(scores, predictions)]
     assert metrics["window"]["confusion_matrix"]["tp"] == sum(c and y for c, y in zip(called, labels))
@@ -171,7 +165,7 @@ def test_each_fold_records_what_it_cost(sequential):
         assert compute["backend"] == os.environ.get("KERAS_BACKEND", "tensorflow")
         assert compute["epochs"] == summary["epochs"] == 1 and compute["batches_per_epoch"] == 3
         assert compute["batch_size"] == 16 and compute["training_windows"] == 48
-        history = _tsv(fold / "history.tsv")
+        history = read_tsv(fold / "history.tsv")
         assert len(history) == 1 and not [c for c in history[0] if "seconds" in c]
         assert compute["training_seconds"] == pytest.approx(sum(compute["epoch_training_seconds"]), abs=1e-3)
         assert compute["validation_seconds"] == pytest.approx(sum(compute["epoch_validation_seconds"]), abs=1e-3)
@@ -179,7 +173,7 @@ def test_each_fold_records_what_it_cost(sequential):
         assert 0 < compute["training_seconds"] and 0 < compute["validation_seconds"]
         assert compute["training_seconds"] + compute["validation_seconds"] < compute["fit_seconds"]
         assert compute["training_windows_per_second"] == pytest.approx(48 / compute["training_seconds"], rel=1e-2)
-        test_windows = sum(1 for r in _tsv(fold / "predictions.tsv") if r["split"] == "test")
+        test_windows = sum(1 for r in read_tsv(fold / "predictions.tsv") if r["split"] == "test")
         assert compute["test_windows"] == test_windows and compute["test_prediction_seconds"] > 0
         assert compute["cpu_seconds"] > 0 and compute["peak_rss_mib"] > 100
         assert compute["threads"] == len(os.sched_getaffinity(0))  # no --omp-nthreads: every core it may use
@@ -250,9 +244,9 @@ def test_latency_of_each_detected_seizure_follows_from_predictions_tsv(sequentia
 
     bids, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())
-    fold_of = {r["participant_id"]: r["fold"] for r in _tsv(out / "group" / "folds.tsv")}
+    fold_of = {r["participant_id"]: r["fold"] for r in read_tsv(out / "group" / "folds.tsv")}
     by_recording: dict[str, list] = {}
-    for r in _tsv(out / "group" / "predictions.tsv"):
+    for r in read_tsv(out / "group" / "predictions.tsv"):
         by_recording.setdefault(r["recording"], []).append(r)
     expected = []
     for source, rows in sorted(by_recording.items()):
@@ -291,7 +285,7 @@ def test_latency_of_each_detected_seizure_follows_from_predictions_tsv(sequentia
     assert event["latency_n_seizures"] == len(values) <= sum(s["event"]["tp"] for s in metrics["subjects"])
     assert event["latency_median_s"] == pytest.approx(np.median(values), abs=1e-5)
     assert event["latency_mean_s"] == pytest.approx(np.mean(values), abs=1e-5)
-    table = {r["participant_id"]: r for r in _tsv(out / "group" / "metrics_subjects.tsv")}
+    table = {r["participant_id"]: r for r in read_tsv(out / "group" / "metrics_subjects.tsv")}
     for participant in table:
         mine = [e[3] for e in expected if e[0] == participant]
         cell = table[participant]["latency_median_s"]
@@ -308,8 +302,8 @@ def test_per_subject_window_ranking_recomputed_from_the_predictions(sequential):
 
     _, out, _ = sequential
     metrics = json.loads((out / "group" / "metrics.json").read_text())
-    rows = [r for r in _tsv(out / "group" / "predictions.tsv") if r["split"] == "test"]
-    table = {r["participant_id"]: r for r in _tsv(out / "group" / "metrics_subjects.tsv")}
+    rows = [r for r in read_tsv(out / "group" / "predictions.tsv") if r["split"] == "test"]
+    table = {r["participant_id"]: r for r in read_tsv(out / "group" / "metrics_subjects.tsv")}
     expected = {}
     for sub in {r["participant_id"] for r in rows}:
         y = np.array([int(r["label"]) for r in rows if r["participant_id"] == sub])
@@ -425,7 +419,7 @@ def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepare
     points = summary["operating_points"]
     assert summary["postprocessing"] == points["alarm"] != points["f1"]
     assert points["alarm"]["max_fp_per_24h"] == 30.0
-    rows = [r for r in _tsv(out / "group" / "fold-1" / "predictions.tsv") if r["split"] == "test"]
+    rows = [r for r in read_tsv(out / "group" / "fold-1" / "predictions.tsv") if r["split"] == "test"]
     rows.sort(key=lambda r: (r["recording"], int(r["window_index"])))
     from neurocare_bids.detection.postprocess import smooth
 

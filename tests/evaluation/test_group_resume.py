@@ -4,7 +4,6 @@ parallel test workers can run it beside test_group_cli.py, the longest file.)"""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -17,12 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import run_cli
-
-
-def _tsv(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
+from conftest import read_tsv, run_cli
 
 
 def _checkpoint_state(path) -> dict | None:
@@ -78,7 +72,7 @@ def test_a_fold_killed_mid_training_resumes_after_its_last_epoch_and_ends_as_if_
         shutil.copytree(participant_out, out)
     result = run_cli(bids, reference, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
     assert result.returncode == 0, result.stderr
-    history = _tsv(reference / "group" / "fold-1" / "history.tsv")
+    history = read_tsv(reference / "group" / "fold-1" / "history.tsv")
     assert len(history) > 3
     if pipeline == "tf.data":  # here the schedule halves the learning rate: its state crosses the restarts too
         assert len({row["learning_rate"] for row in history}) > 1
