@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 NPROCS ?= 0
-# make demo: cross-validation folds trained at once, as separate one-thread jobs (default: one per CPU core)
+# make demo: cross-validation folds trained at once, each in its own process (--fold-jobs; default: one per CPU core)
 DEMO_JOBS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 
 .PHONY: install demo test bench docs clean container-test
@@ -23,17 +23,10 @@ install: $(VENV)/.installed
 demo: install
 	@test -f $(DEMO_DIR)/bids/dataset_description.json || $(BIN)/neurocare-bids demo-data $(DEMO_DIR)/bids
 	$(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives participant --nprocs $(NPROCS)
-	@# The folds as separate --fold jobs of one thread each, DEMO_JOBS at a time, as HPC array tasks would run
-	@# them (on 2 cores 1.5x faster than one process training them in turn); output piped, so each prints lines, not
-	@# a progress bar. The last run finds them done, aggregates and trains the final model.
-	@folds=$$($(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives group --config examples/demo.toml \
-	    --print-config | sed -n '/^\[cv\]/,/^\[/s/^folds = //p'); \
-	subjects=$$(ls -d $(DEMO_DIR)/bids/sub-* | wc -l); n=$$(( folds < subjects ? folds : subjects )); \
-	echo "Training the $$n cross-validation folds, $(DEMO_JOBS) at a time (--fold K --omp-nthreads 1)"; \
-	seq 1 $$n | xargs -P $(DEMO_JOBS) -I{} bash -c 'set -o pipefail; "$$0" "$$@" --fold {} 2>&1 | cat' \
-	    $(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives group --config examples/demo.toml \
-	    --omp-nthreads 1
-	$(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives group --config examples/demo.toml -v
+	@# The folds as separate one-thread --fold K processes, DEMO_JOBS at a time (--fold-jobs; on 2 cores 1.5x faster
+	@# than one process training them in turn), then the aggregation and the final model with every core
+	$(BIN)/neurocare-bids $(DEMO_DIR)/bids $(DEMO_DIR)/derivatives group --config examples/demo.toml \
+	    --fold-jobs $(DEMO_JOBS) -v
 	@echo
 	@echo "Demo input:   $(DEMO_DIR)/bids"
 	@echo "Demo outputs: $(DEMO_DIR)/derivatives (windows per recording, group/ metrics and model, szcore/)"

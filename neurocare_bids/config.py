@@ -351,6 +351,13 @@ class ExecutionConfig:
         "TensorFlow's CPU kernels split their sums by thread, so the same fold trained with 1 thread and with 2 "
         "differs from about the fourth decimal of its probabilities on. Set it to the same value everywhere when "
         "folds run as separate jobs on other cores than a plain run (`--fold K`: HPC array tasks).", minimum=0)
+    fold_jobs: int = option(
+        1, "Group level: cross-validation folds trained at once, each in its own process (`--fold-jobs`): the "
+        "`--fold K` runs of HPC array tasks, started and waited for by one `group` run, which then aggregates. On "
+        "CPU machines faster than one process training the folds in turn (1.5 times on 2 cores). Each job trains "
+        "with `omp_nthreads` threads, else its share of the cores, and holds its own memory (about 4 GiB per fold "
+        "of the hard benchmark at the default budget). Ignored with `--fold K`; not with multi-worker training.",
+        minimum=1)
     seed: int = option(42, "Random seed for everything that draws random numbers.", minimum=0)
     overwrite: bool = option(False, "Recompute outputs even when they are up to date.")
     reports: bool = option(True, "Write the HTML reports (`sub-<label>.html`, `group.html`); `logs/CITATION.*` is "

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fold", type=int, metavar="K",
                        help="train and test only cross-validation fold K (one HPC array task per fold); a "
                             "later plain group run trains any missing fold and aggregates")
+    group.add_argument("--fold-jobs", "--fold_jobs", type=int, metavar="N", dest="fold_jobs",
+                       help="train N folds at once, each as its own --fold K process (with --omp-nthreads, else "
+                            "its share of the cores), then aggregate; faster on CPU machines (default: 1)")
 
     apply = parser.add_argument_group("applying a trained model (participant level)")
     apply.add_argument("--model", type=Path, metavar="MODEL",

@@ -157,7 +157,8 @@ def build_config(args) -> Config:
         values = getattr(args, name)
         if values is not None:
             overrides[name] = [v[len(prefix):] if v.startswith(prefix) else v for v in values]
-    for name in ("skip_bids_validation", "nprocs", "omp_nthreads", "seed", "overwrite", "wandb", "reports"):
+    for name in ("skip_bids_validation", "nprocs", "omp_nthreads", "fold_jobs", "seed", "overwrite", "wandb",
+                 "reports"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     if args.work_dir is not None:
@@ -190,7 +191,7 @@ def _run(args) -> int:
             raise UsageError("--distributed applies to the group level only, not with --model")
         return _apply(cfg, bids_dir, out_dir, args.model, args.engine)
     if args.analysis_level == "group":
-        return _group(cfg, bids_dir, out_dir, args.fold)
+        return _group(cfg, bids_dir, out_dir, args.fold, args.verbose)
     if args.fold is not None:
         raise UsageError("--fold applies to the group level only")
     if args.distributed:
@@ -316,7 +317,7 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
     return log_dir, handler
 
 
-def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
+def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosity: int = 0) -> int:
     from ..io.derivatives import prepare_output
     from ..training.tracking import check_tracking
 
@@ -330,7 +331,7 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None) -> int:
             import_tensorflow()  # its start-up lines held back into the run's log
         from ..evaluation.group import run_group_level
 
-        metrics = run_group_level(cfg, bids_dir, out_dir, fold)
+        metrics = run_group_level(cfg, bids_dir, out_dir, fold, verbosity=verbosity)
         _reports("group_reports", cfg, out_dir, metrics is not None)
     finally:
         log.removeHandler(handler)

@@ -47,6 +47,7 @@ from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_win
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
+from .fold_jobs import train_fold_jobs
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
 from .tuning import tune, tune_alarm
@@ -720,25 +721,39 @@ def _versions() -> dict:
 
 
 # ---------------------------------------------------------------------- entry point
-def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None) -> dict | None:
-    """Train the missing folds (or only ``fold_index``); aggregate once all are done. Returns metrics."""
+def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None, *,
+                    verbosity: int = 0) -> dict | None:
+    """Train the missing folds (or only ``fold_index``; ``execution.fold_jobs`` at a time as ``--fold K`` processes,
+    which print at ``verbosity``); aggregate once all are done. Returns metrics."""
     check_tracking(cfg)  # also when called from Python, not the CLI
     set_training_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
-    if cfg.model.preset != "features":  # a configuration this machine cannot train: said before any training
-        if input_pipeline(cfg) == "numpy" and cfg.execution.distribution == "multi-worker":
+    multi_worker = cfg.model.preset != "features" and cfg.execution.distribution == "multi-worker"
+    if multi_worker:  # a configuration this machine cannot train: said before any training
+        if input_pipeline(cfg) == "numpy":
             raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "
                              "its input)")
+        if cfg.execution.fold_jobs > 1 and fold_index is None:
+            raise UsageError("--fold-jobs trains folds as separate processes on this node; multi-worker training "
+                             "spreads each training over the tasks of a Slurm job: choose one")
     files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
     remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
     group_dir = out_dir / GROUP
     group_dir.mkdir(parents=True, exist_ok=True)
+    folds, jobs_done = None, set()
+    if fold_index is None and cfg.execution.fold_jobs > 1 and not multi_worker:
+        # before this process takes any device (placement): the jobs are the ones training
+        folds = plan_folds(cfg, files, group_dir)
+        pending = [f.index for f in folds if _to_train(cfg, group_dir, f)]
+        if len(pending) > 1:
+            train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
+            jobs_done = set(pending)  # with --overwrite too: retrained by the jobs of this run
     place = placement(cfg) if cfg.model.preset != "features" else None
     if place is not None and not place.is_chief:
         return _run_as_worker(cfg, files, geometry, group_dir, fold_index)
-    folds = plan_folds(cfg, files, group_dir)
+    folds = folds or plan_folds(cfg, files, group_dir)
     if fold_index is not None and not 1 <= fold_index <= len(folds):
         raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
-    todo = [f for f in folds if fold_index in (None, f.index)]
+    todo = [f for f in folds if fold_index in (None, f.index) and f.index not in jobs_done]
     started, trained = time.monotonic(), 0
     for position, fold in enumerate(todo):
         if not _to_train(cfg, group_dir, fold):

@@ -1,0 +1,119 @@
+"""``group --fold-jobs N``: folds trained side by side as ``--fold K`` processes, then aggregated. The CLI as a
+subprocess; its jobs found as this machine's processes, killed by observed states, outputs read back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import read_only_input, run_cli
+
+JOBS_ARGS = ("--fold-jobs", "2", "--omp-nthreads", "1")
+
+
+def _jobs_of(pid: int) -> dict[int, int]:
+    """The running ``--fold K`` children of process ``pid``: ``{K: child pid}``."""
+    jobs = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"--fold" in argv:
+            jobs[int(argv[argv.index(b"--fold") + 1])] = int(entry.name)
+    return jobs
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start_and_wait_for_two_trainings(bids, out, config) -> tuple[subprocess.Popen, dict[int, int]]:
+    """Start ``group --fold-jobs 2``; return once folds 1 and 2 both train (their TensorBoard folders, removed first,
+    exist again) while no fold is done yet, which only jobs side by side can show, with the jobs' pids."""
+    shutil.rmtree(out / "group" / "tensorboard", ignore_errors=True)
+    proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
+                             *JOBS_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
+    deadline = time.monotonic() + 300
+    boards = [out / "group" / "tensorboard" / f"fold-{k}" for k in (1, 2)]
+    try:
+        while not all(b.exists() for b in boards):
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert not list(out.glob("group/fold-*/fold.json"))
+        jobs = _jobs_of(proc.pid)
+        assert sorted(jobs) == [1, 2], jobs
+    except BaseException:
+        _kill_all(proc)
+        raise
+    return proc, jobs
+
+
+def _kill_all(proc: subprocess.Popen) -> None:
+    """A failed test leaves no run behind: the group run and its jobs (its session) killed."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def test_fold_jobs_train_side_by_side_stop_together_and_equal_fold_runs(prepared, tmp_path):
+    bids, participant_out, quick = prepared
+    config = tmp_path / "config.toml"
+    config.write_text(quick.read_text() + "[cv]\nfinal_model = false\n")
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    shutil.copytree(participant_out, reference)
+    shutil.copytree(participant_out, out)
+    single = run_cli(bids, reference, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
+    assert single.returncode == 0, single.stderr
+
+    with read_only_input(bids):
+        # a job dies (as by the kernel's out-of-memory killer): the other is stopped, one line, exit 1
+        proc, jobs = _start_and_wait_for_two_trainings(bids, out, config)
+        try:
+            os.kill(jobs[1], signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=180)
+        finally:
+            _kill_all(proc)
+        assert proc.returncode == 1, stderr
+        assert "Traceback" not in stderr
+        assert stderr.strip().splitlines()[-1].startswith("neurocare-bids: error: fold 1 was killed by SIGKILL")
+        assert not _alive(jobs[2]) and not list(out.glob("group/fold-*/fold.json"))
+        assert not (out / "group" / "tensorboard" / "fold-3").exists()  # no new job after the failure
+
+        # SIGTERM to the group run alone (a scheduler's time limit, `kill`): its jobs stop with it, 143
+        proc, jobs = _start_and_wait_for_two_trainings(bids, out, config)
+        try:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=180)
+        finally:
+            _kill_all(proc)
+        assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1].startswith("neurocare-bids: terminated (SIGTERM)")
+        assert not any(_alive(pid) for pid in jobs.values())
+        assert not list(out.glob("group/fold-*/fold.json"))
+        assert not [p for p in out.rglob(".*") if ".tmp" in p.name]
+
+    result = run_cli(bids, out, "group", "--config", config, *JOBS_ARGS, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "Event level (SzCORE)" in result.stdout and (out / "group" / "metrics.json").exists()
+    for k in (1, 2, 3, 4):  # each fold trained by a job of its own, with its own log
+        assert (out / "group" / f"fold-{k}" / "fold.json").exists()
+        assert len(list((out / "logs").glob(f"group-fold{k}_*"))) == (3 if k < 3 else 1)
+    for name in ("predictions.tsv", "history.tsv"):  # a job's fold is exactly a --fold K run's
+        assert (out / "group" / "fold-1" / name).read_bytes() == (reference / "group" / "fold-1" / name).read_bytes()
