@@ -32,9 +32,10 @@ demo: install
 	@echo "Demo outputs: $(DEMO_DIR)/derivatives (windows per recording, group/ metrics and model, szcore/)"
 
 ## test: the whole test suite (needs no GPU and no network), one worker per core (pytest-xdist); a test file's tests
-## stay in one worker, so that its module fixtures run once (15 min instead of 21 on 2 cores, 2026-12-03)
+## stay in one worker, so that its module fixtures run once (15 min instead of 21 on 2 cores, 2026-12-03); the 25
+## slowest tests are listed at the end, to keep CI within its time
 test: install
-	$(BIN)/python -m pytest -q --numprocesses auto --dist loadfile
+	$(BIN)/python -m pytest -q --numprocesses auto --dist loadfile --durations 25
 
 ## container-test: build the CPU image with podman and run it read-only, offline, as an arbitrary user on a
 ## tiny dataset (scripts/container_test.sh; root; installs podman from Debian if missing; 2-10 minutes)

@@ -355,8 +355,9 @@ class ExecutionConfig:
         1, "Group level: cross-validation folds trained at once, each in its own process (`--fold-jobs`): the "
         "`--fold K` runs of HPC array tasks, started and waited for by one `group` run, which then aggregates. On "
         "CPU machines faster than one process training the folds in turn (1.5 times on 2 cores). Each job trains "
-        "with `omp_nthreads` threads, else its share of the cores, and holds its own memory (about 4 GiB per fold "
-        "of the hard benchmark at the default budget). Ignored with `--fold K`; not with multi-worker training.",
+        "with `omp_nthreads` threads, else its share of the cores, on the least busy GPU where there are GPUs, and "
+        "holds its own memory (about 4 GiB per fold of the hard benchmark at the default budget). Ignored with "
+        "`--fold K`; not with multi-worker training.",
         minimum=1)
     seed: int = option(42, "Random seed for everything that draws random numbers.", minimum=0)
     overwrite: bool = option(False, "Recompute outputs even when they are up to date.")

@@ -8,13 +8,17 @@ of that run; the calling group run then aggregates and trains the final model as
 
 The jobs' lines are passed on as they come (progress lines stamped with this run's clock). The first job to fail
 stops the others, and the run exits with the failed jobs' code (an internal error wins, else the highest). SIGTERM
-or Ctrl-C stops every job the same way; their epoch checkpoints let a rerun resume them.
+or Ctrl-C stops every job the same way, and a job whose run was killed outright stops by itself; their epoch
+checkpoints let a rerun resume them. On a machine with GPUs each job gets the least busy one to itself
+(``CUDA_VISIBLE_DEVICES``), taking its memory as it needs it, so that jobs sharing a GPU do not starve each other.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +36,7 @@ from ..preprocessing.participant import available_cpus
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)
 
+PARENT_ENV = "NEUROCARE_FOLD_JOB_OF"  # a job's environment: the pid of the run that started it (stop_with_parent)
 POLL_SECONDS = 0.2
 STOP_GRACE_SECONDS = 60.0  # a job told to stop (SIGTERM) gets this long to remove its temporaries, then SIGKILL
 _STAMP = re.compile(r"^\[\d+:\d\d:\d\d\] ")  # a progress line's "[elapsed] ", as console.ConsoleFormatter writes it
@@ -46,6 +51,7 @@ def job_threads(cfg: Config, jobs: int) -> int:
 class _Job:
     fold: int
     process: subprocess.Popen
+    gpu: str | None = None
     relays: list[threading.Thread] = field(default_factory=list)
     stopped: bool = False  # told to stop by this run (its exit code is not a failure of its own)
 
@@ -56,9 +62,12 @@ def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int]
 
     Raises :class:`NeuroCareError` with the jobs' exit code if any fails (the others are stopped then)."""
     jobs = min(jobs, len(folds))
-    threads = job_threads(cfg, jobs)
-    progress.info("training fold(s) %s as %d job(s) at a time, %d thread(s) each (--fold K --omp-nthreads %d)",
-                  ", ".join(map(str, folds)), jobs, threads, threads)
+    threads, gpus = job_threads(cfg, jobs), visible_gpus()
+    progress.info("training fold(s) %s as %d job(s) at a time, %d thread(s) each (--fold K --omp-nthreads %d)%s",
+                  ", ".join(map(str, folds)), jobs, threads, threads,
+                  f"; {len(gpus)} GPU(s), each job on the least busy one" if gpus else "")
+    if cfg.execution.work_dir:
+        Path(cfg.execution.work_dir).mkdir(parents=True, exist_ok=True)
     workspace = Path(tempfile.mkdtemp(prefix="neurocare-fold-jobs-", dir=cfg.execution.work_dir or None))
     config_file = workspace / "config.toml"
     config_file.write_text(cfg.to_toml(with_docs=False), encoding="utf-8")
@@ -70,7 +79,8 @@ def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int]
         while waiting or running:
             while waiting and len(running) < jobs and not failed:
                 fold = waiting.pop(0)
-                running[fold] = _start(fold, [*command, "--fold", str(fold)], output_lock)
+                gpu = min(gpus, key=lambda g: sum(j.gpu == g for j in running.values())) if gpus else None
+                running[fold] = _start(fold, [*command, "--fold", str(fold)], gpu, output_lock)
             time.sleep(POLL_SECONDS)
             for fold, job in list(running.items()):
                 code = job.process.poll()
@@ -97,17 +107,58 @@ def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int]
         raise _failure(failed, out_dir)
 
 
-def _start(fold: int, argv: list[str], output_lock: threading.Lock) -> _Job:
+def visible_gpus() -> list[str]:
+    """The GPUs this run may use, named as ``CUDA_VISIBLE_DEVICES`` takes them, found without starting CUDA here (a
+    framework that starts it may take a GPU's memory): ``CUDA_VISIBLE_DEVICES`` where set, else nvidia-smi's list
+    (by UUID, which no device ordering can confuse), else none."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        names = [name.strip() for name in visible.split(",") if name.strip()]
+        return [] if not names or names[0].startswith("-") else names  # "-1" (or empty): no GPU
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        listed = subprocess.run([smi, "--query-gpu=uuid", "--format=csv,noheader"], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip().startswith("GPU-")]
+
+
+def _start(fold: int, argv: list[str], gpu: str | None, output_lock: threading.Lock) -> _Job:
+    env = {**os.environ, PARENT_ENV: str(os.getpid())}
+    if gpu is not None:  # one GPU per job (several per GPU when there are more jobs), memory taken as needed
+        env.update({"CUDA_VISIBLE_DEVICES": gpu, "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+                    "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, bufsize=1, errors="replace")
-    log.debug("fold %d: job %d started: %s", fold, process.pid, " ".join(argv))
-    job = _Job(fold, process)
+                               text=True, bufsize=1, errors="replace", env=env)
+    log.debug("fold %d: job %d started%s: %s", fold, process.pid, f" on GPU {gpu}" if gpu else "", " ".join(argv))
+    job = _Job(fold, process, gpu)
     for source, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
         relay = threading.Thread(target=_relay, args=(source, target, output_lock), daemon=True,
                                  name=f"fold-{fold}-relay")
         relay.start()
         job.relays.append(relay)
     return job
+
+
+def stop_with_parent() -> None:
+    """In a job (its environment names the run that started it): SIGTERM when that run ends, however it ends (on
+    Linux), so that a group run killed outright (SIGKILL) leaves no job training on. A job whose run has already
+    gone stops at once."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+    if os.getppid() != int(parent):  # it ended before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _relay(source, target, lock: threading.Lock) -> None:

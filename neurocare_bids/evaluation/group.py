@@ -47,7 +47,7 @@ from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_win
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, assign_folds, make_folds, split_validation
-from .fold_jobs import train_fold_jobs
+from .fold_jobs import stop_with_parent, train_fold_jobs
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
 from .tuning import tune, tune_alarm
@@ -726,6 +726,8 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     """Train the missing folds (or only ``fold_index``; ``execution.fold_jobs`` at a time as ``--fold K`` processes,
     which print at ``verbosity``); aggregate once all are done. Returns metrics."""
     check_tracking(cfg)  # also when called from Python, not the CLI
+    if fold_index is not None:
+        stop_with_parent()  # a job of --fold-jobs ends with its run
     set_training_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
     multi_worker = cfg.model.preset != "features" and cfg.execution.distribution == "multi-worker"
     if multi_worker:  # a configuration this machine cannot train: said before any training

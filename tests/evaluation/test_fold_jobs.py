@@ -1,5 +1,6 @@
 """``group --fold-jobs N``: folds trained side by side as ``--fold K`` processes, then aggregated. The CLI as a
-subprocess; its jobs found as this machine's processes, killed by observed states, outputs read back."""
+subprocess; its jobs found among this machine's processes, killed (a job, the run: SIGKILL, SIGTERM) once both are
+seen training, outputs read back."""
 
 from __future__ import annotations
 
@@ -40,13 +41,18 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_and_wait_for_two_trainings(bids, out, config) -> tuple[subprocess.Popen, dict[int, int]]:
+def _environment(pid: int) -> dict[str, str]:
+    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+
+
+def _start_and_wait_for_two_trainings(bids, out, config, **env) -> tuple[subprocess.Popen, dict[int, int]]:
     """Start ``group --fold-jobs 2``; return once folds 1 and 2 both train (their TensorBoard folders, removed first,
     exist again) while no fold is done yet, which only jobs side by side can show, with the jobs' pids."""
     shutil.rmtree(out / "group" / "tensorboard", ignore_errors=True)
     proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
                              *JOBS_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, start_new_session=True)
     deadline = time.monotonic() + 300
     boards = [out / "group" / "tensorboard" / f"fold-{k}" for k in (1, 2)]
     try:
@@ -83,9 +89,11 @@ def test_fold_jobs_train_side_by_side_stop_together_and_equal_fold_runs(prepared
     assert single.returncode == 0, single.stderr
 
     with read_only_input(bids):
-        # a job dies (as by the kernel's out-of-memory killer): the other is stopped, one line, exit 1
-        proc, jobs = _start_and_wait_for_two_trainings(bids, out, config)
+        # a job dies (as by the kernel's out-of-memory killer): the other is stopped, one line, exit 1. With two
+        # GPUs named (none is there: the jobs train on the CPU), each job is given one of its own
+        proc, jobs = _start_and_wait_for_two_trainings(bids, out, config, CUDA_VISIBLE_DEVICES="0,1")
         try:
+            assert sorted(_environment(pid)["CUDA_VISIBLE_DEVICES"] for pid in jobs.values()) == ["0", "1"]
             os.kill(jobs[1], signal.SIGKILL)
             _, stderr = proc.communicate(timeout=180)
         finally:
@@ -109,11 +117,24 @@ def test_fold_jobs_train_side_by_side_stop_together_and_equal_fold_runs(prepared
         assert not list(out.glob("group/fold-*/fold.json"))
         assert not [p for p in out.rglob(".*") if ".tmp" in p.name]
 
+        # SIGKILL to the group run alone (nothing it could catch): its jobs stop by themselves
+        proc, jobs = _start_and_wait_for_two_trainings(bids, out, config)
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+            deadline = time.monotonic() + 120
+            while any(_alive(pid) for pid in jobs.values()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(_alive(pid) for pid in jobs.values())
+        finally:
+            _kill_all(proc)
+        assert not list(out.glob("group/fold-*/fold.json"))
+
     result = run_cli(bids, out, "group", "--config", config, *JOBS_ARGS, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "Event level (SzCORE)" in result.stdout and (out / "group" / "metrics.json").exists()
     for k in (1, 2, 3, 4):  # each fold trained by a job of its own, with its own log
         assert (out / "group" / f"fold-{k}" / "fold.json").exists()
-        assert len(list((out / "logs").glob(f"group-fold{k}_*"))) == (3 if k < 3 else 1)
+        assert len(list((out / "logs").glob(f"group-fold{k}_*"))) == (4 if k < 3 else 1)
     for name in ("predictions.tsv", "history.tsv"):  # a job's fold is exactly a --fold K run's
         assert (out / "group" / "fold-1" / name).read_bytes() == (reference / "group" / "fold-1" / name).read_bytes()

@@ -28,15 +28,18 @@ def _checkpoint_state(path) -> dict | None:
         return None
 
 
-def _kill_fold_when(bids, out, config, fold: int, moment) -> dict:
-    """Run a ``--fold`` job; as soon as its checkpoint shows ``moment(state)``, stop the job's process group
-    (SIGSTOP, so that nothing changes on disk), check the fold is not done, and SIGKILL it. Returns that state."""
+def _kill_fold_when(bids, out, config, fold: int | None, moment) -> dict:
+    """Run a ``--fold`` job (``fold`` None: a plain group run, whose final model is what trains); as soon as its
+    checkpoint shows ``moment(state)``, stop the job's process group (SIGSTOP, so that nothing changes on disk), check
+    the fold (the final model) is not done, and SIGKILL it. Returns that state."""
     from conftest import read_only_input
 
-    checkpoint = out / "group" / f"fold-{fold}" / "checkpoint.npz"
+    folder = out / "group" / (f"fold-{fold}" if fold else "model")
+    checkpoint, done = folder / "checkpoint.npz", folder / ("fold.json" if fold else "model_card.json")
+    args = ["--fold", str(fold), "--omp-nthreads", "1"] if fold else []
     with read_only_input(bids):
         proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
-                                 "--fold", str(fold), "--omp-nthreads", "1"], stdout=subprocess.PIPE,
+                                 *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
                                 start_new_session=True)
         deadline = time.monotonic() + 600
@@ -49,7 +52,7 @@ def _kill_fold_when(bids, out, config, fold: int, moment) -> dict:
                 state = _checkpoint_state(checkpoint)  # the last one written before the stop
                 break
             time.sleep(0.01)
-        assert not (out / "group" / f"fold-{fold}" / "fold.json").exists()
+        assert not done.exists()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     return state
@@ -124,3 +127,28 @@ def test_a_fold_killed_mid_training_resumes_after_its_last_epoch_and_ends_as_if_
     assert "resuming" not in result.stderr and "is unreadable" in result.stderr and not checkpoint.exists()
     assert (killed / "group" / "fold-1" / "history.tsv").read_bytes() == \
         (reference / "group" / "fold-1" / "history.tsv").read_bytes()
+
+
+def test_the_final_model_killed_before_its_card_resumes_and_is_the_model_never_killed(prepared, sequential,
+                                                                                     tmp_path):
+    """The final model (every subject: a group run's longest training) keeps its checkpoint in ``group/model/``:
+    killed once its training had ended but before its model card was written, the rerun resumes after its last epoch
+    and writes the same weights and operating points as the run never killed (``sequential``)."""
+    import keras
+
+    bids, done, _ = sequential
+    config = prepared[2]
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    shutil.rmtree(out / "group" / "model")
+    ended = _kill_fold_when(bids, out, config, None, lambda s: s["epochs_done"] >= 1)
+    result = run_cli(bids, out, "group", "--config", config, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming after epoch {ended['epochs_done']} of 1" in result.stderr
+    assert not (out / "group" / "model" / "checkpoint.npz").exists()
+    cards = [json.loads((root / "group" / "model" / "model_card.json").read_text()) for root in (done, out)]
+    for key in ("PostProcessing", "OperatingPoints", "Stacking"):
+        assert cards[0][key] == cards[1][key]
+    weights = [keras.models.load_model(root / "group" / "model" / "model.keras", compile=False).get_weights()
+               for root in (done, out)]
+    assert len(weights[0]) == len(weights[1]) and all(np.array_equal(a, b) for a, b in zip(*weights))
