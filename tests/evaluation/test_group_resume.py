@@ -136,6 +136,8 @@ def test_the_final_model_killed_before_its_card_resumes_and_is_the_model_never_k
     and writes the same weights and operating points as the run never killed (``sequential``)."""
     import keras
 
+    import neurocare_bids.training.models  # noqa: F401 - registers the model's own layers for loading
+
     bids, done, _ = sequential
     config = prepared[2]
     out = tmp_path / "out"
