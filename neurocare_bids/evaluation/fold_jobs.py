@@ -154,7 +154,7 @@ def stop_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM))
     except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
         return
     if os.getppid() != int(parent):  # it ended before the request was made
