@@ -164,8 +164,9 @@ def stop_with_parent() -> None:
 def _relay(source, target, lock: threading.Lock) -> None:
     """Pass a job's lines on whole, progress lines stamped with this run's clock instead of the job's."""
     for line in source:
-        if _STAMP.match(line):
-            line = f"[{_elapsed()}] {line[_STAMP.match(line).end():]}"
+        stamp = _STAMP.match(line)
+        if stamp:
+            line = f"[{_elapsed()}] {line[stamp.end():]}"
         with lock:
             try:
                 target.write(line)
