@@ -183,6 +183,9 @@ def test_distributed_outside_a_cluster_is_a_usage_error(prepared, tmp_path):
     result = run_cli(bids, target, "group", "--config", config, "--distributed", env=env)
     assert result.returncode == 64, result.stderr
     assert "--distributed needs a multi-task Slurm job" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(bids, target, "group", "--config", config, "--distributed", "--fold-jobs", 2, env=env)
+    assert result.returncode == 64 and "--fold-jobs trains folds as separate processes" in result.stderr
+    assert not list(target.glob("group/fold-*")), "refused before any fold started"
     result = run_cli(bids, target, "participant", "--distributed", "--skip-bids-validation")
     assert result.returncode == 64 and "group level only" in result.stderr
 
