@@ -35,6 +35,13 @@ EXIT_CODES = {
 }
 
 
+def combined_exit_code(codes) -> int:
+    """One run's exit code from the codes of its failed parts (recordings, fold jobs): an internal error wins, else
+    the highest; ``EXIT_OK`` when nothing failed."""
+    codes = set(codes)
+    return EXIT_OK if not codes else EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
+
+
 class NeuroCareError(Exception):
     """An error with a one-line message meant for the user and a documented exit code."""
 

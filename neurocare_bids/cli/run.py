@@ -25,7 +25,8 @@ from ..config import Config
 from ..console import (ConsoleFilter, ConsoleFormatter, hide_native_logs, import_tensorflow,
                        tensorflow_installed)
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
-                      Terminated, request_termination, UnknownLevelError, UsageError, ValidationFailed)
+                      Terminated, UnknownLevelError, UsageError, ValidationFailed, combined_exit_code,
+                      request_termination)
 from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
@@ -255,11 +256,7 @@ def _participant(cfg: Config, bids_dir: Path, out_dir: Path) -> int:
         writer.writerow([r.recording, r.status, r.windows, r.seizure_windows, len(r.warnings), r.message])
     atomic_write(log_dir / "summary.tsv", summary.getvalue())
     _print_summary(results, out_dir, log_dir)
-    failed = [r for r in results if r.status == "failed"]
-    if not failed:
-        return EXIT_OK
-    codes = {r.exit_code for r in failed}
-    return EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
+    return combined_exit_code(r.exit_code for r in results if r.status == "failed")
 
 
 def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine: str) -> int:
@@ -298,8 +295,7 @@ def _apply(cfg: Config, bids_dir: Path, out_dir: Path, model_path: Path, engine:
         file_handler.close()
     atomic_write(log_dir / "summary.tsv", summary_tsv(results))
     print_summary(results, out_dir, log_dir)
-    codes = {r.exit_code for r in results if r.status == "failed"}
-    return EXIT_OK if not codes else EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes)
+    return combined_exit_code(r.exit_code for r in results if r.status == "failed")
 
 
 def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, logging.Handler]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..console import PROGRESS, duration
-from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError
+from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError, combined_exit_code
 from ..preprocessing.participant import available_cpus
 
 log = logging.getLogger("neurocare")
@@ -98,11 +98,7 @@ def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int]
             _stop(job)
         for job in running.values():
             _wait(job)
-        for path in (config_file, workspace):
-            try:
-                path.unlink() if path.is_file() else path.rmdir()
-            except OSError:
-                pass
+        shutil.rmtree(workspace, ignore_errors=True)
     if failed:
         raise _failure(failed, out_dir)
 
@@ -219,4 +215,4 @@ def _failure(failed: dict[int, int], out_dir: Path) -> NeuroCareError:
     logs = out_dir / "logs" / "group-fold<K>_*"
     return NeuroCareError(f"{'; '.join(parts)} (messages above, logs in {logs}); folds still training were "
                           "stopped, a rerun resumes them",
-                          exit_code=EXIT_INTERNAL if EXIT_INTERNAL in codes else max(codes))
+                          exit_code=combined_exit_code(codes))
