@@ -279,13 +279,15 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sequential(prepared, tmp_path_factory):
     """One plain group-level run on a copy of ``prepared``'s output, shared by every test that only reads it:
-    ``(bids_dir, out_dir, completed_process)``."""
+    ``(bids_dir, out_dir, completed_process)``. Its trainings run on one thread (``--omp-nthreads 1``), so that a
+    fold trained elsewhere with one thread (a ``--fold`` job, a resumed training) can be compared with it byte for
+    byte."""
     import shutil
 
     bids, participant_out, config = prepared
     out = tmp_path_factory.mktemp("seq") / "out"
     shutil.copytree(participant_out, out)
-    result = run_cli(bids, out, "group", "--config", config, timeout=900)
+    result = run_cli(bids, out, "group", "--config", config, "--omp-nthreads", 1, timeout=900)
     assert result.returncode == 0, result.stderr
     return bids, out, result
 

@@ -1,6 +1,6 @@
-"""``group --fold-jobs N``: folds trained side by side as ``--fold K`` processes, then aggregated. The CLI as a
-subprocess; its jobs found among this machine's processes, killed (a job, the run: SIGKILL, SIGTERM) once both are
-seen training, outputs read back."""
+"""``group --fold-jobs N`` and array tasks (``--fold K``): folds trained side by side as separate processes, then
+aggregated. The CLI as a subprocess; its jobs found among this machine's processes, killed (a job, the run: SIGKILL,
+SIGTERM) once both are seen training, outputs read back and compared with a run of the folds one after the other."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import read_only_input, run_cli
+from conftest import read_only_input, run_cli, run_cli_concurrently
 
 JOBS_ARGS = ("--fold-jobs", "2", "--omp-nthreads", "1")
 
@@ -78,15 +78,13 @@ def _kill_all(proc: subprocess.Popen) -> None:
     proc.communicate()
 
 
-def test_fold_jobs_train_side_by_side_stop_together_and_equal_fold_runs(prepared, tmp_path):
-    bids, participant_out, quick = prepared
-    config = tmp_path / "config.toml"
-    config.write_text(quick.read_text() + "[cv]\nfinal_model = false\n")
-    reference, out = tmp_path / "reference", tmp_path / "out"
-    shutil.copytree(participant_out, reference)
+def test_fold_jobs_and_array_tasks_stop_together_resume_and_equal_a_sequential_run(prepared, sequential, tmp_path):
+    """Same seed, same data, one thread per training (``--omp-nthreads 1``, as ``sequential``) → the same folds and
+    the identical metrics.json, whether the folds ran one after the other in one process, as array tasks
+    (``--fold K`` side by side) or as ``--fold-jobs`` whose runs were killed or stopped mid-training and run again."""
+    bids, participant_out, config = prepared
+    out = tmp_path / "out"
     shutil.copytree(participant_out, out)
-    single = run_cli(bids, reference, "group", "--config", config, "--fold", 1, "--omp-nthreads", 1, timeout=600)
-    assert single.returncode == 0, single.stderr
 
     with read_only_input(bids):
         # a job dies (as by the kernel's out-of-memory killer): the other is stopped, one line, exit 1. With two
@@ -130,11 +128,21 @@ def test_fold_jobs_train_side_by_side_stop_together_and_equal_fold_runs(prepared
             _kill_all(proc)
         assert not list(out.glob("group/fold-*/fold.json"))
 
-    result = run_cli(bids, out, "group", "--config", config, *JOBS_ARGS, timeout=900)
+    # folds 3 and 4 as array tasks (a Slurm array: --fold K side by side in the same output folder) ...
+    tasks = run_cli_concurrently(*[((bids, out, "group", "--config", config, "--fold", k, "--omp-nthreads", 1),
+                                    {"timeout": 600}) for k in (3, 4)])
+    for result in tasks:
+        assert result.returncode == 0, result.stderr
+    assert not (out / "group" / "metrics.json").exists()
+    # ... then the plain run with --fold-jobs trains the folds left (1 and 2, killed three times) as jobs, reuses the
+    # others, and aggregates
+    result = run_cli(bids, out, "group", "--config", config, *JOBS_ARGS, "-v", timeout=900)
     assert result.returncode == 0, result.stderr
-    assert "Event level (SzCORE)" in result.stdout and (out / "group" / "metrics.json").exists()
-    for k in (1, 2, 3, 4):  # each fold trained by a job of its own, with its own log
-        assert (out / "group" / f"fold-{k}" / "fold.json").exists()
+    assert "Event level (SzCORE)" in result.stdout and result.stderr.count("already done") == 2
+    for k in (1, 2, 3, 4):  # each fold trained by a process of its own, with its own log
         assert len(list((out / "logs").glob(f"group-fold{k}_*"))) == (4 if k < 3 else 1)
-    for name in ("predictions.tsv", "history.tsv"):  # a job's fold is exactly a --fold K run's
-        assert (out / "group" / "fold-1" / name).read_bytes() == (reference / "group" / "fold-1" / name).read_bytes()
+        for name in ("predictions.tsv", "history.tsv"):  # a job's fold is exactly a --fold K run's
+            ours, theirs = (root / "group" / f"fold-{k}" / name for root in (out, sequential[1]))
+            assert ours.read_bytes() == theirs.read_bytes()
+    assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
+    assert not [p for p in out.rglob(".*") if ".tmp" in p.name]  # the killed jobs', removed by a later run

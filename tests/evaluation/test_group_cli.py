@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import NATIVE_LOG, read_tsv, run_cli, run_cli_concurrently
+from conftest import NATIVE_LOG, read_tsv, run_cli
 from szcore_reference import evaluate_dataset
 
 CLEAR_REFS = os.access("/proc/self/clear_refs", os.W_OK)  # Linux: a process can reset its peak memory
@@ -336,52 +333,6 @@ def test_szcore_export_scored_by_szcore_evaluation_matches_metrics(sequential):
             assert metrics["event"][ours] == pytest.approx(expected, abs=1e-6)
 
 
-def _interrupt_fold(bids, out, config, fold: int, sig: int, delay: float) -> None:
-    """Start a ``--fold`` job, send ``sig`` to its process group ``delay`` s into the fold's training."""
-    from conftest import read_only_input
-
-    with read_only_input(bids):
-        proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
-                                 "--fold", str(fold)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONWARNINGS": "ignore"}, start_new_session=True)
-        deadline = time.time() + 300
-        while time.time() < deadline and not (out / "group" / "tensorboard" / f"fold-{fold}").exists():
-            time.sleep(0.02)
-        time.sleep(delay)
-        assert proc.poll() is None, "the fold ended before it could be interrupted"
-        os.killpg(proc.pid, sig)
-        _, stderr = proc.communicate(timeout=120)
-    assert not (out / "group" / f"fold-{fold}" / "fold.json").exists()
-    if sig == signal.SIGTERM:  # a clean stop: code 143, one line, no temporary file left
-        assert proc.returncode == 143 and "Traceback" not in stderr, stderr
-        assert stderr.strip().splitlines()[-1].startswith("neurocare-bids: terminated (SIGTERM)")
-        assert not [p for p in out.rglob(".*") if ".tmp" in p.name]
-    else:
-        assert proc.returncode == -signal.SIGKILL
-
-
-def test_separate_fold_jobs_then_aggregation_equal_a_sequential_run(prepared, sequential, tmp_path):
-    """Same seed, same data → identical metrics.json, whether folds ran in one process or as four jobs at once (a
-    Slurm array), and whether or not jobs were stopped (SIGTERM) or killed (SIGKILL) at a random point of training
-    and rerun."""
-    bids, out, config = _copy(prepared, tmp_path, "out")
-    rng = random.Random(42)
-    for fold in (2, 3):
-        _interrupt_fold(bids, out, config, fold, signal.SIGTERM if fold == 2 else signal.SIGKILL,
-                        rng.uniform(0.0, 0.5))
-    results = run_cli_concurrently(*[((bids, out, "group", "--config", config, "--fold", fold), {"timeout": 600})
-                                     for fold in (1, 2, 3, 4)])
-    for fold, result in zip((1, 2, 3, 4), results):
-        assert result.returncode == 0, result.stderr
-        assert (out / "group" / f"fold-{fold}" / "fold.json").exists()
-    assert not (out / "group" / "metrics.json").exists()
-    result = run_cli(bids, out, "group", "--config", config, "-v", timeout=600)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.count("already done") == 4  # resumed, not retrained
-    assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
-    assert not [p for p in out.rglob(".*") if ".tmp" in p.name]  # the killed job's, removed by the next run
-
-
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a process allowed two CPU cores")
 def test_omp_nthreads_makes_a_fold_job_equal_whatever_cores_it_runs_on(prepared, tmp_path):
     """TensorFlow's CPU kernels split their sums by thread, so the same fold trained on one core and on two differs
@@ -448,7 +399,7 @@ def test_group_level_errors(prepared, tmp_path):
 
 def test_a_finished_fold_is_not_reused_with_another_group_configuration_or_seed(prepared, sequential, tmp_path):
     """README: a later group run "skips the folds already done (same data, seed and group configuration)" (the
-    reuse itself: test_separate_fold_jobs_then_aggregation_equal_a_sequential_run). On a copy of a finished group
+    reuse itself: test_fold_jobs.py). On a copy of a finished group
     level, a changed group option trains fold 1 again and its fold.json records the new option; a changed seed,
     which assigns other folds, is refused (64) with the finished folds left as they were, never mixed."""
     bids, config = prepared[0], prepared[2]

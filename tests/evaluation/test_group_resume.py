@@ -36,10 +36,10 @@ def _kill_fold_when(bids, out, config, fold: int | None, moment) -> dict:
 
     folder = out / "group" / (f"fold-{fold}" if fold else "model")
     checkpoint, done = folder / "checkpoint.npz", folder / ("fold.json" if fold else "model_card.json")
-    args = ["--fold", str(fold), "--omp-nthreads", "1"] if fold else []
+    args = ["--fold", str(fold)] if fold else []
     with read_only_input(bids):
         proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
-                                 *args], stdout=subprocess.PIPE,
+                                 *args, "--omp-nthreads", "1"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
                                 start_new_session=True)
         deadline = time.monotonic() + 600
@@ -144,7 +144,7 @@ def test_the_final_model_killed_before_its_card_resumes_and_is_the_model_never_k
     shutil.copytree(done, out)
     shutil.rmtree(out / "group" / "model")
     ended = _kill_fold_when(bids, out, config, None, lambda s: s["epochs_done"] >= 1)
-    result = run_cli(bids, out, "group", "--config", config, timeout=600)
+    result = run_cli(bids, out, "group", "--config", config, "--omp-nthreads", 1, timeout=600)
     assert result.returncode == 0, result.stderr
     assert f"resuming after epoch {ended['epochs_done']} of 1" in result.stderr
     assert not (out / "group" / "model" / "checkpoint.npz").exists()

@@ -28,49 +28,6 @@ def _probabilities(out, bids, recording) -> np.ndarray:
     return np.loadtxt(gzip.open(series, "rt"), delimiter="\t", ndmin=2)[:, 1]
 
 
-def test_group_level_end_to_end_on_jax_then_apply(prepared, tmp_path):
-    bids, participant_out, _ = prepared
-    out = tmp_path / "out"
-    shutil.copytree(participant_out, out)
-    config = tmp_path / "jax.toml"
-    # Two folds and the final model, the network alone; weight averaging (the default) on, which swaps weights
-    # between the optimizer and the model at every epoch's end.
-    config.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n[cv]\nfolds = 2\n")
-    result = run_cli(bids, out, "group", "--config", config, env=JAX, timeout=900)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and not NATIVE_LOG.search(result.stderr), result.stderr
-    metrics = json.loads((out / "group" / "metrics.json").read_text())
-    assert len(metrics["folds"]) == 2 and 0 <= metrics["window"]["pr_auc"] <= 1
-    for folder in (out / "group" / "fold-1", out / "group" / "fold-2", out / "group" / "model"):
-        assert (folder / "model.keras").is_file() and (folder / "model.onnx").is_file()
-    fold = json.loads((out / "group" / "fold-1" / "fold.json").read_text())
-    assert fold["trained_on"] == {"KerasBackend": "jax", "Distribution": "single", "Replicas": 1, "Workers": 1}
-    card = json.loads((out / "group" / "model" / "model_card.json").read_text())
-    assert card["TrainedOn"]["KerasBackend"] == "jax" and card["Software"]["keras-backend"] == "jax"
-    assert card["Software"]["jax"] and card["Software"]["jaxlib"]
-    # ONNX: exported from model.keras by tf2onnx on TensorFlow, checked there and against the JAX model here
-    onnx = card["ONNX"]
-    assert onnx["File"] == "model.onnx" and "jax backend" in onnx["Exporter"], onnx
-    assert onnx["MaxAbsDifference"] <= 1e-5
-    assert hashlib.sha256((out / "group" / "model" / "model.onnx").read_bytes()).hexdigest() == onnx["SHA256"]
-
-    # Apply mode on a new recording: the default engine (ONNX Runtime, no Keras backend involved) and the Keras
-    # engine on JAX give the same probabilities.
-    new = tmp_path / "new"
-    recording = add_recording(new, "11", duration=300.0, seizures=[(120.0, 30.0, "sz")], events=None, seed=11)
-    model = out / "group" / "model"
-    engines = {"onnx": None, "keras": JAX}
-    results = run_cli_concurrently(*[((new, tmp_path / f"applied-{engine}", "participant", "--model", model, "--engine",
-                                       engine, "--skip-bids-validation"), {"env": env})
-                                     for engine, env in engines.items()])
-    runs = {}
-    for engine, result in zip(engines, results):
-        assert result.returncode == 0, result.stderr
-        runs[engine] = _probabilities(tmp_path / f"applied-{engine}", new, recording)
-    assert len(runs["onnx"]) == (300 - 4) // 2 + 1
-    np.testing.assert_allclose(runs["onnx"], runs["keras"], atol=1e-5)
-
-
 def test_multi_worker_is_refused_on_jax(prepared, tmp_path):
     bids, participant_out, config = prepared
     out = tmp_path / "out"
@@ -83,11 +40,18 @@ def test_multi_worker_is_refused_on_jax(prepared, tmp_path):
 NO_TENSORFLOW = Path(__file__).resolve().parents[1] / "no_tensorflow"  # its sitecustomize hides TensorFlow
 
 
-def test_group_level_on_jax_where_tensorflow_is_not_installed(prepared, tmp_path):
-    """On a machine without TensorFlow (a GPU node with JAX alone; here an import hook hides it): the group level
-    trains with the NumPy input pipeline (``auto``), writes no TensorBoard logs and no ONNX copy (saying why), and
-    gives the predictions of a run with ``input_pipeline = "numpy"`` where TensorFlow is installed; apply mode runs
-    its model with ``--engine keras``, still without TensorFlow."""
+def test_group_level_on_jax_with_and_without_tensorflow_then_apply(prepared, tmp_path):
+    """The group level on JAX, end to end (two folds and the final model, stacked, weight averaging on, which swaps
+    weights between the optimizer and the model at every epoch's end), twice side by side:
+
+    - where TensorFlow is installed, with ``input_pipeline = "numpy"``: ``model.onnx`` beside every model, exported
+      from ``model.keras`` by tf2onnx on TensorFlow in a child process and checked there and against the JAX model;
+    - on a machine without TensorFlow (a GPU node with JAX alone; here an import hook hides it): the NumPy input
+      pipeline (``auto``), no TensorBoard logs and no ONNX copy (saying why), and the same predictions.
+
+    Then apply mode on a new recording gives the same probabilities with ONNX Runtime (the default engine, no Keras
+    backend involved), with ``--engine keras`` on JAX, and with ``--engine keras`` still without TensorFlow; the
+    model without ONNX copy is refused by the default engine, with the way out."""
     bids, participant_out, _ = prepared
     base = QUICK_GROUP_CONFIG + "channel_features = 0\n[cv]\nfolds = 2\n"  # the default, stacked
     runs = {}
@@ -105,27 +69,46 @@ def test_group_level_on_jax_where_tensorflow_is_not_installed(prepared, tmp_path
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr and not NATIVE_LOG.search(result.stderr), result.stderr
     assert "hidden in process" in attempts.read_text()  # the hook was in place
-    group = runs["without"] / "group"
-    assert (group / "predictions.tsv").read_bytes() == (runs["numpy"] / "group" / "predictions.tsv").read_bytes()
-    assert not (group / "tensorboard").exists() and (runs["numpy"] / "group" / "tensorboard").is_dir()
+    group, with_tf = runs["without"] / "group", runs["numpy"] / "group"
+    assert (group / "predictions.tsv").read_bytes() == (with_tf / "predictions.tsv").read_bytes()
+    metrics = json.loads((with_tf / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2 and 0 <= metrics["window"]["pr_auc"] <= 1
+    assert not (group / "tensorboard").exists() and (with_tf / "tensorboard").is_dir()
     for folder in (group / "fold-1", group / "fold-2", group / "model"):
         assert (folder / "model.keras").is_file() and not (folder / "model.onnx").exists()
         assert (folder / "classifier.onnx").is_file()  # the stacked baseline's copy needs no TensorFlow
+        assert (with_tf / folder.name / "model.onnx").is_file()
     fold = json.loads((group / "fold-1" / "fold.json").read_text())
     assert fold["compute"]["input_pipeline"] == "numpy" and fold["onnx"]["File"] is None
     assert "TensorFlow" in fold["onnx"]["Reason"] and fold["stacking"]
+    assert fold["trained_on"] == {"KerasBackend": "jax", "Distribution": "single", "Replicas": 1, "Workers": 1}
     card = json.loads((group / "model" / "model_card.json").read_text())
     assert "tensorflow" not in card["Software"] and card["Compute"]["input_pipeline"] == "numpy"
     assert without.stderr.count("no ONNX copy: exporting needs TensorFlow") == 3  # two folds, the final model
-    numpy_fold = json.loads((runs["numpy"] / "group" / "fold-1" / "fold.json").read_text())
+    numpy_fold = json.loads((with_tf / "fold-1" / "fold.json").read_text())
     assert numpy_fold["compute"]["input_pipeline"] == "numpy" and numpy_fold["onnx"]["File"] == "model.onnx"
+    card = json.loads((with_tf / "model" / "model_card.json").read_text())
+    assert card["TrainedOn"]["KerasBackend"] == "jax" and card["Software"]["keras-backend"] == "jax"
+    assert card["Software"]["jax"] and card["Software"]["jaxlib"]
+    # ONNX: exported from model.keras by tf2onnx on TensorFlow, checked there and against the JAX model here
+    onnx = card["ONNX"]
+    assert onnx["File"] == "model.onnx" and "jax backend" in onnx["Exporter"], onnx
+    assert onnx["MaxAbsDifference"] <= 1e-5
+    assert hashlib.sha256((with_tf / "model" / "model.onnx").read_bytes()).hexdigest() == onnx["SHA256"]
 
     new = tmp_path / "new"
     recording = add_recording(new, "11", duration=300.0, seizures=[(120.0, 30.0, "sz")], events=None, seed=11)
-    result = run_cli(new, tmp_path / "applied", "participant", "--model", group / "model", "--engine", "keras",
-                     "--skip-bids-validation", env=hidden)
-    assert result.returncode == 0, result.stderr
-    assert len(_probabilities(tmp_path / "applied", new, recording)) == (300 - 4) // 2 + 1
+    applies = {"onnx": (with_tf, None), "keras": (with_tf, JAX), "keras-without": (group, hidden)}
+    results = run_cli_concurrently(*[((new, tmp_path / f"applied-{name}", "participant", "--model", folder / "model",
+                                       "--engine", name.split("-")[0], "--skip-bids-validation"), {"env": env})
+                                     for name, (folder, env) in applies.items()])
+    probabilities = {}
+    for name, result in zip(applies, results):
+        assert result.returncode == 0, result.stderr
+        probabilities[name] = _probabilities(tmp_path / f"applied-{name}", new, recording)
+    assert len(probabilities["onnx"]) == (300 - 4) // 2 + 1
+    np.testing.assert_allclose(probabilities["onnx"], probabilities["keras"], atol=1e-5)
+    np.testing.assert_allclose(probabilities["keras-without"], probabilities["keras"], atol=1e-6)
     refused = run_cli(new, tmp_path / "refused", "participant", "--model", group / "model", "--skip-bids-validation",
                       env=hidden)
     assert refused.returncode != 0 and "has no ONNX model" in refused.stderr and "--engine keras" in refused.stderr
