@@ -239,56 +239,87 @@ dense_units = 4
 EVENT_COLUMNS = ["onset", "duration", "eventType", "confidence", "channels", "dateTime", "recordingDuration"]
 
 
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """Where a session's expensive fixture output is made once for all the pytest-xdist workers of a run (each
+    worker's temporary folder is a subfolder of the run's), or for this session without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+@contextlib.contextmanager
+def made_once(folder: Path):
+    """Yield True where ``folder`` is still to be made (empty, created), False where another worker (or an earlier
+    fixture of this session) made it; the workers take turns on a lock, so that one makes it while the others
+    wait, and the block marks it complete only when it ends without an error."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.parent / f"{folder.name}.done"
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            yield False
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        yield True
+        done.touch()
+
+
 def trained_model_folder(prepared, tmp_path_factory) -> Path:
     """``group/model/`` of a group-level run on the session's demo dataset (made once per session): the model
     the apply, streaming, live and hostile-input tests use."""
     bids, participant_out, config = prepared
-    root = tmp_path_factory.getbasetemp() / "apply-trained"
-    folder = root / "out" / "group" / "model"
-    if not (folder / "model_card.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir()
-        shutil.copytree(participant_out, root / "out")
-        quick = root / "quick.toml"
-        # Uncentred post-processing: the streaming tests' 10-minute recording is 17 % seizure, not the mostly
-        # background recording that centring on the median assumes; centring is tested on copies of the card.
-        # The network alone, without the per-channel feature branch (the default has both): small and quick for the
-        # ONNX and streaming tests; stacked models are tested in test_apply.py on a derived folder and in
-        # test_stacking.py.
-        quick.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n"
-                         "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
-        result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
-        assert result.returncode == 0, result.stderr
-    return folder
+    root = shared_folder(tmp_path_factory, "apply-trained")
+    with made_once(root) as to_make:
+        if to_make:
+            shutil.copytree(participant_out, root / "out")
+            quick = root / "quick.toml"
+            # Uncentred post-processing: the streaming tests' 10-minute recording is 17 % seizure, not the mostly
+            # background recording that centring on the median assumes; centring is tested on copies of the card.
+            # The network alone, without the per-channel feature branch (the default has both): small and quick for
+            # the ONNX and streaming tests; stacked models are tested in test_apply.py on a derived folder and in
+            # test_stacking.py.
+            quick.write_text(QUICK_GROUP_CONFIG + "stacking = false\nchannel_features = 0\n"
+                             "[cv]\nfolds = 2\n[postprocessing]\ncentre = false\n")
+            result = run_cli(bids, root / "out", "group", "--config", quick, timeout=900)
+            assert result.returncode == 0, result.stderr
+    return root / "out" / "group" / "model"
 
 
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory):
-    """Four demo subjects with the participant level done once for the whole session, and a quick
+    """Four demo subjects with the participant level done once for the whole run (all workers), and a quick
     group-level config: ``(bids_dir, participant_out, config_path)``. Copy the output before writing to it."""
-    root = tmp_path_factory.mktemp("group")
-    bids, out = root / "bids", root / "participant"
-    assert run_cli("demo-data", bids, "--subjects", "4", "--recordings", "1", "--duration", "300").returncode == 0
-    result = run_cli(bids, out, "participant", "--skip-bids-validation")
-    assert result.returncode == 0, result.stderr
-    config = root / "quick.toml"
-    config.write_text(QUICK_GROUP_CONFIG)
+    root = shared_folder(tmp_path_factory, "group")
+    bids, out, config = root / "bids", root / "participant", root / "quick.toml"
+    with made_once(root) as to_make:
+        if to_make:
+            assert run_cli("demo-data", bids, "--subjects", "4", "--recordings", "1", "--duration",
+                           "300").returncode == 0
+            result = run_cli(bids, out, "participant", "--skip-bids-validation")
+            assert result.returncode == 0, result.stderr
+            config.write_text(QUICK_GROUP_CONFIG)
     return bids, out, config
 
 
 @pytest.fixture(scope="session")
 def sequential(prepared, tmp_path_factory):
-    """One plain group-level run on a copy of ``prepared``'s output, shared by every test that only reads it:
-    ``(bids_dir, out_dir, completed_process)``. Its trainings run on one thread (``--omp-nthreads 1``), so that a
-    fold trained elsewhere with one thread (a ``--fold`` job, a resumed training) can be compared with it byte for
-    byte."""
-    import shutil
-
+    """One plain group-level run on a copy of ``prepared``'s output (once for the whole run), shared by every test
+    that only reads it: ``(bids_dir, out_dir, completed_process)``. Its trainings run on one thread
+    (``--omp-nthreads 1``), so that a fold trained elsewhere with one thread (a ``--fold`` job, a resumed training)
+    can be compared with it byte for byte."""
     bids, participant_out, config = prepared
-    out = tmp_path_factory.mktemp("seq") / "out"
-    shutil.copytree(participant_out, out)
-    result = run_cli(bids, out, "group", "--config", config, "--omp-nthreads", 1, timeout=900)
-    assert result.returncode == 0, result.stderr
+    root = shared_folder(tmp_path_factory, "seq")
+    out, record = root / "out", root / "result.json"
+    with made_once(root) as to_make:
+        if to_make:
+            shutil.copytree(participant_out, out)
+            result = run_cli(bids, out, "group", "--config", config, "--omp-nthreads", 1, timeout=900)
+            assert result.returncode == 0, result.stderr
+            record.write_text(json.dumps({"args": [str(a) for a in result.args], "returncode": result.returncode,
+                                          "stdout": result.stdout, "stderr": result.stderr}))
+    result = subprocess.CompletedProcess(**json.loads(record.read_text()))
     return bids, out, result
 
 
