@@ -19,6 +19,27 @@ from neurocare_bids.config import SZCORE_ELECTRODES
 from neurocare_bids.io.edf import write_edf
 
 SIENA_LABELS = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
+
+# The test files that run the group level many times (2-5 min each in CI, 2026-12-06), longest first. They run before
+# the others: pytest-xdist (``--dist loadfile``) hands whole files to its workers in collection order, and with these
+# collected last (tests/training/ sorts last) one worker still ran one of them minutes after the other had finished.
+HEAVY_FILES = ["evaluation/test_group_resume.py", "training/test_distribute.py", "training/test_onnx.py",
+               "detection/test_stacking.py", "training/test_jax.py", "detection/test_apply.py",
+               "evaluation/test_fold_jobs.py", "evaluation/test_group_cli.py", "cli/test_hostile.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files of :data:`HEAVY_FILES` first, in that order; the rest, and the tests within a file, as collected."""
+    rank = {name: position for position, name in enumerate(HEAVY_FILES)}
+    tests = Path(__file__).resolve().parent
+
+    def key(item) -> int:
+        try:
+            return rank.get(item.path.resolve().relative_to(tests).as_posix(), len(rank))
+        except ValueError:  # a test outside this folder
+            return len(rank)
+
+    items.sort(key=key)
 EVENTS_HEADER = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
 
 

@@ -173,3 +173,10 @@ def test_importing_the_package_and_its_stages_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_test_files_run_first_exist():
+    """conftest.HEAVY_FILES orders the suite for pytest-xdist: a renamed file would silently drop out of it."""
+    from conftest import HEAVY_FILES
+
+    assert HEAVY_FILES and [name for name in HEAVY_FILES if not (ROOT / "tests" / name).is_file()] == []

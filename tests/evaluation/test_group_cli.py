@@ -173,7 +173,7 @@ def test_each_fold_records_what_it_cost(sequential):
         test_windows = sum(1 for r in read_tsv(fold / "predictions.tsv") if r["split"] == "test")
         assert compute["test_windows"] == test_windows and compute["test_prediction_seconds"] > 0
         assert compute["cpu_seconds"] > 0 and compute["peak_rss_mib"] > 100
-        assert compute["threads"] == len(os.sched_getaffinity(0))  # no --omp-nthreads: every core it may use
+        assert compute["threads"] == 1  # --omp-nthreads 1 (every core it may use without: the alarm test)
         assert compute["peak_rss_since"] == ("training start" if CLEAR_REFS else "process start")
         assert f"{compute['fit_seconds'] / 60:.1f} min ({compute['training_windows_per_second']:,.0f} windows/s)" in (
             out / "group.html").read_text()
@@ -367,6 +367,7 @@ def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepare
     result = run_cli(bids, out, "group", "--config", alarm, "--fold", "1", "--no-reports")
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "group" / "fold-1" / "fold.json").read_text())
+    assert summary["compute"]["threads"] == len(os.sched_getaffinity(0))  # no --omp-nthreads: every core it may use
     points = summary["operating_points"]
     assert summary["postprocessing"] == points["alarm"] != points["f1"]
     assert points["alarm"]["max_fp_per_24h"] == 30.0

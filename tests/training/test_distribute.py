@@ -127,12 +127,14 @@ def test_mirrored_over_two_cpu_devices_matches_a_single_device(mirrored):
                                   "Workers": 1}
 
 
-@pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
-def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp_path, pipeline):
+def test_jax_data_parallel_over_two_cpu_devices_matches_one_device(prepared, tmp_path):
     """KERAS_BACKEND=jax with two CPU devices (XLA_FLAGS): keras.distribution.DataParallel splits each global batch
-    across them, from either input pipeline; the same numbers as on one JAX device, and training moved them."""
+    across them; the same numbers as on one JAX device, and training moved them. The batches come from tf.data (what
+    ``auto`` picks where TensorFlow is installed); Keras splits them as it does the NumPy pipeline's (JAX without
+    TensorFlow, tested on one device in test_jax.py): both reach it as NumPy arrays."""
     pytest.importorskip("jax", reason="the optional 'jax' extra is not installed (pip install -e '.[jax]'; "
                                       "make install installs it)")
+    pipeline = "tf.data"
     config = MOVING_CONFIG.replace("[training]\n", f'[training]\ninput_pipeline = "{pipeline}"\n')
     found = _compare_with_one_device(tmp_path, prepared, "data-parallel",
                                      {"KERAS_BACKEND": "jax",
