@@ -35,7 +35,7 @@ demo: install
 ## stay in one worker, so that its module fixtures run once (15 min instead of 21 on 2 cores, 2026-12-03); the 25
 ## slowest tests are listed at the end, to keep CI within its time
 test: install
-	$(BIN)/python -m pytest -q --numprocesses auto --dist loadfile --durations 25
+	$(BIN)/python -m pytest -q --numprocesses auto --dist loadfile --no-loadscope-reorder --durations 25
 
 ## container-test: build the CPU image with podman and run it read-only, offline, as an arbitrary user on a
 ## tiny dataset (scripts/container_test.sh; root; installs podman from Debian if missing; 2-10 minutes)
