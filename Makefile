@@ -32,8 +32,9 @@ demo: install
 	@echo "Demo outputs: $(DEMO_DIR)/derivatives (windows per recording, group/ metrics and model, szcore/)"
 
 ## test: the whole test suite (needs no GPU and no network), one worker per core (pytest-xdist); a test file's tests
-## stay in one worker, so that its module fixtures run once (15 min instead of 21 on 2 cores, 2026-12-03); the 25
-## slowest tests are listed at the end, to keep CI within its time
+## stay in one worker, so that its module fixtures run once (15 min instead of 21 on 2 cores, 2026-12-03), handed out
+## in collection order, heaviest first (tests/conftest.py HEAVY_FILES); the 25 slowest tests are listed at the end,
+## to keep CI within its time
 test: install
 	$(BIN)/python -m pytest -q --numprocesses auto --dist loadfile --no-loadscope-reorder --durations 25
 
