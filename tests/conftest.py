@@ -21,8 +21,9 @@ from neurocare_bids.io.edf import write_edf
 SIENA_LABELS = [f"{e}-Avg" for e in SZCORE_ELECTRODES]
 
 # The test files that run the group level many times (2-5 min each in CI, 2026-12-06), longest first. They run before
-# the others: pytest-xdist (``--dist loadfile``) hands whole files to its workers in collection order, and with these
-# collected last (tests/training/ sorts last) one worker still ran one of them minutes after the other had finished.
+# the others, so that CI's two workers end on short files: `make test` has pytest-xdist (``--dist loadfile``) hand
+# whole files out in collection order (``--no-loadscope-reorder``; by default it sorts them by their number of tests,
+# which put the two longest, one test each, last and side by side).
 HEAVY_FILES = ["evaluation/test_group_resume.py", "training/test_distribute.py", "training/test_onnx.py",
                "detection/test_stacking.py", "training/test_jax.py", "detection/test_apply.py",
                "evaluation/test_fold_jobs.py", "evaluation/test_group_cli.py", "cli/test_hostile.py"]
@@ -40,6 +41,8 @@ def pytest_collection_modifyitems(config, items):
             return len(rank)
 
     items.sort(key=key)
+
+
 EVENTS_HEADER = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
 
 
@@ -288,8 +291,8 @@ def made_once(folder: Path):
 
 
 def trained_model_folder(prepared, tmp_path_factory) -> Path:
-    """``group/model/`` of a group-level run on the session's demo dataset (made once per session): the model
-    the apply, streaming, live and hostile-input tests use."""
+    """``group/model/`` of a group-level run on the session's demo dataset (made once for the whole run, all
+    workers): the model the apply, streaming, live and hostile-input tests use."""
     bids, participant_out, config = prepared
     root = shared_folder(tmp_path_factory, "apply-trained")
     with made_once(root) as to_make:

@@ -141,7 +141,7 @@ def test_fold_jobs_and_array_tasks_stop_together_resume_and_equal_a_sequential_r
     assert "Event level (SzCORE)" in result.stdout and result.stderr.count("already done") == 2
     for k in (1, 2, 3, 4):  # each fold trained by a process of its own, with its own log
         assert len(list((out / "logs").glob(f"group-fold{k}_*"))) == (4 if k < 3 else 1)
-        for name in ("predictions.tsv", "history.tsv"):  # a job's fold is exactly a --fold K run's
+        for name in ("predictions.tsv", "history.tsv"):  # a job's or a task's fold is exactly the sequential run's
             ours, theirs = (root / "group" / f"fold-{k}" / name for root in (out, sequential[1]))
             assert ours.read_bytes() == theirs.read_bytes()
     assert (out / "group" / "metrics.json").read_text() == (sequential[1] / "group" / "metrics.json").read_text()
