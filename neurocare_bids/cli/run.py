@@ -314,6 +314,7 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
 
 
 def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosity: int = 0) -> int:
+    from ..evaluation.fold_jobs import runs_fold_jobs, train_pending_as_jobs
     from ..io.derivatives import prepare_output
     from ..training.tracking import check_tracking
 
@@ -323,11 +324,14 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosi
     prepare_output(bids_dir, out_dir)
     log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
     try:
+        plan = None
+        if runs_fold_jobs(cfg, fold):  # the jobs first: this process loads no framework while they train
+            plan = train_pending_as_jobs(cfg, bids_dir, out_dir, verbosity=verbosity)
         if tensorflow_installed():  # optional on JAX and PyTorch (the NumPy input pipeline stands in)
             import_tensorflow()  # its start-up lines held back into the run's log
         from ..evaluation.group import run_group_level
 
-        metrics = run_group_level(cfg, bids_dir, out_dir, fold, verbosity=verbosity)
+        metrics = run_group_level(cfg, bids_dir, out_dir, fold, verbosity=verbosity, plan=plan)
         _reports("group_reports", cfg, out_dir, metrics is not None)
     finally:
         log.removeHandler(handler)

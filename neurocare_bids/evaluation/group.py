@@ -35,91 +35,27 @@ from ..detection.postprocess import (alarm_times, centre_probabilities, event_se
                                      threshold_text)
 from ..detection.stacking import BASELINE_FILE, StackedDetector, combine, stacking_weight
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
-from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
+from ..errors import UsageError
 from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
-from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under, temp_path
+from ..io.fsutils import atomic_write, remove_stale_temporaries_under, temp_path
 from ..preprocessing.filters import plan_from_sidecar
 from ..training.checkpoints import CHECKPOINT_FILE
 from ..training.distribute import placement, release_models, set_training_threads, training_threads
 from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_windows, scorer, train_features,
                             train_keras)
-from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
+from ..training.input_pipeline import WindowFile, WindowGeometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
-from .cv import Fold, assign_folds, make_folds, split_validation
-from .fold_jobs import stop_with_parent, train_fold_jobs
+from .cv import Fold, split_validation
+from .fold_jobs import runs_fold_jobs, stop_with_parent, train_pending_as_jobs
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
+from .plan import (GROUP, GroupPlan, collect_window_files, needs_training, plan_folds,
+                   seizure_windows_per_subject)
 from .tuning import tune, tune_alarm
 
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)  # fold and epoch lines: see console.py for where they are shown
-
-GROUP = "group"
-
-
-# ---------------------------------------------------------------------- inputs
-def collect_window_files(out_dir: Path, participants: list[str]) -> tuple[list[WindowFile], WindowGeometry]:
-    """Every participant-level output under ``out_dir`` (optionally of some subjects only)."""
-    sidecars = sorted(out_dir.glob("sub-*/**/*_desc-preproc_windows.json"))
-    if not sidecars:
-        raise NoInputError(f"no participant-level outputs in {out_dir}: run the participant level first")
-    files, metas = [], []
-    for sidecar in sidecars:
-        subject = sidecar.relative_to(out_dir).parts[0][4:]
-        if participants and subject not in participants:
-            continue
-        try:
-            item, meta = WindowFile.from_sidecar(sidecar, subject)
-            size, crc = meta["TFRecord"]["Bytes"], meta["TFRecord"]["CRC32C"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{sidecar.relative_to(out_dir)}: unreadable sidecar ({type(exc).__name__}: {exc}): "
-                            f"rerun the participant level with --overwrite --participant-label {subject}") from None
-        if not item.tfrecord.is_file() or item.tfrecord.stat().st_size != size:
-            raise DataError(f"{item.tfrecord.relative_to(out_dir)} is missing or incomplete: rerun the "
-                            "participant level for it")
-        if crc32c_file(item.tfrecord) != crc:  # damaged on disk: found now, not as a TensorFlow error mid-training
-            raise DataError(f"{item.tfrecord.relative_to(out_dir)} is corrupt (CRC-32C differs from its sidecar's): "
-                            f"rerun the participant level with --overwrite --participant-label {subject}")
-        if item.window_count:
-            files.append(item)
-            metas.append((sidecar, meta))
-    missing = sorted(set(participants) - {f.subject for f in files})
-    if missing:
-        raise NothingSelectedError(f"no participant-level outputs for subject(s) {', '.join(missing)}")
-    subjects = {f.subject for f in files}
-    if len(subjects) < 3:
-        raise DataError(f"cross-validation needs at least 3 subjects with windows; found {len(subjects)}")
-    return files, check_geometry(metas)
-
-
-def seizure_windows_per_subject(files: list[WindowFile]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for f in files:
-        counts[f.subject] = counts.get(f.subject, 0) + f.seizure_window_count
-    return counts
-
-
-# ---------------------------------------------------------------------- folds
-def plan_folds(cfg: Config, files: list[WindowFile], group_dir: Path) -> list[Fold]:
-    """Assign folds and write ``folds.tsv``; concurrent ``--fold`` jobs compute and write the same."""
-    seizures = seizure_windows_per_subject(files)
-    assignment = assign_folds(seizures, cfg.cv.folds, cfg.execution.seed)
-    folds = make_folds(assignment, seizures, cfg.cv.validation_fraction, cfg.execution.seed)
-    table = "participant_id\tfold\n" + "".join(f"sub-{s}\t{f}\n" for s, f in sorted(assignment.items()))
-    with locked(group_dir / ".lock"):
-        path = group_dir / "folds.tsv"
-        if path.exists() and path.read_text(encoding="utf-8") != table and not cfg.execution.overwrite:
-            raise UsageError(f"{path} was made for other subjects or settings; use --overwrite to start the "
-                             "group level again")
-        atomic_write(path, table)
-        splits = "participant_id\tfold\trole\n" + "".join(
-            f"sub-{s}\t{fold.index}\t{role}\n" for fold in folds
-            for role, members in (("test", fold.test), ("validation", fold.validation), ("train", fold.train))
-            for s in members)
-        atomic_write(group_dir / "splits.tsv", splits)
-    return folds
-
 
 # ---------------------------------------------------------------------- training and prediction
 def _scorer(model, geometry: WindowGeometry):
@@ -365,19 +301,6 @@ def _tracked(params: dict) -> dict:
 
 def _group_config(cfg: Config) -> dict:
     return cfg.group_settings()
-
-
-def _to_train(cfg: Config, group_dir: Path, fold: Fold) -> bool:
-    return cfg.execution.overwrite or not fold_is_done(cfg, group_dir / f"fold-{fold.index}", fold)
-
-
-def fold_is_done(cfg: Config, folder: Path, fold: Fold) -> bool:
-    try:
-        summary = json.loads((folder / "fold.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (summary.get("group_config") == _group_config(cfg) and summary.get("test") == list(fold.test)
-            and summary.get("seed") == cfg.execution.seed * 1000 + fold.index)
 
 
 # ---------------------------------------------------------------------- outputs
@@ -722,9 +645,10 @@ def _versions() -> dict:
 
 # ---------------------------------------------------------------------- entry point
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None, *,
-                    verbosity: int = 0) -> dict | None:
+                    verbosity: int = 0, plan: GroupPlan | None = None) -> dict | None:
     """Train the missing folds (or only ``fold_index``; ``execution.fold_jobs`` at a time as ``--fold K`` processes,
-    which print at ``verbosity``); aggregate once all are done. Returns metrics."""
+    which print at ``verbosity``); aggregate once all are done. Returns metrics. ``plan``: what
+    :func:`.fold_jobs.train_pending_as_jobs` returned, where the caller ran the jobs before loading Keras."""
     check_tracking(cfg)  # also when called from Python, not the CLI
     if fold_index is not None:
         stop_with_parent()  # a job of --fold-jobs ends with its run
@@ -737,18 +661,17 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
         if cfg.execution.fold_jobs > 1 and fold_index is None:
             raise UsageError("--fold-jobs trains folds as separate processes on this node; multi-worker training "
                              "spreads each training over the tasks of a Slurm job: choose one")
-    files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
-    remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
+    if plan is None and runs_fold_jobs(cfg, fold_index):
+        # before this process takes any device (placement): the jobs are the ones training
+        plan = train_pending_as_jobs(cfg, bids_dir, out_dir, verbosity=verbosity)
+    if plan is None:
+        files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
+        remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
+        folds, jobs_done = None, set()
+    else:
+        files, geometry, folds, jobs_done = plan.files, plan.geometry, plan.folds, plan.trained_by_jobs
     group_dir = out_dir / GROUP
     group_dir.mkdir(parents=True, exist_ok=True)
-    folds, jobs_done = None, set()
-    if fold_index is None and cfg.execution.fold_jobs > 1 and not multi_worker:
-        # before this process takes any device (placement): the jobs are the ones training
-        folds = plan_folds(cfg, files, group_dir)
-        pending = [f.index for f in folds if _to_train(cfg, group_dir, f)]
-        if len(pending) > 1:
-            train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
-            jobs_done = set(pending)  # with --overwrite too: retrained by the jobs of this run
     place = placement(cfg) if cfg.model.preset != "features" else None
     if place is not None and not place.is_chief:
         return _run_as_worker(cfg, files, geometry, group_dir, fold_index)
@@ -758,7 +681,7 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     todo = [f for f in folds if fold_index in (None, f.index) and f.index not in jobs_done]
     started, trained = time.monotonic(), 0
     for position, fold in enumerate(todo):
-        if not _to_train(cfg, group_dir, fold):
+        if not needs_training(cfg, group_dir, fold):
             log.info("fold %d already done", fold.index)
             continue
         progress.info("fold %d/%d: test %s; training on %d subject(s), validation on %d", fold.index, len(folds),
@@ -767,7 +690,7 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
         summary = run_fold(cfg, fold, files, geometry, group_dir)
         _release(cfg)
         trained += 1
-        left = sum(_to_train(cfg, group_dir, f) for f in todo[position + 1:])
+        left = sum(needs_training(cfg, group_dir, f) for f in todo[position + 1:])
         eta = (f"; {left} fold(s) left, ETA {duration((time.monotonic() - started) / trained * left)}"
                if left else "")
         progress.info("fold %d/%d done in %s (%s)%s", fold.index, len(folds), duration(time.monotonic() - fold_started),
@@ -804,7 +727,7 @@ def _run_as_worker(cfg: Config, files: list[WindowFile], geometry: WindowGeometr
     progress.setLevel(logging.WARNING)  # the chief reports progress; a Slurm log merges every task's output
     try:
         for fold in plan_folds(quiet, files, scratch):
-            if fold_index in (None, fold.index) and _to_train(quiet, group_dir, fold):
+            if fold_index in (None, fold.index) and needs_training(quiet, group_dir, fold):
                 run_fold(quiet, fold, files, geometry, scratch)
                 _release(quiet)
         if fold_index is None and cfg.cv.final_model:

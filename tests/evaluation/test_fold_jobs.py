@@ -48,7 +48,8 @@ def _environment(pid: int) -> dict[str, str]:
 
 def _start_and_wait_for_two_trainings(bids, out, config, **env) -> tuple[subprocess.Popen, dict[int, int]]:
     """Start ``group --fold-jobs 2``; return once folds 1 and 2 both train (their TensorBoard folders, removed first,
-    exist again) while no fold is done yet, which only jobs side by side can show, with the jobs' pids."""
+    exist again) while no fold is done yet, which only jobs side by side can show, with the jobs' pids. Checks that
+    the run itself has not loaded TensorFlow meanwhile."""
     shutil.rmtree(out / "group" / "tensorboard", ignore_errors=True)
     proc = subprocess.Popen([sys.executable, "-m", "neurocare_bids", bids, out, "group", "--config", config,
                              *JOBS_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -63,6 +64,8 @@ def _start_and_wait_for_two_trainings(bids, out, config, **env) -> tuple[subproc
         assert not list(out.glob("group/fold-*/fold.json"))
         jobs = _jobs_of(proc.pid)
         assert sorted(jobs) == [1, 2], jobs
+        # the run waiting for its jobs has not loaded TensorFlow, which it would hold idle (about 1 GB) meanwhile
+        assert b"tensorflow" not in Path(f"/proc/{proc.pid}/maps").read_bytes()
     except BaseException:
         _kill_all(proc)
         raise
