@@ -42,7 +42,7 @@ def main() -> None:
     import numpy as np
 
     from neurocare_bids.config import Config
-    from neurocare_bids.evaluation.group import collect_window_files
+    from neurocare_bids.evaluation.plan import collect_window_files
     from neurocare_bids.training.checkpoints import SaveCheckpoint, read_checkpoint, restore_variables
     from neurocare_bids.training.fit import batch_plan, build_optimizer, initial_network
     from neurocare_bids.training.input_pipeline import training_dataset

@@ -36,7 +36,8 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
     from neurocare_bids.detection.stacking import StackedDetector, combine, stacking_weight
     from neurocare_bids.evaluation.cv import Fold
     from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _read_predictions, aggregate,
-                                                 collect_window_files, tune_operating_points, with_detection)
+                                                 tune_operating_points, with_detection)
+    from neurocare_bids.evaluation.plan import collect_window_files
     from neurocare_bids.io.fsutils import atomic_write
     from neurocare_bids.training.fit import _prediction
 

@@ -314,7 +314,8 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
 
 
 def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosity: int = 0) -> int:
-    from ..evaluation.fold_jobs import runs_fold_jobs, train_pending_as_jobs
+    from ..evaluation.fold_jobs import runs_fold_jobs, stop_with_parent, train_pending_as_jobs
+    from ..evaluation.plan import multi_worker, plan_group_run
     from ..io.derivatives import prepare_output
     from ..training.tracking import check_tracking
 
@@ -325,8 +326,13 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosi
     log_dir, handler = _start_run_log(cfg, out_dir, "group" if fold is None else f"group-fold{fold}")
     try:
         plan = None
-        if runs_fold_jobs(cfg, fold):  # the jobs first: this process loads no framework while they train
-            plan = train_pending_as_jobs(cfg, bids_dir, out_dir, verbosity=verbosity)
+        if not multi_worker(cfg):  # (whose workers plan their folds apart, once placed: the group level does it)
+            if fold is not None:
+                stop_with_parent()  # a job of --fold-jobs ends with its run, from the start
+            # inputs and folds checked before TensorFlow loads: an error in them is said at once
+            plan = plan_group_run(cfg, out_dir, fold)
+            if runs_fold_jobs(cfg, fold):  # the jobs first: this process holds no framework while they train
+                train_pending_as_jobs(cfg, bids_dir, out_dir, plan, verbosity=verbosity)
         if tensorflow_installed():  # optional on JAX and PyTorch (the NumPy input pipeline stands in)
             import_tensorflow()  # its start-up lines held back into the run's log
         from ..evaluation.group import run_group_level

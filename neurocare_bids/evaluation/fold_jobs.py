@@ -31,9 +31,8 @@ from pathlib import Path
 from ..config import Config
 from ..console import PROGRESS, duration
 from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError, combined_exit_code
-from ..io.fsutils import remove_stale_temporaries_under
 from ..preprocessing.participant import available_cpus
-from .plan import GROUP, GroupPlan, collect_window_files, needs_training, plan_folds
+from .plan import GROUP, GroupPlan, multi_worker, needs_training
 
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)
@@ -61,26 +60,20 @@ class _Job:
 def runs_fold_jobs(cfg: Config, fold_index: int | None) -> bool:
     """Whether this group run trains its folds as ``--fold K`` jobs: ``--fold-jobs`` above 1, for the whole run (not
     one ``--fold``), and not multi-worker training (which the group level refuses with it)."""
-    multi_worker = cfg.model.preset != "features" and cfg.execution.distribution == "multi-worker"
-    return fold_index is None and cfg.execution.fold_jobs > 1 and not multi_worker
+    return fold_index is None and cfg.execution.fold_jobs > 1 and not multi_worker(cfg)
 
 
-def train_pending_as_jobs(cfg: Config, bids_dir: Path, out_dir: Path, *, verbosity: int = 0) -> GroupPlan:
-    """Plan the folds and train those not done as jobs (when more than one is left: a single fold trains in this
-    process, as it would alone); the plan comes back for the group level to finish with.
+def train_pending_as_jobs(cfg: Config, bids_dir: Path, out_dir: Path, plan: GroupPlan, *, verbosity: int = 0) -> None:
+    """Train the folds of ``plan`` not done yet as jobs, when more than one is left (a single fold trains in this
+    process, as it would alone), and record them in ``plan.trained_by_jobs`` (with ``--overwrite`` too: retrained).
 
-    The CLI calls this before it loads Keras and TensorFlow, so that the run waiting for its jobs holds no trained
-    framework's memory (about 1 GB on a CPU) and the first job starts without waiting for that import."""
-    files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
-    remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
+    The CLI calls this before it loads Keras and TensorFlow, so that the run waiting for its jobs holds no framework's
+    memory (about 0.8 GB on a CPU) and the first job starts without waiting for that import."""
     group_dir = out_dir / GROUP
-    group_dir.mkdir(parents=True, exist_ok=True)
-    folds = plan_folds(cfg, files, group_dir)
-    pending = [f.index for f in folds if needs_training(cfg, group_dir, f)]
-    if len(pending) < 2:
-        return GroupPlan(files, geometry, folds)
-    train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
-    return GroupPlan(files, geometry, folds, set(pending))  # with --overwrite too: retrained by these jobs
+    pending = [f.index for f in plan.folds if needs_training(cfg, group_dir, f)]
+    if len(pending) > 1:
+        train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
+        plan.trained_by_jobs.update(pending)
 
 
 def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int], jobs: int, *,

@@ -38,7 +38,7 @@ from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, writ
 from ..errors import UsageError
 from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
-from ..io.fsutils import atomic_write, remove_stale_temporaries_under, temp_path
+from ..io.fsutils import atomic_write, temp_path
 from ..preprocessing.filters import plan_from_sidecar
 from ..training.checkpoints import CHECKPOINT_FILE
 from ..training.distribute import placement, release_models, set_training_threads, training_threads
@@ -50,7 +50,7 @@ from .cv import Fold, split_validation
 from .fold_jobs import runs_fold_jobs, stop_with_parent, train_pending_as_jobs
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
-from .plan import (GROUP, GroupPlan, collect_window_files, needs_training, plan_folds,
+from .plan import (GROUP, GroupPlan, check_fold_index, multi_worker, needs_training, plan_folds, plan_group_run,
                    seizure_windows_per_subject)
 from .tuning import tune, tune_alarm
 
@@ -647,37 +647,30 @@ def _versions() -> dict:
 def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None, *,
                     verbosity: int = 0, plan: GroupPlan | None = None) -> dict | None:
     """Train the missing folds (or only ``fold_index``; ``execution.fold_jobs`` at a time as ``--fold K`` processes,
-    which print at ``verbosity``); aggregate once all are done. Returns metrics. ``plan``: what
-    :func:`.fold_jobs.train_pending_as_jobs` returned, where the caller ran the jobs before loading Keras."""
+    which print at ``verbosity``); aggregate once all are done. Returns metrics. ``plan``: the inputs and folds, where
+    the caller planned them (and ran the fold jobs) before loading Keras, as the CLI does."""
     check_tracking(cfg)  # also when called from Python, not the CLI
     if fold_index is not None:
         stop_with_parent()  # a job of --fold-jobs ends with its run
     set_training_threads(cfg.execution.omp_nthreads)  # before TensorFlow starts its thread pools
-    multi_worker = cfg.model.preset != "features" and cfg.execution.distribution == "multi-worker"
-    if multi_worker:  # a configuration this machine cannot train: said before any training
+    if multi_worker(cfg):  # a configuration this machine cannot train: said before any training
         if input_pipeline(cfg) == "numpy":
             raise UsageError("multi-worker training needs training.input_pipeline = 'tf.data' (tf.distribute shards "
                              "its input)")
         if cfg.execution.fold_jobs > 1 and fold_index is None:
             raise UsageError("--fold-jobs trains folds as separate processes on this node; multi-worker training "
                              "spreads each training over the tasks of a Slurm job: choose one")
-    if plan is None and runs_fold_jobs(cfg, fold_index):
-        # before this process takes any device (placement): the jobs are the ones training
-        plan = train_pending_as_jobs(cfg, bids_dir, out_dir, verbosity=verbosity)
     if plan is None:
-        files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
-        remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
-        folds, jobs_done = None, set()
-    else:
-        files, geometry, folds, jobs_done = plan.files, plan.geometry, plan.folds, plan.trained_by_jobs
+        plan = plan_group_run(cfg, out_dir, fold_index)
+        if runs_fold_jobs(cfg, fold_index):  # before this process takes any device (placement): the jobs train
+            train_pending_as_jobs(cfg, bids_dir, out_dir, plan, verbosity=verbosity)
+    files, geometry, jobs_done = plan.files, plan.geometry, plan.trained_by_jobs
     group_dir = out_dir / GROUP
-    group_dir.mkdir(parents=True, exist_ok=True)
     place = placement(cfg) if cfg.model.preset != "features" else None
     if place is not None and not place.is_chief:
         return _run_as_worker(cfg, files, geometry, group_dir, fold_index)
-    folds = folds or plan_folds(cfg, files, group_dir)
-    if fold_index is not None and not 1 <= fold_index <= len(folds):
-        raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
+    folds = plan.folds or plan_folds(cfg, files, group_dir)
+    check_fold_index(fold_index, folds)
     todo = [f for f in folds if fold_index in (None, f.index) and f.index not in jobs_done]
     started, trained = time.monotonic(), 0
     for position, fold in enumerate(todo):

@@ -1,8 +1,9 @@
 """What a group run works on, known before any training: the participant-level outputs it reads, the folds
 (``group/folds.tsv``, ``group/splits.tsv``) and which of them are done.
 
-Imports neither Keras nor TensorFlow, so that a ``--fold-jobs`` run can plan its folds and start its jobs before it
-loads them (:func:`.fold_jobs.train_pending_as_jobs`): it would otherwise hold about 1 GB idle while the jobs train.
+Imports neither Keras nor TensorFlow, so that the CLI checks a group run's inputs and folds before it loads them
+(an error in them is reported at once, not after TensorFlow's start-up), and a ``--fold-jobs`` run starts its jobs
+first (:func:`.fold_jobs.train_pending_as_jobs`): it would otherwise hold about 0.8 GB idle while they train.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import DataError, NoInputError, NothingSelectedError, UsageError
-from ..io.fsutils import atomic_write, crc32c_file, locked
+from ..io.fsutils import atomic_write, crc32c_file, locked, remove_stale_temporaries_under
 from ..training.input_pipeline import WindowFile, WindowGeometry, check_geometry
 from .cv import Fold, assign_folds, make_folds
 
@@ -26,8 +27,33 @@ class GroupPlan:
 
     files: list[WindowFile]
     geometry: WindowGeometry
-    folds: list[Fold]
+    folds: list[Fold] | None  # None for multi-worker training: each worker plans them where it writes
     trained_by_jobs: set[int] = field(default_factory=set)
+
+
+def multi_worker(cfg: Config) -> bool:
+    """Whether each training spreads over the tasks of a Slurm job (``execution.distribution``), whose workers
+    other than the chief plan their folds in a scratch folder (the group level's ``_run_as_worker``)."""
+    return cfg.model.preset != "features" and cfg.execution.distribution == "multi-worker"
+
+
+def plan_group_run(cfg: Config, out_dir: Path, fold_index: int | None) -> GroupPlan:
+    """The participant-level outputs read and checked, a killed run's temporaries removed and, except for
+    multi-worker training, the folds planned (``group/folds.tsv``) and ``--fold K`` checked against them."""
+    files, geometry = collect_window_files(out_dir, cfg.execution.participant_label)
+    remove_stale_temporaries_under(out_dir)  # of a killed run, so that a rerun leaves nothing behind
+    group_dir = out_dir / GROUP
+    group_dir.mkdir(parents=True, exist_ok=True)
+    if multi_worker(cfg):
+        return GroupPlan(files, geometry, None)
+    folds = plan_folds(cfg, files, group_dir)
+    check_fold_index(fold_index, folds)
+    return GroupPlan(files, geometry, folds)
+
+
+def check_fold_index(fold_index: int | None, folds: list[Fold]) -> None:
+    if fold_index is not None and not 1 <= fold_index <= len(folds):
+        raise UsageError(f"--fold {fold_index} does not exist: there are {len(folds)} folds (1-{len(folds)})")
 
 
 def collect_window_files(out_dir: Path, participants: list[str]) -> tuple[list[WindowFile], WindowGeometry]:

@@ -94,7 +94,7 @@ def stacked_run(prepared, tmp_path_factory):
 
 def _fold_windows(out: Path, subjects: list[str]):
     """The stored windows of these subjects, in the order the group level reads them, as one array."""
-    from neurocare_bids.evaluation.group import collect_window_files
+    from neurocare_bids.evaluation.plan import collect_window_files
     from neurocare_bids.training.input_pipeline import read_windows
 
     files, geometry = collect_window_files(out, [])

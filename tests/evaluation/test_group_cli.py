@@ -382,19 +382,43 @@ def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepare
         np.testing.assert_allclose([float(r["smoothed_probability"]) for r in mine], smooth(detection, k), atol=2e-6)
 
 
+def _imports_tensorflow(result, out) -> bool:
+    """Whether a run (with ``PYTHONPROFILEIMPORTTIME`` set: Python lists every import on stderr) imported TensorFlow.
+    Its own lines are held back into the run's log with TensorFlow's start-up messages, so both are read."""
+    logs = "".join(p.read_text() for p in out.glob("logs/group*/neurocare.log"))
+    return any(line.rstrip().endswith("| tensorflow") for line in (result.stderr + logs).splitlines())
+
+
+def _message_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
 def test_group_level_errors(prepared, tmp_path):
+    """Bad input: one line, its exit code. The inputs and folds are checked before TensorFlow is imported, so such
+    an error comes at once; one found after it (multi-worker training without tf.data) holds its start-up lines back."""
     bids, out, config = prepared
+    imports = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     empty = tmp_path / "empty"
     result = run_cli(bids, empty, "group", "--config", config)
     assert result.returncode == 66 and "run the participant level first" in result.stderr
     copy = _copy(prepared, tmp_path, "out")[1]
-    result = run_cli(bids, copy, "group", "--config", config, "--fold", "9")
+    result = run_cli(bids, copy, "group", "--config", config, "--fold", "9", env=imports)
     assert result.returncode == 64 and "--fold 9 does not exist" in result.stderr
-    result = run_cli(bids, copy, "group", "--config", config, "--participant-label", "01", "02")
+    assert len(_message_lines(result.stderr)) == 1 and not _imports_tensorflow(result, copy)
+    result = run_cli(bids, copy, "group", "--config", config, "--participant-label", "01", "02", env=imports)
     assert result.returncode == 65 and "at least 3 subjects" in result.stderr
-    assert len(result.stderr.splitlines()) == 1  # TensorFlow was loaded: its start-up lines were held back
+    assert len(_message_lines(result.stderr)) == 1 and not _imports_tensorflow(result, copy)
     result = run_cli(bids, copy, "participant", "--fold", "1", "--skip-bids-validation")
     assert result.returncode == 64 and "group level only" in result.stderr
+    # found once TensorFlow is loaded: its start-up lines (and its imports) went to the log, not the console
+    late = _copy(prepared, tmp_path, "late")[1]
+    multi_worker = tmp_path / "multi-worker.toml"
+    multi_worker.write_text(config.read_text().replace("[training]\n", '[training]\ninput_pipeline = "numpy"\n')
+                            + '[execution]\ndistribution = "multi-worker"\n')
+    result = run_cli(bids, late, "group", "--config", multi_worker, env=imports)
+    assert result.returncode == 64 and "multi-worker training needs training.input_pipeline" in result.stderr
+    assert len(_message_lines(result.stderr)) == 1 and _imports_tensorflow(result, late)
+    assert not any(line.rstrip().endswith("| tensorflow") for line in result.stderr.splitlines())
     assert all("Traceback" not in r for r in (result.stderr,))
 
 

@@ -41,7 +41,8 @@ INITIAL_PROBABILITIES = """
 import json, sys
 from pathlib import Path
 from neurocare_bids.config import Config
-from neurocare_bids.evaluation.group import collect_window_files, predict_files
+from neurocare_bids.evaluation.group import predict_files
+from neurocare_bids.evaluation.plan import collect_window_files
 from neurocare_bids.training.fit import initial_network
 out, cfg, fold = Path(sys.argv[1]), Config.from_toml(sys.argv[2]), int(sys.argv[3])
 files, geometry = collect_window_files(out, [])

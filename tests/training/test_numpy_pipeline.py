@@ -22,7 +22,7 @@ NO_VARIATION = dict(amplitude_scale=0.0, noise_std=0.0, channel_dropout=0.0, tim
 @pytest.fixture(scope="module")
 def windows(tmp_path_factory):
     """``(files, geometry)`` of three recordings' participant-level windows: two with seizures, one without."""
-    from neurocare_bids.evaluation.group import collect_window_files
+    from neurocare_bids.evaluation.plan import collect_window_files
 
     root = tmp_path_factory.mktemp("numpy-pipeline")
     bids, out = root / "bids", root / "out"

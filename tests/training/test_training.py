@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from neurocare_bids.config import Config
-from neurocare_bids.evaluation.group import collect_window_files, predict_files
+from neurocare_bids.evaluation.group import predict_files
+from neurocare_bids.evaluation.plan import collect_window_files
 from neurocare_bids.training.fit import train_keras
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
