@@ -314,8 +314,8 @@ def _start_run_log(cfg: Config, out_dir: Path, level: str) -> tuple[Path, loggin
 
 
 def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosity: int = 0) -> int:
-    from ..evaluation.fold_jobs import runs_fold_jobs, stop_with_parent, train_pending_as_jobs
-    from ..evaluation.plan import multi_worker, plan_group_run
+    from ..evaluation.fold_jobs import plan_and_train_jobs, stop_with_parent
+    from ..evaluation.plan import multi_worker
     from ..io.derivatives import prepare_output
     from ..training.tracking import check_tracking
 
@@ -329,10 +329,8 @@ def _group(cfg: Config, bids_dir: Path, out_dir: Path, fold: int | None, verbosi
         if not multi_worker(cfg):  # (whose workers plan their folds apart, once placed: the group level does it)
             if fold is not None:
                 stop_with_parent()  # a job of --fold-jobs ends with its run, from the start
-            # inputs and folds checked before TensorFlow loads: an error in them is said at once
-            plan = plan_group_run(cfg, out_dir, fold)
-            if runs_fold_jobs(cfg, fold):  # the jobs first: this process holds no framework while they train
-                train_pending_as_jobs(cfg, bids_dir, out_dir, plan, verbosity=verbosity)
+            # before TensorFlow loads: an input error is said at once, and fold jobs train without it held here
+            plan = plan_and_train_jobs(cfg, bids_dir, out_dir, fold, verbosity=verbosity)
         if tensorflow_installed():  # optional on JAX and PyTorch (the NumPy input pipeline stands in)
             import_tensorflow()  # its start-up lines held back into the run's log
         from ..evaluation.group import run_group_level

@@ -32,7 +32,7 @@ from ..config import Config
 from ..console import PROGRESS, duration
 from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError, combined_exit_code
 from ..preprocessing.participant import available_cpus
-from .plan import GROUP, GroupPlan, multi_worker, needs_training
+from .plan import GROUP, GroupPlan, multi_worker, needs_training, plan_group_run
 
 log = logging.getLogger("neurocare")
 progress = logging.getLogger(PROGRESS)
@@ -63,17 +63,22 @@ def runs_fold_jobs(cfg: Config, fold_index: int | None) -> bool:
     return fold_index is None and cfg.execution.fold_jobs > 1 and not multi_worker(cfg)
 
 
-def train_pending_as_jobs(cfg: Config, bids_dir: Path, out_dir: Path, plan: GroupPlan, *, verbosity: int = 0) -> None:
-    """Train the folds of ``plan`` not done yet as jobs, when more than one is left (a single fold trains in this
-    process, as it would alone), and record them in ``plan.trained_by_jobs`` (with ``--overwrite`` too: retrained).
+def plan_and_train_jobs(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int | None, *,
+                        verbosity: int = 0) -> GroupPlan:
+    """The group run's inputs and folds (:func:`.plan.plan_group_run`) and, for ``--fold-jobs``, the folds not done
+    yet trained as jobs when more than one is left (a single fold trains in the run itself, as it would alone); they
+    are recorded in ``trained_by_jobs`` (with ``--overwrite`` too: retrained).
 
-    The CLI calls this before it loads Keras and TensorFlow, so that the run waiting for its jobs holds no framework's
-    memory (about 0.8 GB on a CPU) and the first job starts without waiting for that import."""
-    group_dir = out_dir / GROUP
-    pending = [f.index for f in plan.folds if needs_training(cfg, group_dir, f)]
-    if len(pending) > 1:
-        train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
-        plan.trained_by_jobs.update(pending)
+    The CLI calls this before it loads Keras and TensorFlow, so that an error in the inputs comes at once and the run
+    waiting for its jobs holds no framework's memory (about 0.8 GB on a CPU)."""
+    plan = plan_group_run(cfg, out_dir, fold_index)
+    if runs_fold_jobs(cfg, fold_index):
+        group_dir = out_dir / GROUP
+        pending = [f.index for f in plan.folds if needs_training(cfg, group_dir, f)]
+        if len(pending) > 1:
+            train_fold_jobs(cfg, bids_dir, out_dir, pending, cfg.execution.fold_jobs, verbosity=verbosity)
+            plan.trained_by_jobs.update(pending)
+    return plan
 
 
 def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int], jobs: int, *,

@@ -47,10 +47,10 @@ from ..training.fit import (TIMING_KEYS, batch_plan, input_pipeline, predict_win
 from ..training.input_pipeline import WindowFile, WindowGeometry
 from ..training.tracking import Tracker, check_tracking, start_tracking
 from .cv import Fold, split_validation
-from .fold_jobs import runs_fold_jobs, stop_with_parent, train_pending_as_jobs
+from .fold_jobs import plan_and_train_jobs, stop_with_parent
 from .metrics import ranking_metrics, seizure_latencies, szcore_summary, window_metrics, with_latencies
 from .model_card import model_card_sections
-from .plan import (GROUP, GroupPlan, check_fold_index, multi_worker, needs_training, plan_folds, plan_group_run,
+from .plan import (GROUP, GroupPlan, check_fold_index, multi_worker, needs_training, plan_folds,
                    seizure_windows_per_subject)
 from .tuning import tune, tune_alarm
 
@@ -660,16 +660,14 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
         if cfg.execution.fold_jobs > 1 and fold_index is None:
             raise UsageError("--fold-jobs trains folds as separate processes on this node; multi-worker training "
                              "spreads each training over the tasks of a Slurm job: choose one")
-    if plan is None:
-        plan = plan_group_run(cfg, out_dir, fold_index)
-        if runs_fold_jobs(cfg, fold_index):  # before this process takes any device (placement): the jobs train
-            train_pending_as_jobs(cfg, bids_dir, out_dir, plan, verbosity=verbosity)
+    if plan is None:  # before this process takes any device (placement): fold jobs are the ones training
+        plan = plan_and_train_jobs(cfg, bids_dir, out_dir, fold_index, verbosity=verbosity)
     files, geometry, jobs_done = plan.files, plan.geometry, plan.trained_by_jobs
     group_dir = out_dir / GROUP
     place = placement(cfg) if cfg.model.preset != "features" else None
     if place is not None and not place.is_chief:
         return _run_as_worker(cfg, files, geometry, group_dir, fold_index)
-    folds = plan.folds or plan_folds(cfg, files, group_dir)
+    folds = plan_folds(cfg, files, group_dir) if plan.folds is None else plan.folds
     check_fold_index(fold_index, folds)
     todo = [f for f in folds if fold_index in (None, f.index) and f.index not in jobs_done]
     started, trained = time.monotonic(), 0

@@ -3,7 +3,7 @@
 
 Imports neither Keras nor TensorFlow, so that the CLI checks a group run's inputs and folds before it loads them
 (an error in them is reported at once, not after TensorFlow's start-up), and a ``--fold-jobs`` run starts its jobs
-first (:func:`.fold_jobs.train_pending_as_jobs`): it would otherwise hold about 0.8 GB idle while they train.
+first (:func:`.fold_jobs.plan_and_train_jobs`): it would otherwise hold about 0.8 GB idle while they train.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def _start_and_wait_for_two_trainings(bids, out, config, **env) -> tuple[subproc
         assert not list(out.glob("group/fold-*/fold.json"))
         jobs = _jobs_of(proc.pid)
         assert sorted(jobs) == [1, 2], jobs
-        # the run waiting for its jobs has not loaded TensorFlow, which it would hold idle (about 1 GB) meanwhile
+        # the run waiting for its jobs has not loaded TensorFlow, which it would hold idle (about 0.8 GB) meanwhile
         assert b"tensorflow" not in Path(f"/proc/{proc.pid}/maps").read_bytes()
     except BaseException:
         _kill_all(proc)

@@ -382,11 +382,16 @@ def test_alarm_objective_makes_the_alarm_point_the_folds_post_processing(prepare
         np.testing.assert_allclose([float(r["smoothed_probability"]) for r in mine], smooth(detection, k), atol=2e-6)
 
 
+def _lists_tensorflow_import(text: str) -> bool:
+    """Whether ``text`` holds the line ``PYTHONPROFILEIMPORTTIME`` writes for the ``tensorflow`` package."""
+    return any(line.rstrip().endswith("| tensorflow") for line in text.splitlines())
+
+
 def _imports_tensorflow(result, out) -> bool:
     """Whether a run (with ``PYTHONPROFILEIMPORTTIME`` set: Python lists every import on stderr) imported TensorFlow.
     Its own lines are held back into the run's log with TensorFlow's start-up messages, so both are read."""
     logs = "".join(p.read_text() for p in out.glob("logs/group*/neurocare.log"))
-    return any(line.rstrip().endswith("| tensorflow") for line in (result.stderr + logs).splitlines())
+    return _lists_tensorflow_import(result.stderr + logs)
 
 
 def _message_lines(stderr: str) -> list[str]:
@@ -418,7 +423,7 @@ def test_group_level_errors(prepared, tmp_path):
     result = run_cli(bids, late, "group", "--config", multi_worker, env=imports)
     assert result.returncode == 64 and "multi-worker training needs training.input_pipeline" in result.stderr
     assert len(_message_lines(result.stderr)) == 1 and _imports_tensorflow(result, late)
-    assert not any(line.rstrip().endswith("| tensorflow") for line in result.stderr.splitlines())
+    assert not _lists_tensorflow_import(result.stderr)
     assert all("Traceback" not in r for r in (result.stderr,))
 
 
