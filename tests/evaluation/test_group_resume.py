@@ -28,10 +28,12 @@ def _checkpoint_state(path) -> dict | None:
         return None
 
 
-def _kill_fold_when(bids, out, config, fold: int | None, moment) -> dict:
+def _kill_fold_when(bids, out, config, fold: int | None, moment, sig=signal.SIGKILL) -> dict:
     """Run a ``--fold`` job (``fold`` None: a plain group run, whose final model is what trains); as soon as its
     checkpoint shows ``moment(state)``, stop the job's process group (SIGSTOP, so that nothing changes on disk), check
-    the fold (the final model) is not done, and SIGKILL it. Returns that state."""
+    the fold (the final model) is not done, and send it ``sig``: SIGKILL, or SIGTERM (a scheduler's time limit), which
+    the job must answer as documented: exit 143, one line, no traceback, the checkpoint kept as it was and nothing
+    else left in the fold's folder. Returns the state at the stop."""
     from conftest import read_only_input
 
     folder = out / "group" / (f"fold-{fold}" if fold else "model")
@@ -53,18 +55,29 @@ def _kill_fold_when(bids, out, config, fold: int | None, moment) -> dict:
                 break
             time.sleep(0.01)
         assert not done.exists()
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
+        before = sorted(p.name for p in folder.iterdir())
+        os.killpg(proc.pid, sig)
+        if sig != signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM once continued
+        _, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and "Traceback" not in stderr, stderr
+        assert stderr.strip().splitlines()[-1] == ("neurocare-bids: terminated (SIGTERM): finished outputs are kept; "
+                                                   "rerun to complete the rest")
+        assert _checkpoint_state(checkpoint) == state  # what the next run resumes from
+        assert sorted(p.name for p in folder.iterdir()) == [n for n in before if ".tmp" not in n], before
+        assert not done.exists()
     return state
 
 
 @pytest.mark.parametrize("pipeline", ["tf.data", "numpy"])
 def test_a_fold_killed_mid_training_resumes_after_its_last_epoch_and_ends_as_if_never_killed(prepared, tmp_path,
                                                                                              pipeline, caplog):
-    """A job's time limit or a preempted node kills a fold's training (SIGKILL, as Slurm does after its grace
+    """A job's time limit or a preempted node stops a fold's training (SIGTERM, then SIGKILL after Slurm's grace
     time): the rerun resumes after the last epoch the checkpoint recorded, not from the first, and the fold ends with
     the same history, predictions and tuned post-processing as a run never killed. Killed twice here: mid-training
-    while early stopping waits for an improvement, and once the training had ended (early stopping, or the last
+    while early stopping waits for an improvement (SIGTERM in the numpy run: exit 143, the checkpoint kept; SIGKILL
+    in the tf.data run), and once the training had ended (early stopping, or the last
     epoch) but before the fold was written. A checkpoint of another training or a damaged one is not used."""
     bids, participant_out, quick = prepared
     config = tmp_path / "epochs.toml"
@@ -88,7 +101,9 @@ def test_a_fold_killed_mid_training_resumes_after_its_last_epoch_and_ends_as_if_
             waiting.append(epoch)
         best = max(best, score)
     target = waiting[0] if waiting else 2
-    mid = _kill_fold_when(bids, killed, config, 1, lambda s: s["epochs_done"] >= target and not s["stopped"])
+    # the numpy run gets SIGTERM there (Slurm's time limit, before its SIGKILL), the tf.data run SIGKILL
+    mid = _kill_fold_when(bids, killed, config, 1, lambda s: s["epochs_done"] >= target and not s["stopped"],
+                          signal.SIGTERM if pipeline == "numpy" else signal.SIGKILL)
     checkpoint = killed / "group" / "fold-1" / "checkpoint.npz"
     saved = checkpoint.read_bytes()
     ended = _kill_fold_when(bids, killed, config, 1, lambda s: s["stopped"] or s["epochs_done"] == 12)
