@@ -29,22 +29,6 @@ HEAVY_FILES = ["evaluation/test_group_resume.py", "training/test_distribute.py",
                "evaluation/test_fold_jobs.py", "evaluation/test_group_cli.py", "cli/test_hostile.py"]
 
 
-def _share_cores_between_workers() -> None:
-    """pytest-xdist's workers are runs sharing one machine, and the pipelines they start (the CLI as a subprocess)
-    take every core by default: each worker's processes get its share for OpenMP instead, as docs/usage/group.md
-    advises users. OpenMP runs the feature baseline's gradient boosting, whose threads wait for each other many times
-    per tree: two processes each taking both cores of a 2-core VM fitted it 5-11x slower than one alone
-    (``benchmarks/baseline_threads.py``, 2026-12-07), and two of the tests' group runs side by side took 128 s against
-    92-96 s with one OpenMP thread each. Outputs do not depend on it (the same predictions and metrics, byte for byte);
-    TensorFlow's own thread pools, which the tests of the default threads check, do not read it."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
-
-
-_share_cores_between_workers()
-
-
 def pytest_collection_modifyitems(config, items):
     """The files of :data:`HEAVY_FILES` first, in that order; the rest, and the tests within a file, as collected."""
     rank = {name: position for position, name in enumerate(HEAVY_FILES)}
