@@ -288,6 +288,26 @@ def test_stacking_two_finished_runs_gives_the_stacked_runs_metrics(stacked_run, 
         for key in ("threshold", "min_duration", "smoothing"):
             assert derived[key] == real[key], (fold, key)
     assert "median latency" in alarm.stdout
+    # benchmarks/stacking_weights.py judges each weight on the validation subjects alone: given the two runs with
+    # their test rows removed, its PR-AUCs are the ones the stacked run recorded for its weights
+    for name, out in runs.items():
+        copy = tmp_path / f"{name}-validation-only"
+        shutil.copytree(out, copy)
+        for table in (copy / "group").glob("fold-*/predictions.tsv"):
+            lines = table.read_text().splitlines(keepends=True)
+            table.write_text("".join(line for line in lines if line.split("\t")[2] != "test"))
+    weights = subprocess.run([sys.executable, str(script.with_name("stacking_weights.py")),
+                              str(tmp_path / "network-validation-only"), str(tmp_path / "features-validation-only"),
+                              "--json", str(tmp_path / "weights.json")], capture_output=True, text=True, timeout=600)
+    assert weights.returncode == 0, weights.stderr
+    figures = json.loads((tmp_path / "weights.json").read_text())
+    assert [row["fold"] for row in figures["folds"]] == [1, 2] and "mean (2 folds)" in weights.stdout
+    for row in figures["folds"]:
+        real = json.loads((stacked_out / "group" / f"fold-{row['fold']}" / "fold.json").read_text())["stacking"]
+        ours = {float(w): score for w, score in row["pr_auc"].items()}
+        for w, score in real["ValidationPRAUC"].items():  # the run's from full precision, ours from the files
+            assert ours[float(w)] == (None if score is None else pytest.approx(score, abs=1e-6)), (row["fold"], w)
+        assert set(ours) == {0.0, 0.1, 0.25, 0.5, 0.75, 1.0} and all(f is None or 0 <= f <= 1 for f in row["f1"].values())
     # the same stacked scores: the window ranking before smoothing does not depend on the operating point
     assert alarm_metrics["window"]["unsmoothed"]["pr_auc"] == f1_metrics["window"]["unsmoothed"]["pr_auc"]
     # benchmarks/ensemble_runs.py: a run's own row is its metrics.json's pooled PR-AUC (the same scores), and an
