@@ -247,7 +247,12 @@ def move_batchnorm_statistics(model, rng: np.random.Generator):
     return model
 
 
+# No ONNX copies of the folds' models (about 5 s each on a CPU: tf2onnx's tracing and graph optimiser, the parity
+# check): the final model's are still exported. The tests of fold copies set it back to true (test_jax) or use
+# configurations of their own (test_distribute, the container test).
 QUICK_GROUP_CONFIG = """
+[execution]
+fold_onnx = false
 [training]
 epochs = 1
 steps_per_epoch = 3

@@ -172,23 +172,24 @@ def _stack(cfg: Config, network, train: list[WindowFile], validation: list[Windo
     return stacked, combined
 
 
-def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tuple[Path, dict]:
-    """Save the trained model, then its ONNX copies: the model file and the ONNX entry for the card
-    (``stride``: samples between window onsets, for the consecutive-window graph)."""
+def _save_model(cfg: Config, model, folder: Path, label: str, stride: int, onnx: bool = True) -> tuple[Path, dict]:
+    """Save the trained model, then its ONNX copies (unless ``onnx`` is false: a fold with
+    ``execution.fold_onnx`` off): the model file and the ONNX entry for the card (``stride``: samples between
+    window onsets, for the consecutive-window graph)."""
     from ..training.baseline_onnx import CLASSIFIER_FILE, export_baseline
-    from ..training.onnx_export import export_trained
+    from ..training.onnx_export import export_trained, not_exported
 
     classifier = None
     if isinstance(model, StackedDetector):
         model.baseline.save(folder / BASELINE_FILE)
-        classifier = export_baseline(model.baseline, folder, label)
+        classifier = export_baseline(model.baseline, folder, label) if onnx else None
         model = model.network
     else:  # of an earlier, stacked training of this folder
         (folder / BASELINE_FILE).unlink(missing_ok=True)
     if cfg.model.preset == "features":
         path = folder / "model.joblib"
         model.save(path)
-        classifier = export_baseline(model, folder, label)
+        classifier = export_baseline(model, folder, label) if onnx else None
     else:
         path = folder / "model.keras"
         tmp = temp_path(path, ".keras")  # Keras insists on the suffix; renamed when complete
@@ -198,7 +199,8 @@ def _save_model(cfg: Config, model, folder: Path, label: str, stride: int) -> tu
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    entry = export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride)
+    entry = (export_trained(model, folder, cfg.model.preset, label, saved=path, stride=stride) if onnx
+             else not_exported(folder))
     if classifier is None:  # a network alone: no classifier, nor an earlier training's copy
         (folder / CLASSIFIER_FILE).unlink(missing_ok=True)
     else:
@@ -232,7 +234,7 @@ def run_fold(cfg: Config, fold: Fold, files: list[WindowFile], geometry: WindowG
                                test_windows=sum(len(p["probs"]) for p in test_predictions))
     for p in test_predictions:
         p["scores"] = smooth(p["detection"], params["smoothing"])
-    _, onnx = _save_model(cfg, model, folder, label, geometry.stride)
+    _, onnx = _save_model(cfg, model, folder, label, geometry.stride, onnx=cfg.execution.fold_onnx)
     atomic_write(folder / "history.tsv", _history_tsv(history))
     atomic_write(folder / "predictions.tsv", _predictions_tsv(
         [("validation", p) for p in val_predictions] + [("test", p) for p in test_predictions]))

@@ -55,6 +55,7 @@ ONNX_OPSET = 17
 # The largest difference between ONNX Runtime's and Keras's probabilities on random windows that an export
 # may show (float32 rounding differs by about 1e-7; a mistranslated layer by far more).
 PARITY_TOLERANCE = 1e-5
+NOT_EXPORTED_REASON = "not exported (execution.fold_onnx = false)"
 NO_TENSORFLOW_REASON = "TensorFlow (tf2onnx, the exporter) is not installed where the model was trained"
 FEATURES_REASON = ("the features preset (gradient boosting on NumPy features) has no network to export; its "
                    "classifier is in Classifier")
@@ -352,6 +353,13 @@ def _remove_copies(folder: Path) -> None:
     """An earlier training's ``model.onnx`` and ``model_consecutive.onnx``: never left beside another model."""
     for name in (ONNX_FILE, CONSECUTIVE_FILE):
         (Path(folder) / name).unlink(missing_ok=True)
+
+
+def not_exported(folder: Path) -> dict:
+    """The ONNX entry of a fold trained with ``execution.fold_onnx`` off, an earlier training's copies removed."""
+    _remove_copies(folder)
+    where = f"OUTPUT_DIR/{Path(folder).parent.name}/{Path(folder).name}"  # no absolute path: outputs may move
+    return {"File": None, "Reason": f"{NOT_EXPORTED_REASON}; to make it: neurocare-bids export-model {where}"}
 
 
 def export_trained(model, folder: Path, preset: str, label: str, saved: Path | None = None,

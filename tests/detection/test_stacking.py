@@ -86,7 +86,9 @@ def stacked_run(prepared, tmp_path_factory):
     out = root / "out"
     shutil.copytree(participant_out, out)
     config = root / "stacked.toml"
-    config.write_text(QUICK_GROUP_CONFIG + "stacking = true\n[cv]\nfolds = 2\n")  # [model] is the last section
+    # [model] is the last section; the folds' ONNX copies as by default (the classifier's checked per fold below)
+    config.write_text(QUICK_GROUP_CONFIG.replace("fold_onnx = false", "fold_onnx = true")
+                      + "stacking = true\n[cv]\nfolds = 2\n")
     result = run_cli(bids, out, "group", "--config", config, "--no-reports", timeout=900)
     assert result.returncode == 0, result.stderr
     return bids, out

@@ -419,7 +419,7 @@ def test_group_level_errors(prepared, tmp_path):
     late = _copy(prepared, tmp_path, "late")[1]
     multi_worker = tmp_path / "multi-worker.toml"
     multi_worker.write_text(config.read_text().replace("[training]\n", '[training]\ninput_pipeline = "numpy"\n')
-                            + '[execution]\ndistribution = "multi-worker"\n')
+                            .replace("[execution]\n", '[execution]\ndistribution = "multi-worker"\n'))
     result = run_cli(bids, late, "group", "--config", multi_worker, env=imports)
     assert result.returncode == 64 and "multi-worker training needs training.input_pipeline" in result.stderr
     assert len(_message_lines(result.stderr)) == 1 and _imports_tensorflow(result, late)

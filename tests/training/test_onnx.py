@@ -160,11 +160,14 @@ def _onnx_probabilities(path, windows):
     return session.run(None, {session.get_inputs()[0].name: windows})[0]
 
 
-def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, monkeypatch):
+def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, monkeypatch, tmp_path):
+    """The final model's copies always; each fold's unless ``execution.fold_onnx`` is off (the tests' quick
+    configuration, which ``sequential`` runs): then its ``fold.json`` says why and how to make them, and
+    ``export-model`` does (the folds' copies made by the group run itself: test_jax, test_distribute)."""
     import keras
 
     from neurocare_bids.training import models  # noqa: F401 - our layers, for loading
-    from neurocare_bids.training.onnx_export import ONNX_OPSET, sha256_file
+    from neurocare_bids.training.onnx_export import NOT_EXPORTED_REASON, ONNX_OPSET, sha256_file
 
     _, out, _ = sequential
     group = out / "group"
@@ -175,11 +178,19 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
     assert f"model_consecutive.onnx (SHA-256 <code>{card['ONNX']['Consecutive']['SHA256']}</code>)" in report
     folds = sorted(group.glob("fold-*"))
     assert folds
-    entries += [(f, json.loads((f / "fold.json").read_text())["onnx"]) for f in folds]
     windows = np.random.default_rng(2).standard_normal((5, *card["Architecture"]["input_shape"][1:]))
     stride = round(card["Input"]["WindowStride"] * card["Input"]["SamplingFrequency"])
     for f in folds:
-        assert json.loads((f / "fold.json").read_text())["window_stride"] == stride
+        summary = json.loads((f / "fold.json").read_text())
+        assert summary["window_stride"] == stride
+        assert summary["onnx"] == {"File": None, "Reason": f"{NOT_EXPORTED_REASON}; to make it: neurocare-bids "
+                                                           f"export-model OUTPUT_DIR/group/{f.name}"}
+        assert not list(f.glob("*.onnx")) and (f / "model.keras").is_file()
+    copy = tmp_path / folds[0].name
+    shutil.copytree(folds[0], copy)
+    result = run_cli("export-model", copy)
+    assert result.returncode == 0, result.stderr
+    entries.append((copy, json.loads((copy / "fold.json").read_text())["onnx"]))
     for folder, entry in entries:
         assert entry["File"] == "model.onnx" and entry["Opset"] == ONNX_OPSET, folder
         assert entry["SHA256"] == sha256_file(folder / "model.onnx"), folder
@@ -233,7 +244,7 @@ def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, t
 
     fold = tmp_path / "fold-1"
     shutil.copytree(out / "group" / "fold-1", fold)
-    (fold / "model.onnx").unlink()
+    assert not (fold / "model.onnx").exists()  # execution.fold_onnx is off in the tests' quick configuration
     assert run_cli("export-model", fold).returncode == 0
     entry = json.loads((fold / "fold.json").read_text())["onnx"]
     assert entry["SHA256"] == sha256_file(fold / "model.onnx")
