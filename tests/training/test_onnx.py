@@ -212,6 +212,27 @@ def test_group_level_ships_onnx_for_the_final_model_and_each_fold(sequential, mo
     assert scope["seizure_probability"].shape == (8,)
 
 
+def test_a_fold_saved_without_onnx_copies_keeps_none_of_an_earlier_training(tmp_path):
+    """``execution.fold_onnx`` off: the fold's Keras model is saved, the copies an earlier training of the folder
+    left (the network's and a stacked model's classifier) are removed, and the entry says why and how to make them."""
+    import keras
+
+    from neurocare_bids.config import Config
+    from neurocare_bids.evaluation.group import _save_model
+    from neurocare_bids.training.onnx_export import NOT_EXPORTED_REASON
+
+    folder = tmp_path / "out" / "group" / "fold-3"
+    folder.mkdir(parents=True)
+    for name in ("model.onnx", "model_consecutive.onnx", "classifier.onnx", "features.joblib"):
+        (folder / name).write_bytes(b"of an earlier training")
+    model = keras.Sequential([keras.Input((64, 4)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    path, entry = _save_model(Config(), model, folder, "fold 3", 32, onnx=False)
+    assert path == folder / "model.keras" and sorted(p.name for p in folder.iterdir()) == ["model.keras"]
+    assert entry == {"File": None, "Reason": f"{NOT_EXPORTED_REASON}; to make it: neurocare-bids export-model "
+                                              "OUTPUT_DIR/group/fold-3"}
+    assert keras.models.load_model(path, compile=False).count_params() == model.count_params()
+
+
 def test_export_model_exports_a_model_folder_and_rewrites_its_card(sequential, tmp_path):
     from neurocare_bids.training.onnx_export import sha256_file
 
