@@ -25,6 +25,43 @@ import sys
 from pathlib import Path
 
 
+def finished_fold_pairs(network_run: Path, features_run: Path, require_all: bool = True):
+    """``(fold folder of the network run, its fold.json, the feature run's fold folder)`` for each finished fold of
+    the network run, after checking that the two runs are a network alone and the features preset with the same
+    folds (same seed); a fold the feature run has not finished is skipped, or refused with ``require_all``."""
+    from neurocare_bids.evaluation.group import GROUP
+
+    for fold_json in sorted((network_run / GROUP).glob("fold-*/fold.json"), key=lambda p: int(p.parent.name[5:])):
+        other = features_run / GROUP / fold_json.parent.name
+        if not (other / "fold.json").exists():
+            if require_all:
+                raise SystemExit(f"{features_run} has not finished {fold_json.parent.name}")
+            continue
+        summary, other_summary = (json.loads(path.read_text()) for path in (fold_json, other / "fold.json"))
+        if any(summary[k] != other_summary[k] for k in ("test", "validation", "train")):
+            raise SystemExit(f"{fold_json.parent.name}: the two runs have different folds (use the same seed)")
+        if summary["group_config"]["model"]["preset"] != "neurocare" or summary.get("stacking"):
+            raise SystemExit(f"{network_run} is not a run of the network alone")
+        if other_summary["group_config"]["model"]["preset"] != "features":
+            raise SystemExit(f"{features_run} is not a run of the features preset")
+        yield fold_json.parent, summary, other
+
+
+def paired_predictions(network_fold: Path, features_fold: Path, split: str, by_source: dict, geometry) -> list:
+    """``[network predictions, baseline predictions]`` of one split of a fold, recording for recording in the same
+    order, as the group level holds them (``training.fit._prediction``)."""
+    import numpy as np
+
+    from neurocare_bids.evaluation.group import _read_predictions
+    from neurocare_bids.training.fit import _prediction
+
+    net, base = (_read_predictions(folder / "predictions.tsv", split) for folder in (network_fold, features_fold))
+    if sorted(net) != sorted(base):
+        raise SystemExit(f"{network_fold.name}: the two runs predicted different {split} recordings")
+    return [[_prediction(by_source[s], geometry, np.array(run[s]["probs"]), np.array(run[s]["labels"]),
+                         np.array(run[s]["onsets"])) for s in sorted(net)] for run in (net, base)]
+
+
 def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
                model_options: dict | None = None, postprocessing_options: dict | None = None) -> dict:
     """The stacked detector's metrics (``out/group/metrics.json``); ``model_options``: [model] settings that differ
@@ -35,42 +72,24 @@ def stack_runs(bids_dir: Path, network_run: Path, features_run: Path, out: Path,
     from neurocare_bids.detection.postprocess import smooth
     from neurocare_bids.detection.stacking import StackedDetector, combine, stacking_weight
     from neurocare_bids.evaluation.cv import Fold
-    from neurocare_bids.evaluation.group import (GROUP, _predictions_tsv, _read_predictions, aggregate,
-                                                 tune_operating_points, with_detection)
+    from neurocare_bids.evaluation.group import GROUP, _predictions_tsv, aggregate, tune_operating_points, with_detection
     from neurocare_bids.evaluation.plan import collect_window_files
     from neurocare_bids.io.fsutils import atomic_write
-    from neurocare_bids.training.fit import _prediction
-
-    import numpy as np
 
     files, geometry = collect_window_files(network_run, [])
     by_source = {f.source: f for f in files}
     folds, cfg = [], None
-    for fold_dir in sorted((network_run / GROUP).glob("fold-*/fold.json"), key=lambda p: int(p.parent.name[5:])):
-        summary = json.loads(fold_dir.read_text())
-        other = json.loads((features_run / GROUP / fold_dir.parent.name / "fold.json").read_text())
-        if any(summary[k] != other[k] for k in ("test", "validation", "train")):
-            raise SystemExit(f"{fold_dir.parent.name}: the two runs have different folds (use the same seed)")
-        if summary["group_config"]["model"]["preset"] != "neurocare" or summary.get("stacking"):
-            raise SystemExit(f"{network_run} is not a run of the network alone")
-        if other["group_config"]["model"]["preset"] != "features":
-            raise SystemExit(f"{features_run} is not a run of the features preset")
+    for fold_dir, summary, features_fold in finished_fold_pairs(network_run, features_run):
         if cfg is None:
             cfg = Config()
             group_config = summary["group_config"]
             post = {**group_config.get("postprocessing", {}), **(postprocessing_options or {})}
             cfg.update({**group_config, "model": {**group_config["model"], "stacking": True, **(model_options or {})},
-                        "postprocessing": post}, source=str(fold_dir))
+                        "postprocessing": post}, source=str(fold_dir / "fold.json"))
         fold = Fold(int(summary["fold"]), tuple(summary["test"]), tuple(summary["validation"]), tuple(summary["train"]))
         folds.append(fold)
-        parts = {}
-        for split in ("validation", "test"):
-            net = _read_predictions(fold_dir.parent / "predictions.tsv", split)
-            base = _read_predictions(features_run / GROUP / fold_dir.parent.name / "predictions.tsv", split)
-            if sorted(net) != sorted(base):
-                raise SystemExit(f"{fold_dir.parent.name}: the two runs predicted different {split} recordings")
-            parts[split] = [[_prediction(by_source[s], geometry, np.array(run[s]["probs"]), np.array(run[s]["labels"]),
-                                         np.array(run[s]["onsets"])) for s in sorted(net)] for run in (net, base)]
+        parts = {split: paired_predictions(fold_dir, features_fold, split, by_source, geometry)
+                 for split in ("validation", "test")}
 
         def detection_scores(predictions):
             return [p["scores"] for p in with_detection(predictions, cfg.postprocessing)]

@@ -24,32 +24,22 @@ DEFAULT_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 def validation_scores(network_run: Path, features_run: Path, weights=DEFAULT_WEIGHTS) -> list[dict]:
     """Per fold finished in both runs: ``{"fold", "validation", "pr_auc": {w: ...}, "f1": {w: ...}}``."""
-    import numpy as np
-
     from neurocare_bids.config import Config
     from neurocare_bids.detection.stacking import choose_weight, combine
-    from neurocare_bids.evaluation.group import GROUP, _read_predictions, with_detection
+    from neurocare_bids.evaluation.group import with_detection
     from neurocare_bids.evaluation.plan import collect_window_files
     from neurocare_bids.evaluation.tuning import tune
-    from neurocare_bids.training.fit import _prediction
+    from stack_runs import finished_fold_pairs, paired_predictions  # benchmarks/, this script's folder
 
     files, geometry = collect_window_files(network_run, [])
     by_source = {f.source: f for f in files}
     rows = []
-    for fold_json in sorted((network_run / GROUP).glob("fold-*/fold.json"), key=lambda p: int(p.parent.name[5:])):
-        other = features_run / GROUP / fold_json.parent.name
-        if not (other / "fold.json").exists():
-            continue
-        summary = json.loads(fold_json.read_text())
-        if json.loads((other / "fold.json").read_text())["validation"] != summary["validation"]:
-            raise SystemExit(f"{fold_json.parent.name}: the two runs have different folds (use the same seed)")
+    for fold_dir, summary, features_fold in finished_fold_pairs(network_run, features_run, require_all=False):
         cfg = Config()
         cfg.update({**summary["group_config"], "model": {**summary["group_config"]["model"], "stacking": True}},
-                   source=str(fold_json))
+                   source=str(fold_dir / "fold.json"))
         post = cfg.postprocessing
-        runs = [_read_predictions(folder / "predictions.tsv", "validation") for folder in (fold_json.parent, other)]
-        parts = [[_prediction(by_source[s], geometry, np.array(run[s]["probs"]), np.array(run[s]["labels"]),
-                              np.array(run[s]["onsets"])) for s in sorted(runs[0])] for run in runs]
+        parts = paired_predictions(fold_dir, features_fold, "validation", by_source, geometry)
 
         def detection_scores(predictions):
             return [p["scores"] for p in with_detection(predictions, post)]
