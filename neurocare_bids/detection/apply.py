@@ -5,7 +5,7 @@ model's training windows were (the model card records montage, filters, rate, wi
 in the same two passes as the participant level, minus the TFRecords:
 
 1. read blocks → resample → band-pass + notch (zero phase, or causal when the card says so) → montage
-   (``preprocess.process_block``, blocks in threads), accumulating the per-channel statistics and
+   (``preprocessing.participant.spool_block``, blocks in threads), accumulating the per-channel statistics and
    spooling float32 samples to the work folder;
 2. z-score with the whole-recording statistics, cut the windows as strided views of the spool (no
    copies, no per-window Python), and predict them in batches on every CPU.
@@ -32,6 +32,7 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +44,10 @@ from ..io.bids_input import Recording, open_source, open_with_mne
 from ..io.derivatives import APP_NAME, CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sha256_file
 from ..io.signal_reader import EDFSource, SignalSource
-from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
+from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan
 from ..preprocessing.montage import Montage, build_montage
 from ..preprocessing.participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result,
-                                         mains_frequency, ordered_map, output_clashes)
+                                         mains_frequency, ordered_map, output_clashes, spool_block)
 from ..preprocessing.quality import RawChannelStats, channel_warnings
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
 from .szcore import export_tree, write_events_tsv
@@ -569,19 +570,7 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
 
     state = causal_filter(plan)  # a causal model's filters: blocks in order, the state carried
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats, RawChannelStats]:
-        raw = RawChannelStats(len(montage.picks))
-
-        def tracked(start: int, stop: int) -> np.ndarray:  # the participant level's raw-channel checks, as it reads
-            data = read(start, stop)
-            raw.update(data)
-            return data
-
-        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds, state)
-        stats = RunningStats(len(y))
-        stats.update(y)
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), stats, raw
-
+    block = partial(spool_block, read, n_in, plan, montage, state)
     block_len = max(win, int(model.preprocessing.block_duration * plan.sfreq_out))
     work_dir.mkdir(parents=True, exist_ok=True)
     spool = work_dir / f"apply-{os.getpid()}-{uuid.uuid4().hex[:8]}.f32"

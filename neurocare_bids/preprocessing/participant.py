@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import google_crc32c
@@ -39,8 +40,8 @@ from ..io.derivatives import APP_NAME, recording_outputs
 from ..io.fsutils import atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within, remove_stale_temporaries
 from ..io.signal_reader import EDFSource
 from ..io.tfrecord import ExampleEncoder
-from .filters import RunningStats, block_bounds, causal_filter, design_plan, process_block
-from .montage import build_montage
+from .filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
+from .montage import Montage, build_montage
 from .quality import RawChannelStats, channel_warnings
 
 log = logging.getLogger("neurocare")
@@ -169,22 +170,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
             raise DataError(f"{recording.label}: non-finite samples between {start} and {stop}")
         return data
 
-    def block(bounds: tuple[int, int]) -> tuple[bytes, RunningStats, RawChannelStats]:
-        """One block, ready to spool (time-major float32), with the quality statistics of each recorded channel
-        (extremes included) and the statistics of the montage channels; runs in a worker thread."""
-        raw = RawChannelStats(len(montage.picks))
-
-        def tracked(start: int, stop: int) -> np.ndarray:
-            data = read(start, stop)
-            raw.update(data)
-            return data
-
-        # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
-        # (usually lower) output rate.
-        y = montage.matrix @ process_block(tracked, n_in, plan, *bounds, state)
-        derived = RunningStats(len(y))
-        derived.update(y)
-        return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), derived, raw
+    block = partial(spool_block, read, n_in, plan, montage, state)
 
     n_out = plan.n_out(n_in)
     sfreq = plan.sfreq_out
@@ -301,6 +287,27 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     log.debug("%s: filtering %.2f s, windows %.2f s", recording.label, timings["filter"], timings["windows"])
     return RecordingResult(recording.label, "written", windows=n_windows, seizure_windows=int(labels.sum()),
                            warnings=warnings)
+
+
+def spool_block(read, n_in: int, plan: SignalPlan, montage: Montage, state, bounds: tuple[int, int]
+                ) -> tuple[bytes, RunningStats, RawChannelStats]:
+    """One block of output samples ``bounds``, ready to spool (time-major float32), with the quality statistics of
+    each recorded channel (extremes included) and the statistics of the montage channels; runs in a worker thread.
+    The participant level and apply mode both make their windows with it. ``read(start, stop)``: the picked
+    channels' input samples; ``state``: the causal filters' state, or None (``filters.causal_filter``)."""
+    raw = RawChannelStats(len(montage.picks))
+
+    def tracked(start: int, stop: int) -> np.ndarray:
+        data = read(start, stop)
+        raw.update(data)
+        return data
+
+    # The montage is linear, so it commutes with resampling and filtering: apply it last, at the
+    # (usually lower) output rate.
+    y = montage.matrix @ process_block(tracked, n_in, plan, *bounds, state)
+    derived = RunningStats(len(y))
+    derived.update(y)
+    return np.ascontiguousarray(y.T, dtype="<f4").tobytes(), derived, raw
 
 
 def ordered_map(pool: ThreadPoolExecutor, func, items: Iterable, ahead: int):
