@@ -40,14 +40,15 @@ import numpy as np
 from .. import __version__
 from ..config import Config, MontageConfig, PreprocessingConfig, recorded_settings
 from ..errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
-from ..io.bids_input import Recording, open_source, open_with_mne
+from ..io.bids_input import Recording
 from ..io.derivatives import APP_NAME, CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sha256_file
-from ..io.signal_reader import EDFSource, SignalSource
+from ..io.signal_reader import SignalSource
 from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan
 from ..preprocessing.montage import Montage, build_montage
 from ..preprocessing.participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result,
-                                         mains_frequency, ordered_map, output_clashes, spool_block)
+                                         mains_frequency, open_mapped, ordered_map, output_clashes,
+                                         spool_block)
 from ..preprocessing.quality import RawChannelStats, channel_warnings
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
 from .szcore import export_tree, write_events_tsv
@@ -540,14 +541,7 @@ class RecordingPrediction:
 def open_for_model(recording: Recording, model: TrainedModel, warnings: list[str],
                    allow_missing: bool = False) -> tuple[SignalSource, Montage]:
     """Open a recording and map its channels onto the model's montage (as the participant level does)."""
-    source = open_source(recording, warnings)
-    montage = model.montage_for(source.ch_names, allow_missing)
-    if isinstance(source, EDFSource) and not source.can_read(montage.picks):
-        warnings.append("montage channels recorded at different rates: read through MNE")
-        source = open_with_mne(recording)
-        montage = model.montage_for(source.ch_names, allow_missing)
-    warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
-    return source, montage
+    return open_mapped(recording, lambda names: model.montage_for(names, allow_missing), warnings)
 
 
 def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, model: TrainedModel,

@@ -38,7 +38,7 @@ from ..io.annotations import read_seizures, seizure_fraction, window_labels
 from ..io.bids_input import Recording, open_source, open_with_mne
 from ..io.derivatives import APP_NAME, recording_outputs
 from ..io.fsutils import atomic_open, atomic_write, crc32c_file, exit_on_sigterm, is_within, remove_stale_temporaries
-from ..io.signal_reader import EDFSource
+from ..io.signal_reader import EDFSource, SignalSource
 from ..io.tfrecord import ExampleEncoder
 from .filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan, process_block
 from .montage import Montage, build_montage
@@ -147,15 +147,9 @@ def _process(recording: Recording, out_dir: Path, cfg: Config, work_dir: Path, t
 def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadPoolExecutor, threads: int,
                 checksums_future, tfrecord_path: Path, sidecar_path: Path) -> RecordingResult:
     warnings: list[str] = []
-    source = open_source(recording, warnings)
-    montage = build_montage(source.ch_names, cfg.montage)
-    if isinstance(source, EDFSource) and not source.can_read(montage.picks):
-        warnings.append("montage channels recorded at different rates: read through MNE")
-        source = open_with_mne(recording)
-        montage = build_montage(source.ch_names, cfg.montage)
+    source, montage = open_mapped(recording, partial(build_montage, cfg=cfg.montage), warnings)
     sfreq_in, n_in = source.sfreq, source.n_times
     duration = n_in / sfreq_in
-    warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     line_freq = mains_frequency(recording.metadata, warnings)
     plan = design_plan(sfreq_in, cfg.preprocessing, line_freq)
     state = causal_filter(plan)  # causal filters: the blocks are filtered in order, carrying the state
@@ -287,6 +281,20 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     log.debug("%s: filtering %.2f s, windows %.2f s", recording.label, timings["filter"], timings["windows"])
     return RecordingResult(recording.label, "written", windows=n_windows, seizure_windows=int(labels.sum()),
                            warnings=warnings)
+
+
+def open_mapped(recording: Recording, map_channels, warnings: list[str]) -> tuple[SignalSource, Montage]:
+    """Open a recording for block reads and map its channels (``map_channels(names) -> Montage``), as the
+    participant level and apply mode both do: an EDF whose montage channels were recorded at different rates is read
+    through MNE instead; each channel the montage fills with zeros gets a warning."""
+    source = open_source(recording, warnings)
+    montage = map_channels(source.ch_names)
+    if isinstance(source, EDFSource) and not source.can_read(montage.picks):
+        warnings.append("montage channels recorded at different rates: read through MNE")
+        source = open_with_mne(recording)
+        montage = map_channels(source.ch_names)
+    warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
+    return source, montage
 
 
 def spool_block(read, n_in: int, plan: SignalPlan, montage: Montage, state, bounds: tuple[int, int]
