@@ -513,12 +513,15 @@ def stream_file(args) -> int:
             say(args, event_record(event, time.time()), format_event(event))
 
     chunk = max(1, round((args.chunk or (1.0 if args.realtime else 10.0)) * source.sfreq))
-    everything = list(range(len(source.ch_names)))
+    # Only the model's channels are read (the others stay zero: the detector ignores them). A hospital export's
+    # EKG or SpO2 at another rate cannot be read as blocks of the EEG's rate, and need not be.
+    needed = sorted(set(detector.montage.picks))
     started = time.monotonic()
     try:
         for start in range(0, source.n_times, chunk):
             stop = min(source.n_times, start + chunk)
-            data = source.read(everything, start, stop)
+            data = np.zeros((len(source.ch_names), stop - start))
+            data[needed] = source.read(needed, start, stop)
             if args.realtime:  # the samples "arrive" once their time has come
                 time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
             report(detector.feed(data.T))

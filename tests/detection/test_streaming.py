@@ -384,6 +384,34 @@ def test_stream_cli_refuses_what_the_model_cannot_use(model_folder, tmp_path):
     assert result.returncode == 66 and "does not exist" in result.stderr
 
 
+def test_stream_cli_reads_a_hospital_export_with_other_channels_at_other_rates(model_folder, recording, tmp_path):
+    """An EDF whose EKG (half the EEG's rate) and SpO2 (1 Hz) follow the EEG, as hospital exports have them:
+    ``stream FILE`` reads the model's channels only and reports what it reports for the EEG alone (it used to
+    fail with an internal error when such a channel came last)."""
+    from neurocare_bids.io.edf import write_edf
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(recording, read_edf_header(recording), [])
+    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    seconds = int(source.n_times / source.sfreq)
+    alone, export = tmp_path / "eeg.edf", tmp_path / "export.edf"
+    write_edf(alone, eeg, source.sfreq, source.ch_names)
+    write_edf(export, list(eeg) + [np.sin(np.arange(seconds * int(source.sfreq) // 2) / 9.0) * 800.0,
+                                   np.full(seconds, 97.0)],
+              [source.sfreq] * len(eeg) + [source.sfreq / 2, 1.0], [*source.ch_names, "ECG EKG", "SpO2"],
+              units=["uV"] * len(eeg) + ["uV", "%"])
+    records = []
+    for path in (alone, export):
+        result = run_cli("stream", path, "--model", model_folder, "--json")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        records.append([json.loads(line) for line in result.stdout.strip().splitlines()])
+    assert records[1][0]["channels"] == len(eeg) + 2
+    drop = ("file", "channels", "wall_clock")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in records[1]] == [
+        {k: v for k, v in r.items() if k not in drop} for r in records[0]]
+    assert any(r["kind"] == "event" for r in records[1])  # the generated seizures are found in both
+
+
 def test_feed_checks_its_input(model_folder):
     from neurocare_bids.config import SZCORE_ELECTRODES
     from neurocare_bids.errors import UsageError
