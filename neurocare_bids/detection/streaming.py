@@ -440,6 +440,10 @@ def open_recording_file(path: Path, notes: list[str]):
     from ..errors import DataError, NoInputError
     from ..io.signal_reader import EDFSource, MNESource, read_edf_header
 
+    if path.is_symlink() and not path.exists():  # a DataLad/git-annex file whose content was never fetched
+        from ..io.bids_input import _NOT_FETCHED
+
+        raise NoInputError(f"{path.name}: broken symbolic link ({_NOT_FETCHED})")
     if not path.is_file():
         raise NoInputError(f"EEG file not found: {path}")
     if path.suffix.lower() in (".edf", ".bdf"):
