@@ -722,7 +722,7 @@ def apply_recording(recording: Recording, model: TrainedModel, out_dir: Path, wo
         line_freq = mains_frequency(recording.metadata, warnings)
         plan = model.plan_for(source.sfreq, line_freq)
         warnings += list(plan.notes)
-        check_sidecar_rate(recording, source.sfreq, warnings)
+        check_sidecar_rate(recording.metadata, source.sfreq, warnings)
         prediction = predict_recording(source, montage, plan, model, work_dir, threads, warnings)
         write_outputs(out_dir, recording.root, recording, model, prediction, model_info or model.describe())
         return ApplyResult(recording.label, "written", windows=len(prediction.onsets),

@@ -463,18 +463,24 @@ def open_recording_file(path: Path, notes: list[str]):
     return MNESource(raw, path.name)
 
 
-def _sidecar_line_freq(path: Path) -> float | None:
-    """PowerLineFrequency from the file's BIDS sidecar (``*_eeg.json`` next to it), if there is one."""
+def _sidecar(path: Path, notes: list[str]) -> dict:
+    """The file's BIDS sidecar (``*_eeg.json`` next to it), or {} when there is none; one that cannot be read is a
+    note (the replay goes on with the defaults)."""
     import json
 
-    from ..io.bids_input import source_stem
+    from ..io.bids_input import _NOT_FETCHED, source_stem
 
+    sidecar = path.with_name(f"{source_stem(path.name)}_eeg.json") if "_" in path.name else None
+    if sidecar is None or not (sidecar.exists() or sidecar.is_symlink()):
+        return {}
     try:
-        meta = json.loads(path.with_name(f"{source_stem(path.name)}_eeg.json").read_text(encoding="utf-8"))
-        value = meta.get("PowerLineFrequency")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = ("not valid JSON" if isinstance(exc, ValueError) else f"broken symbolic link ({_NOT_FETCHED})"
+                  if sidecar.is_symlink() and not sidecar.exists() else exc.strerror or str(exc))
+        notes.append(f"sidecar {sidecar.name} is unreadable: {reason}; mains frequency from --line-freq or the model")
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def format_event(event: DetectedEvent) -> str:
@@ -487,9 +493,11 @@ def format_event(event: DetectedEvent) -> str:
 
 def stream_file(args) -> int:
     """``neurocare-bids stream FILE --model MODEL``: replay a recording as if live; print each event as found."""
+    import logging
     import time
 
     from ..errors import DataError
+    from ..preprocessing.participant import check_sidecar_rate, mains_frequency
 
     if args.speed <= 0 or (args.chunk is not None and args.chunk <= 0) or args.calibration < 0:
         raise UsageError("--speed and --chunk must be positive, --calibration at least 0")
@@ -497,7 +505,12 @@ def stream_file(args) -> int:
     source = open_recording_file(args.file, notes)
     model = load_model(args.model, args.engine)
     model.use_operating_point(args.operating_point)
-    line_freq = _sidecar_line_freq(args.file) or args.line_freq
+    sidecar = _sidecar(args.file, notes)
+    line_freq = mains_frequency(sidecar, notes) or args.line_freq
+    check_sidecar_rate(sidecar, source.sfreq, notes)
+    for note in notes:  # what batch mode keeps in the output sidecar's Warnings
+        logging.getLogger("neurocare").warning(note if note.startswith(f"{args.file.name}: ") else
+                                               f"{args.file.name}: {note}")
     try:
         detector = StreamingDetector(model, source.ch_names, source.sfreq, line_freq=line_freq,
                                      calibration=args.calibration)
@@ -531,8 +544,6 @@ def stream_file(args) -> int:
             report(detector.feed(data.T))
         report(detector.flush())
         if not detector.tracker.raw:  # as batch mode warns: "0 seizures" alone would read as a clean result
-            import logging
-
             logging.getLogger("neurocare").warning(
                 "%s: recording (%.1f s) is shorter than one window (%g s): no windows", args.file.name,
                 source.n_times / source.sfreq, model.window_duration)

@@ -156,7 +156,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
     warnings += list(plan.notes)
     seizures = read_seizures(recording.events, duration, cfg.input)
     warnings += seizures.warnings
-    check_sidecar_rate(recording, sfreq_in, warnings)
+    check_sidecar_rate(recording.metadata, sfreq_in, warnings)
 
     def read(start: int, stop: int) -> np.ndarray:
         data = source.read(montage.picks, start, stop)
@@ -345,9 +345,9 @@ def mains_frequency(metadata: dict, warnings: list[str]) -> float | None:
     return None
 
 
-def check_sidecar_rate(recording: Recording, sfreq: float, warnings: list[str]) -> None:
+def check_sidecar_rate(metadata: dict, sfreq: float, warnings: list[str]) -> None:
     """Warn when the sidecar's ``SamplingFrequency`` disagrees with the file's rate (the file's wins)."""
-    declared = recording.metadata.get("SamplingFrequency")
+    declared = metadata.get("SamplingFrequency")
     if isinstance(declared, (int, float)) and not math.isclose(declared, sfreq, rel_tol=1e-3):
         warnings.append(f"sidecar SamplingFrequency {declared:g} Hz disagrees with the file ({sfreq:g} Hz); "
                         "using the file's rate")
