@@ -435,8 +435,9 @@ def describe_latency(detector: StreamingDetector) -> str:
 
 
 # ---------------------------------------------------------------------- command line
-def open_recording_file(path: Path, notes: list[str]):
-    """A plain EEG file (no BIDS dataset needed) for block reads: EDF/BDF directly, other formats via MNE."""
+def open_recording_file(path: Path, notes: list[str], through_mne: bool = False):
+    """A plain EEG file (no BIDS dataset needed) for block reads: EDF/BDF directly (unless ``through_mne``), other
+    formats via MNE."""
     from ..errors import DataError, NoInputError
     from ..io.signal_reader import EDFSource, MNESource, read_edf_header
 
@@ -446,7 +447,7 @@ def open_recording_file(path: Path, notes: list[str]):
         raise NoInputError(f"{path.name}: broken symbolic link ({_NOT_FETCHED})")
     if not path.is_file():
         raise NoInputError(f"EEG file not found: {path}")
-    if path.suffix.lower() in (".edf", ".bdf"):
+    if path.suffix.lower() in (".edf", ".bdf") and not through_mne:
         header = read_edf_header(path)
         if not header.reserved.upper().startswith(("EDF+D", "BDF+D")):
             return EDFSource(path, header, notes)
@@ -507,18 +508,24 @@ def stream_file(args) -> int:
     model.use_operating_point(args.operating_point)
     sidecar = _sidecar(args.file, notes)
     line_freq = mains_frequency(sidecar, notes) or args.line_freq
+
+    def detector_for(source) -> StreamingDetector:
+        try:
+            return StreamingDetector(model, source.ch_names, source.sfreq, line_freq=line_freq,
+                                     calibration=args.calibration)
+        except DataError as exc:
+            raise DataError(f"{args.file.name}: {exc}") from None
+
+    detector = detector_for(source)
+    if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
+        # as batch mode does: MNE brings every channel to the highest rate
+        notes.append("montage channels recorded at different rates: read through MNE")
+        source = open_recording_file(args.file, notes, through_mne=True)
+        detector = detector_for(source)
     check_sidecar_rate(sidecar, source.sfreq, notes)
     for note in notes:  # what batch mode keeps in the output sidecar's Warnings
         logging.getLogger("neurocare").warning(note if note.startswith(f"{args.file.name}: ") else
                                                f"{args.file.name}: {note}")
-    try:
-        detector = StreamingDetector(model, source.ch_names, source.sfreq, line_freq=line_freq,
-                                     calibration=args.calibration)
-    except DataError as exc:
-        raise DataError(f"{args.file.name}: {exc}") from None
-    if hasattr(source, "can_read") and not source.can_read(detector.montage.picks):
-        raise DataError(f"{args.file.name}: the model's channels are recorded at different rates; streaming "
-                        "needs one rate")
     say(args, {"kind": "start", "file": args.file.name, "channels": len(source.ch_names), "sfreq": source.sfreq,
          **{k: round(v, 3) for k, v in stream_latency(detector).items()}},
         f"{args.file.name}: {len(source.ch_names)} channels at {source.sfreq:g} Hz, "

@@ -412,6 +412,28 @@ def test_stream_cli_reads_a_hospital_export_with_other_channels_at_other_rates(m
     assert any(r["kind"] == "event" for r in records[1])  # the generated seizures are found in both
 
 
+def test_stream_cli_reads_montage_channels_at_different_rates_through_mne(model_folder, recording, tmp_path):
+    """One electrode of the montage recorded at half the others' rate: as batch mode, ``stream FILE`` reads the file
+    through MNE (which brings it to the highest rate), says so, and finds the same seizures (it used to refuse)."""
+    from neurocare_bids.io.edf import write_edf
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(recording, read_edf_header(recording), [])
+    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    mixed = tmp_path / "mixed.edf"
+    write_edf(mixed, list(eeg[:-1]) + [eeg[-1][::2]], [source.sfreq] * (len(eeg) - 1) + [source.sfreq / 2],
+              source.ch_names)
+    runs = [run_cli("stream", path, "--model", model_folder, "--json") for path in (recording, mixed)]
+    for result in runs:
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in runs[1].stderr.splitlines() if line.startswith("WARNING: ")] == [
+        "WARNING: mixed.edf: montage channels recorded at different rates: read through MNE"]
+    events = [[json.loads(line) for line in result.stdout.splitlines() if '"event"' in line] for result in runs]
+    assert len(events[1]) == len(events[0]) >= 1
+    for ours, theirs in zip(*events):
+        assert abs(ours["onset"] - theirs["onset"]) <= 2.0 and abs(ours["duration"] - theirs["duration"]) <= 4.0
+
+
 def test_feed_checks_its_input(model_folder):
     from neurocare_bids.config import SZCORE_ELECTRODES
     from neurocare_bids.errors import UsageError
