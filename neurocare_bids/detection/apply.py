@@ -46,10 +46,10 @@ from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sh
 from ..io.signal_reader import SignalSource
 from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan
 from ..preprocessing.montage import Montage, build_montage
-from ..preprocessing.participant import (FLAT_STD, available_cpus, check_sidecar_rate, limit_threads, log_result,
-                                         mains_frequency, open_mapped, ordered_map, output_clashes,
-                                         spool_block)
-from ..preprocessing.quality import RawChannelStats, channel_warnings
+from ..preprocessing.participant import (FLAT_STD, available_cpus, channel_quality, check_sidecar_rate,
+                                         limit_threads, log_result, mains_frequency, open_mapped, ordered_map,
+                                         output_clashes, spool_block)
+from ..preprocessing.quality import RawChannelStats
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
 from .szcore import export_tree, write_events_tsv
 
@@ -577,10 +577,7 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
                 raw_stats.merge(block_raw)
                 fh.write(data)
         mean, std = stats.mean, stats.std
-        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
-        warnings += channel_warnings(quality, raw_stats.low, raw_stats.high)
-        flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
-        warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
+        channel_quality(source, montage, raw_stats, stats, warnings)
         if not model.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         filtered = time.perf_counter()

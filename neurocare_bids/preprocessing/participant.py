@@ -190,10 +190,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
                 fh.write(data)
         timings = {"filter": time.perf_counter() - started}
         mean, std = stats.mean, stats.std
-        quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
-        warnings += channel_warnings(quality, raw_stats.low, raw_stats.high)
-        flat = [montage.names[i] for i in np.flatnonzero(std < FLAT_STD) if montage.names[i] not in montage.filled]
-        warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
+        quality = channel_quality(source, montage, raw_stats, stats, warnings)
         if not cfg.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
         scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
@@ -295,6 +292,17 @@ def open_mapped(recording: Recording, map_channels, warnings: list[str]) -> tupl
         montage = map_channels(source.ch_names)
     warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     return source, montage
+
+
+def channel_quality(source: SignalSource, montage: Montage, raw_stats: RawChannelStats, stats: RunningStats,
+                    warnings: list[str]) -> dict:
+    """The recorded channels' quality summary (the sidecar's ``ChannelQuality``), after the first pass; warns of
+    flat or clipped recorded channels and of montage channels flat after filtering (written as zeros)."""
+    quality = raw_stats.summary([source.ch_names[i] for i in montage.picks])
+    warnings += channel_warnings(quality, raw_stats.low, raw_stats.high)
+    flat = [montage.names[i] for i in np.flatnonzero(stats.std < FLAT_STD) if montage.names[i] not in montage.filled]
+    warnings += [f"montage channel {name} is flat (constant after filtering)" for name in flat]
+    return quality
 
 
 def spool_block(read, n_in: int, plan: SignalPlan, montage: Montage, state, bounds: tuple[int, int]
