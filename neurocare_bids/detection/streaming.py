@@ -442,9 +442,9 @@ def open_recording_file(path: Path, notes: list[str], through_mne: bool = False)
     from ..io.signal_reader import EDFSource, MNESource, read_edf_header
 
     if path.is_symlink() and not path.exists():  # a DataLad/git-annex file whose content was never fetched
-        from ..io.bids_input import _NOT_FETCHED
+        from ..io.bids_input import NOT_FETCHED
 
-        raise NoInputError(f"{path.name}: broken symbolic link ({_NOT_FETCHED})")
+        raise NoInputError(f"{path.name}: broken symbolic link ({NOT_FETCHED})")
     if not path.is_file():
         raise NoInputError(f"EEG file not found: {path}")
     if path.suffix.lower() in (".edf", ".bdf") and not through_mne:
@@ -469,7 +469,7 @@ def _sidecar(path: Path, notes: list[str]) -> dict:
     note (the replay goes on with the defaults)."""
     import json
 
-    from ..io.bids_input import _NOT_FETCHED, source_stem
+    from ..io.bids_input import NOT_FETCHED, source_stem
 
     sidecar = path.with_name(f"{source_stem(path.name)}_eeg.json") if "_" in path.name else None
     if sidecar is None or not (sidecar.exists() or sidecar.is_symlink()):
@@ -477,7 +477,7 @@ def _sidecar(path: Path, notes: list[str]) -> dict:
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        reason = ("not valid JSON" if isinstance(exc, ValueError) else f"broken symbolic link ({_NOT_FETCHED})"
+        reason = ("not valid JSON" if isinstance(exc, ValueError) else f"broken symbolic link ({NOT_FETCHED})"
                   if sidecar.is_symlink() and not sidecar.exists() else exc.strerror or str(exc))
         notes.append(f"sidecar {sidecar.name} is unreadable: {reason}; mains frequency from --line-freq or the model")
         return {}

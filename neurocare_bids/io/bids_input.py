@@ -19,7 +19,8 @@ from .signal_reader import EDFSource, MNESource, SignalSource, read_edf_header
 log = logging.getLogger("neurocare")
 
 EEG_EXTENSIONS = (".edf", ".bdf", ".vhdr", ".set")
-_NOT_FETCHED = "file content not available: in a DataLad/git-annex dataset, run 'datalad get' on it"
+#: The advice for a DataLad/git-annex file whose content was never fetched (the same words in every mode).
+NOT_FETCHED = "file content not available: in a DataLad/git-annex dataset, run 'datalad get' on it"
 # Files that hold a recording's samples besides the one pybids indexes.
 _COMPANIONS = {".vhdr": (".vmrk", ".eeg"), ".set": (".fdt",)}
 
@@ -69,7 +70,7 @@ class Recording:
         for path in self.source_files():
             if not path.exists():
                 raise DataError(f"{path.name}: {'broken symbolic link' if path.is_symlink() else 'missing file'}"
-                                f" ({_NOT_FETCHED})")
+                                f" ({NOT_FETCHED})")
             if not path.is_file():  # a folder (or a device) where the sidecar or events.tsv should be
                 raise DataError(f"{path.name}: not a file")
 
@@ -127,7 +128,7 @@ def _unreadable_json(bids_dir: Path) -> dict[Path, str]:
         try:
             json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
-            reason = f"broken symbolic link ({_NOT_FETCHED})" if path.is_symlink() and not path.exists() else (
+            reason = f"broken symbolic link ({NOT_FETCHED})" if path.is_symlink() and not path.exists() else (
                 f"not valid JSON ({exc})" if isinstance(exc, ValueError) else exc.strerror or str(exc))
             broken[path] = reason
     return broken
