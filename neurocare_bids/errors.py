@@ -106,6 +106,7 @@ def request_termination() -> None:
 def raise_if_terminated() -> None:
     """Raise :class:`Terminated` again if SIGTERM came: its first raise can be swallowed by a library's bare
     ``except:`` (Keras's loss building, while the first training step is traced, has several), after which the run
-    would go on with SIGTERM ignored. Long loops (training batches) call it."""
+    would go on with SIGTERM ignored; so can a garbage-collector callback that it interrupts. Long loops (training
+    batches, recordings, the fold jobs' wait) call it."""
     if _termination_requested:
         raise Terminated()

@@ -78,6 +78,7 @@ def _main(argv: list[str] | None) -> int:
         hide_native_logs()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        sys.unraisablehook = _unraisable
     try:
         if argv and argv[0] == "demo-data":
             return _demo_data(build_demo_parser().parse_args(argv[1:]))
@@ -124,8 +125,16 @@ def _terminate(signum, frame) -> None:
     """SIGTERM (Slurm's time limit, ``kill``): unwind like Ctrl-C, so temporaries and the work folder are
     removed; a second SIGTERM cannot interrupt that clean-up."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    request_termination()  # raised again at the next training batch if a library swallows this one
+    request_termination()  # raised again at the next check if a library or a callback swallows this one
     raise Terminated()
+
+
+def _unraisable(unraisable) -> None:
+    """A :class:`Terminated` raised where Python cannot raise (a garbage-collector callback, a ``__del__``) is
+    dropped without the "Exception ignored" traceback: the request is remembered (:func:`_terminate`) and the next
+    check raises it again (training batches, each recording, the fold jobs' wait)."""
+    if not isinstance(unraisable.exc_value, Terminated):
+        sys.__unraisablehook__(unraisable)
 
 
 def _count_verbosity(argv: list[str]) -> int:

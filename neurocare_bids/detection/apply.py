@@ -39,7 +39,8 @@ import numpy as np
 
 from .. import __version__
 from ..config import Config, MontageConfig, PreprocessingConfig, recorded_settings
-from ..errors import EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError
+from ..errors import (EXIT_DATA, EXIT_NO_INPUT, ConfigError, DataError, NeuroCareError, OutputError, UsageError,
+                      raise_if_terminated)
 from ..io.bids_input import Recording
 from ..io.derivatives import APP_NAME, CARD_FORMAT
 from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sha256_file
@@ -754,6 +755,7 @@ def run_apply(cfg: Config, model: TrainedModel, recordings: list[Recording], out
         result = clashes.get(recording.label) or apply_recording(recording, model, out_dir, work_dir, threads,
                                                                  cfg.montage.allow_missing_channels, model_info)
         results.append(log_result(result, f"{result.windows} windows, {result.events} seizure(s)"))
+        raise_if_terminated()
     return results
 
 

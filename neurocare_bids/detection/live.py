@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import DataError, NoInputError, UsageError
 from ..io.signal_reader import _TO_MICROVOLT
 from .apply import load_model
-from .streaming import (DetectedEvent, StreamingDetector, describe_latency, event_record, format_event, say,
-                        stream_latency)
+from .streaming import (DetectedEvent, StreamingDetector, describe_latency, event_record, format_event,
+                        report_channel_changes, say, stream_latency)
 
 log = logging.getLogger("neurocare")
 
@@ -154,6 +154,7 @@ def stream_lsl(args) -> int:
                         warned_nan = True
                     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
                 report(detector.feed(data))
+                report_channel_changes(args, detector, f"LSL stream '{name}'")
         finally:  # whatever ends the loop, the events already detected (and the open one) are reported
             report(detector.flush())
             inlet.close_stream()

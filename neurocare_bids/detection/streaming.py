@@ -27,6 +27,9 @@
   ``calibration`` seconds of windows (which wait, and are centred on their common median). Given batch
   mode's value (``probability_offset``, the ``ProbabilityCentring.MedianLogOdds`` of its timeseries
   sidecar), the detector uses it and reproduces batch mode.
+* **Electrodes.** Batch mode judges each recorded channel over the whole recording (flat, clipped). The stream
+  judges the montage's recorded channels on every 10 s of signal and reports changes: a channel turning flat or
+  clipped mid-stream (an electrode that came loose or saturates), and turning back (``take_channel_changes``).
 
 Every event carries ``detected_at``: how much of the stream (seconds of input) had to arrive before it
 could be reported, whatever the chunk sizes; ``latency = detected_at - onset`` (for ``final=False``).
@@ -43,6 +46,7 @@ import numpy as np
 from ..errors import UsageError
 from ..preprocessing.filters import RunningStats, SignalPlan, causal_filter, process_block
 from ..preprocessing.montage import Montage
+from ..preprocessing.quality import ChannelWatch
 from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
 from .postprocess import centre_probabilities, event_settings, log_odds
 
@@ -223,6 +227,8 @@ class StreamingDetector:
         self.n_out = 0
         self._stats = RunningStats(n_ch)
         self._stats_upto = 0
+        self.channel_watch = ChannelWatch([self.ch_names[i] for i in self.montage.picks], self.sfreq_in)
+        self._channel_changes: list[dict] = []
         self._next_window = 0
         self._done = False
 
@@ -257,7 +263,9 @@ class StreamingDetector:
             raise UsageError(f"feed() takes (n_samples, {len(self.ch_names)}) arrays; got {chunk.shape}")
         if not np.isfinite(chunk).all():
             raise UsageError("feed() got non-finite samples")
-        self._in = np.concatenate([self._in, chunk[:, self.montage.picks].T], axis=1)
+        picked = chunk[:, self.montage.picks].T
+        self._channel_changes += self.channel_watch.update(picked)
+        self._in = np.concatenate([self._in, picked], axis=1)
         self.n_in += len(chunk)
         return self._advance(final=False)
 
@@ -269,6 +277,14 @@ class StreamingDetector:
         reports += self._push([], [], final=True)  # windows still waiting for the centring warm-up
         self._done = True
         return reports + self.tracker.finish(self.n_in / self.sfreq_in)
+
+    def take_channel_changes(self) -> list[dict]:
+        """The recorded channels that turned flat or clipped, or back to ok, since the last call
+        (:class:`~neurocare_bids.preprocessing.quality.ChannelWatch`: ``channel``, ``status``, ``since``,
+        ``detail``), each with ``detected_at``, the seconds of signal received when it was judged."""
+        changes, self._channel_changes = self._channel_changes, []
+        period = self.channel_watch.period / self.sfreq_in
+        return [{**change, "detected_at": change["since"] + period} for change in changes]
 
     def input_needed(self, n_out: int) -> int:
         """Input samples that must have arrived before output samples ``[0, n_out)`` are final."""
@@ -416,6 +432,23 @@ def event_record(event: DetectedEvent, wall_clock: float) -> dict:
             "wall_clock": round(wall_clock, 3)}
 
 
+def report_channel_changes(args, detector: StreamingDetector, source: str) -> None:
+    """Each recorded channel of the montage that turned flat or clipped, or back to ok: a ``WARNING:`` line on
+    stderr, and with ``--json`` an ``electrode`` record on stdout (``source``: the file's or stream's name)."""
+    import json
+    import logging
+    import time
+
+    for change in detector.take_channel_changes():
+        state = f"is {change['status']}" if change["status"] != "ok" else "is ok again"
+        logging.getLogger("neurocare").warning("%s: recorded channel %s %s from %.1f s of signal (%s)", source,
+                                               change["channel"], state, change["since"], change["detail"])
+        if args.json:
+            print(json.dumps({"kind": "electrode", "channel": change["channel"], "status": change["status"],
+                              "since": round(change["since"], 4), "detected_at": round(change["detected_at"], 4),
+                              "wall_clock": round(time.time(), 3)}), flush=True)
+
+
 def say(args, record: dict, text: str) -> None:
     """One line of the ``stream`` command on stdout: the JSON object with ``--json``, else the text."""
     import json
@@ -467,20 +500,14 @@ def open_recording_file(path: Path, notes: list[str], through_mne: bool = False)
 def _sidecar(path: Path, notes: list[str]) -> dict:
     """The file's BIDS sidecar (``*_eeg.json`` next to it), or {} when there is none; one that cannot be read is a
     note (the replay goes on with the defaults)."""
-    import json
-
-    from ..io.bids_input import NOT_FETCHED, source_stem
+    from ..io.bids_input import read_json, source_stem
 
     sidecar = path.with_name(f"{source_stem(path.name)}_eeg.json") if "_" in path.name else None
     if sidecar is None or not (sidecar.exists() or sidecar.is_symlink()):
         return {}
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = ("not valid JSON" if isinstance(exc, ValueError) else f"broken symbolic link ({NOT_FETCHED})"
-                  if sidecar.is_symlink() and not sidecar.exists() else exc.strerror or str(exc))
+    meta, reason = read_json(sidecar)
+    if reason is not None:
         notes.append(f"sidecar {sidecar.name} is unreadable: {reason}; mains frequency from --line-freq or the model")
-        return {}
     return meta if isinstance(meta, dict) else {}
 
 
@@ -549,6 +576,7 @@ def stream_file(args) -> int:
             if args.realtime:  # the samples "arrive" once their time has come
                 time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
             report(detector.feed(data.T))
+            report_channel_changes(args, detector, args.file.name)
         report(detector.flush())
         if not detector.tracker.raw:  # as batch mode warns: "0 seizures" alone would read as a clean result
             logging.getLogger("neurocare").warning(

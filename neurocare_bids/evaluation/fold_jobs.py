@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..console import PROGRESS, duration
-from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError, combined_exit_code
+from ..errors import EXIT_CODES, EXIT_INTERNAL, NeuroCareError, combined_exit_code, raise_if_terminated
 from ..preprocessing.participant import available_cpus
 from .plan import GROUP, GroupPlan, multi_worker, needs_training, plan_group_run
 
@@ -107,6 +107,7 @@ def train_fold_jobs(cfg: Config, bids_dir: Path, out_dir: Path, folds: list[int]
                 gpu = min(gpus, key=lambda g: sum(j.gpu == g for j in running.values())) if gpus else None
                 running[fold] = _start(fold, [*command, "--fold", str(fold)], gpu, output_lock)
             time.sleep(POLL_SECONDS)
+            raise_if_terminated()
             for fold, job in list(running.items()):
                 code = job.process.poll()
                 if code is None:

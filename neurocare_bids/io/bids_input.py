@@ -121,15 +121,22 @@ def load_layout(bids_dir: Path, unreadable: dict[Path, str] | None = None):
         raise NoInputError(f"cannot index {bids_dir} as BIDS: {exc}") from None
 
 
+def read_json(path: Path) -> tuple[object, str | None]:
+    """A JSON file's content and None, or None and why it cannot be read (not valid JSON, and where; a DataLad file
+    never fetched; the system's error), in the words every mode prints."""
+    try:
+        return json.loads(path.read_bytes()), None
+    except (OSError, ValueError) as exc:
+        return None, (f"broken symbolic link ({NOT_FETCHED})" if path.is_symlink() and not path.exists() else
+                      f"not valid JSON ({exc})" if isinstance(exc, ValueError) else exc.strerror or str(exc))
+
+
 def _unreadable_json(bids_dir: Path) -> dict[Path, str]:
     """The ``sub-*`` and top-level JSON sidecars that are not valid JSON, with the reason."""
     broken = {}
     for path in sorted([*bids_dir.glob("*.json"), *bids_dir.glob("sub-*/**/*.json")]):
-        try:
-            json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            reason = f"broken symbolic link ({NOT_FETCHED})" if path.is_symlink() and not path.exists() else (
-                f"not valid JSON ({exc})" if isinstance(exc, ValueError) else exc.strerror or str(exc))
+        reason = read_json(path)[1]
+        if reason is not None:
             broken[path] = reason
     return broken
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import __version__
 from ..config import Config
-from ..errors import EXIT_IO, DataError, NeuroCareError, OutputError
+from ..errors import EXIT_IO, DataError, NeuroCareError, OutputError, raise_if_terminated
 from ..io.annotations import read_seizures, seizure_fraction, window_labels
 from ..io.bids_input import Recording, open_source, open_with_mne
 from ..io.derivatives import APP_NAME, recording_outputs
@@ -379,6 +379,7 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
         for recording in recordings:
             results.append(_report(process_recording(recording, out_dir, cfg, work_dir, threads)))
             progress.update()
+            raise_if_terminated()
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -390,6 +391,7 @@ def run_participant_level(cfg: Config, recordings: list[Recording], out_dir: Pat
                 for future in futures:
                     results.append(_report(future.result()))
                     progress.update()
+                    raise_if_terminated()
             except BaseException:  # SIGTERM, Ctrl-C: stop the workers now, not after the queued recordings
                 workers = list((getattr(pool, "_processes", None) or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)

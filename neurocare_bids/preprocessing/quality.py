@@ -96,16 +96,24 @@ class RawChannelStats:
         self.steps += other.steps
         self.line = self.line + other.line
 
+    def std(self) -> np.ndarray:
+        n = max(self.count, 1)
+        return np.sqrt(np.maximum(self.squares / n - (self.total / n) ** 2, 0.0))
+
+    def flat_and_clipped(self, clipped_fraction: float = CLIPPED_FRACTION) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+        """Per channel: flat, clipped (at least ``clipped_fraction`` of the samples at a rail), and the share of
+        samples at a rail."""
+        span = self.high - self.low
+        flat = (span < FLAT_RANGE) | (self.std() < FLAT_STD_UV)
+        at_rail = self.at_low + np.where(span > 0, self.at_high, 0)
+        clipped = ~flat & (at_rail >= max(CLIPPED_MIN_SAMPLES, clipped_fraction * self.count))
+        return flat, clipped, at_rail / max(self.count, 1)
+
     def summary(self, names: list[str]) -> dict:
         """The sidecar's ``ChannelQuality``: per-channel values, and which channels are flagged and why."""
-        n = max(self.count, 1)
-        mean = self.total / n
-        std = np.sqrt(np.maximum(self.squares / n - mean**2, 0.0))
-        line = self.line / max(self.steps, 1)
-        span = self.high - self.low
-        flat = (span < FLAT_RANGE) | (std < FLAT_STD_UV)
-        at_rail = self.at_low + np.where(span > 0, self.at_high, 0)
-        clipped = ~flat & (at_rail >= max(CLIPPED_MIN_SAMPLES, CLIPPED_FRACTION * n))
+        std, line = self.std(), self.line / max(self.steps, 1)
+        flat, clipped, at_rail = self.flat_and_clipped()
         noisy = np.zeros(len(names), dtype=bool)
         good = ~flat
         if good.sum() >= 3:
@@ -116,7 +124,7 @@ class RawChannelStats:
         for i, name in enumerate(names):
             status = [s for s, mask in (("flat", flat), ("clipped", clipped), ("noisy", noisy)) if mask[i]]
             channels.append({"Name": name, "Min": _r(self.low[i]), "Max": _r(self.high[i]), "Std": _r(std[i]),
-                             "LineLength": _r(line[i]), "ClippedFraction": _r(at_rail[i] / n),
+                             "LineLength": _r(line[i]), "ClippedFraction": _r(at_rail[i]),
                              "Status": status or ["ok"]})
         return {"Method": METHOD, "Channels": channels,
                 "Flat": [names[i] for i in np.flatnonzero(flat)],
@@ -149,3 +157,52 @@ def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[s
                             f"length {channel['LineLength']:.3g} µV per sample; over {NOISY_RATIO:g}x the median "
                             "channel)")
     return warnings
+
+
+WATCH_SECONDS = 10.0
+WATCH_CLIPPED_FRACTION = 0.01  # of a period's samples at its rail: a 10-s stretch is far shorter than a recording
+
+
+class ChannelWatch:
+    """Flat or clipped recorded channels of a stream, judged on each ``period`` seconds of signal: a live
+    electrode comes loose or saturates mid-recording, which the whole-recording summary of batch mode cannot time.
+    Only changes are reported (a channel turning flat or clipped, and turning back to ok), once each."""
+
+    def __init__(self, names: list[str], sfreq: float, period: float = WATCH_SECONDS):
+        self.names, self.sfreq = list(names), float(sfreq)
+        self.period = max(1, round(period * sfreq))
+        self.status = ["ok"] * len(self.names)
+        self._stats = RawChannelStats(len(self.names))
+        self._start = 0  # the current period's first sample
+        self._filled = 0
+
+    def update(self, data: np.ndarray) -> list[dict]:
+        """Add samples (channels × samples, µV); return the changes of the periods completed: ``channel``,
+        ``status`` (flat, clipped or ok), ``since`` (the period's start, seconds of signal) and ``detail``."""
+        changes = []
+        at = 0
+        while at < data.shape[1]:
+            take = min(self.period - self._filled, data.shape[1] - at)
+            self._stats.update(data[:, at:at + take])
+            self._filled += take
+            at += take
+            if self._filled == self.period:
+                changes += self._judge()
+                self._start += self._filled
+                self._stats, self._filled = RawChannelStats(len(self.names)), 0
+        return changes
+
+    def _judge(self) -> list[dict]:
+        flat, clipped, at_rail = self._stats.flat_and_clipped(WATCH_CLIPPED_FRACTION)
+        std = self._stats.std()
+        changes = []
+        for i, name in enumerate(self.names):
+            status = "flat" if flat[i] else "clipped" if clipped[i] else "ok"
+            if status == self.status[i]:
+                continue
+            detail = {"flat": f"standard deviation {std[i]:.2g} µV: check the electrode",
+                      "clipped": f"{at_rail[i]:.1%} of samples at its minimum or maximum",
+                      "ok": f"no longer {self.status[i]}"}[status]
+            self.status[i] = status
+            changes.append({"channel": name, "status": status, "since": self._start / self.sfreq, "detail": detail})
+        return changes

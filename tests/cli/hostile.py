@@ -311,7 +311,8 @@ CASES = [
     Case("sidecar_rate_disagrees", sidecar_rate_disagrees, 0, "sidecar SamplingFrequency 512 Hz disagrees", STREAMED),
     # stream FILE needs the sidecar for the mains frequency only: it warns and goes on
     Case("sidecar_not_json", sidecar_not_json, 65, "eeg.json", STREAMED,
-         other=(("stream", 0, "eeg.json is unreadable: not valid JSON; mains frequency from --line-freq"),)),
+         other=(("stream", 0, "eeg.json is unreadable: not valid JSON (Expecting property name enclosed in double "
+                              "quotes: line 1 column 53 (char 52)); mains frequency from --line-freq"),)),
     Case("sidecar_bad_line_frequency", sidecar_bad_line_frequency, 0, "is not a frequency", STREAMED),
     Case("shorter_than_one_window", shorter_than_one_window, 0, "shorter than one window", STREAMED,
          expect=(("WindowCount", 0),)),

@@ -203,6 +203,41 @@ def test_killed_or_terminated_in_observed_states_then_rerun_equals_an_uninterrup
     assert _outputs(out) == expected
 
 
+# SIGTERM while the garbage collector runs a callback (JAX registers one): Python cannot raise the handler's
+# exception there, prints it as "Exception ignored" and goes on. The run neither prints that traceback nor
+# carries on with SIGTERM ignored: it stops after the recording in progress.
+SIGTERM_IN_A_GC_CALLBACK = """
+import gc, os, signal, sys
+from neurocare_bids.cli import run
+
+def collecting(phase, info):  # the first collection once the run's handler is in place (before any recording)
+    if phase == "start" and signal.getsignal(signal.SIGTERM) is run._terminate:
+        gc.callbacks.remove(collecting)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(10 ** 6):  # the handler runs, and raises, in here
+            pass
+gc.callbacks.append(collecting)
+sys.exit(run.main([sys.argv[1], sys.argv[2], "participant", "--skip-bids-validation", "--nprocs", "1"]))
+"""
+
+
+def test_sigterm_swallowed_by_a_gc_callback_still_stops_the_run_after_the_recording_in_progress(dataset, tmp_path):
+    bids, reference = dataset
+    expected = _outputs(reference)
+    out = tmp_path / "out"
+    with read_only_input(bids):
+        proc = subprocess.run([sys.executable, "-c", SIGTERM_IN_A_GC_CALLBACK, bids, out], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("neurocare-bids: terminated (SIGTERM): finished outputs are "
+                                                    "kept; rerun to complete the rest")
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert_clean(out)
+    assert _done(out) == {"01"}  # the first recording, which was in progress, and no other
+    assert _complete_outputs_only(out) == 1
+    assert _finished(out) == {k: expected[k] for k in _finished(out)}
+
+
 def _file_size_limit(limit: int):
     def apply() -> None:  # in the child, before exec: a write past the limit fails with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

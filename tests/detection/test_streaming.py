@@ -434,6 +434,48 @@ def test_stream_cli_reads_montage_channels_at_different_rates_through_mne(model_
         assert abs(ours["onset"] - theirs["onset"]) <= 2.0 and abs(ours["duration"] - theirs["duration"]) <= 4.0
 
 
+def test_stream_cli_reports_electrodes_that_go_flat_or_clip_and_come_back(model_folder, recording, tmp_path):
+    """An electrode flat (constant: disconnected) from 120 to 240 s and another clipped at a rail from 300 to 400 s
+    of the 10-minute recording: each change is one WARNING line and, with ``--json``, one ``electrode`` record, at
+    the 10-s period where it happened; no other channel of the 19 is reported in any of the 60 periods."""
+    from neurocare_bids.io.edf import write_edf
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(recording, read_edf_header(recording), [])
+    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    sfreq = int(source.sfreq)
+    loose, saturated = source.ch_names[3], source.ch_names[11]
+    eeg[3, 120 * sfreq:240 * sfreq] = 0.0
+    clipped = eeg[11, 300 * sfreq:400 * sfreq]
+    rail = 0.5 * clipped.std()
+    eeg[11, 300 * sfreq:400 * sfreq] = np.clip(clipped, -rail, rail)
+    path = tmp_path / "electrodes.edf"
+    write_edf(path, eeg, source.sfreq, source.ch_names)
+    result = run_cli("stream", path, "--model", model_folder, "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    changes = [(r["channel"], r["status"], r["since"], r["detected_at"]) for r in records if r["kind"] == "electrode"]
+    assert changes == [(loose, "flat", 120.0, 130.0), (loose, "ok", 240.0, 250.0),
+                       (saturated, "clipped", 300.0, 310.0), (saturated, "ok", 400.0, 410.0)]
+    # each record comes before the events of the signal received after it
+    order = [(r["kind"], r.get("detected_at")) for r in records if r["kind"] in ("alarm", "event", "electrode")]
+    assert [t for _, t in order] == sorted(t for _, t in order)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING: ")]
+    assert warnings[0] == (f"WARNING: electrodes.edf: recorded channel {loose} is flat from 120.0 s of signal "
+                           "(standard deviation 0 µV: check the electrode)")
+    assert warnings[1] == (f"WARNING: electrodes.edf: recorded channel {loose} is ok again from 240.0 s of signal "
+                           "(no longer flat)")
+    assert len(warnings) == 4 and warnings[2].startswith(
+        f"WARNING: electrodes.edf: recorded channel {saturated} is clipped from 300.0 s of signal (")
+    # fed 3.3 s at a time (periods end mid-chunk), the same changes
+    odd = run_cli("stream", path, "--model", model_folder, "--json", "--chunk", "3.3")
+    assert [(r["channel"], r["status"], r["since"], r["detected_at"]) for r in map(json.loads, odd.stdout.splitlines())
+            if r["kind"] == "electrode"] == changes
+    # the untouched recording: no electrode is reported
+    result = run_cli("stream", recording, "--model", model_folder, "--json")
+    assert result.returncode == 0 and '"electrode"' not in result.stdout and "WARNING" not in result.stderr
+
+
 def test_feed_checks_its_input(model_folder):
     from neurocare_bids.config import SZCORE_ELECTRODES
     from neurocare_bids.errors import UsageError
