@@ -568,11 +568,19 @@ def stream_file(args) -> int:
     # EKG or SpO2 at another rate cannot be read as blocks of the EEG's rate, and need not be.
     needed = sorted(set(detector.montage.picks))
     started = time.monotonic()
+    warned_nan = False
     try:
         for start in range(0, source.n_times, chunk):
             stop = min(source.n_times, start + chunk)
             data = np.zeros((len(source.ch_names), stop - start))
             data[needed] = source.read(needed, start, stop)
+            if not source.integer_samples and not np.isfinite(data).all():  # a float format (BrainVision, EEGLAB)
+                if not warned_nan:  # as live input does; batch mode refuses such a recording
+                    bad = int(np.flatnonzero(~np.isfinite(data).all(axis=0))[0])
+                    logging.getLogger("neurocare").warning("%s: non-finite samples (at %.1f s of signal) are set "
+                                                           "to 0", args.file.name, (start + bad) / source.sfreq)
+                    warned_nan = True
+                data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
             if args.realtime:  # the samples "arrive" once their time has come
                 time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
             report(detector.feed(data.T))

@@ -476,6 +476,37 @@ def test_stream_cli_reports_electrodes_that_go_flat_or_clip_and_come_back(model_
     assert result.returncode == 0 and '"electrode"' not in result.stdout and "WARNING" not in result.stderr
 
 
+def test_stream_cli_sets_non_finite_samples_of_a_float_file_to_zero_with_a_warning(model_folder, recording,
+                                                                                     tmp_path):
+    """A BrainVision file (float samples) with a second of NaN on one channel: ``stream FILE`` warns once and goes
+    on with zeros there, as live input does (it stopped with a usage error, exit 2); the seizures, far from it, are
+    reported as in the same file without the NaN. (Batch mode refuses such a recording: test_participant_cli.)"""
+    import mne
+
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(recording, read_edf_header(recording), [])
+    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    sfreq = int(source.sfreq)
+    paths = {}
+    for name in ("clean", "gap"):
+        data = eeg.copy()
+        if name == "gap":
+            data[4, 100 * sfreq:101 * sfreq] = np.nan
+        raw = mne.io.RawArray(data * 1e-6, mne.create_info(source.ch_names, source.sfreq, "eeg"), verbose="error")
+        paths[name] = tmp_path / f"{name}.vhdr"
+        mne.export.export_raw(paths[name], raw, fmt="brainvision", verbose="error")
+    runs = {name: run_cli("stream", path, "--model", model_folder, "--json") for name, path in paths.items()}
+    for result in runs.values():
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in runs["gap"].stderr.splitlines() if line.startswith("WARNING: ")] == [
+        "WARNING: gap.vhdr: non-finite samples (at 100.0 s of signal) are set to 0"]
+    assert "WARNING" not in runs["clean"].stderr
+    events = [[{k: v for k, v in r.items() if k != "wall_clock"} for r in map(json.loads, result.stdout.splitlines())
+               if r["kind"] == "event"] for result in runs.values()]
+    assert events[1] == events[0] and len(events[0]) == 2
+
+
 def test_feed_checks_its_input(model_folder):
     from neurocare_bids.config import SZCORE_ELECTRODES
     from neurocare_bids.errors import UsageError

@@ -182,6 +182,25 @@ def test_bdf_brainvision_and_eeglab_inputs(tmp_path, ext):
     assert any(k.endswith(ext) for k in meta["SourceChecksums"])
 
 
+def test_non_finite_samples_of_a_float_format_fail_that_recording_alone_with_exit_65(tmp_path):
+    """BrainVision stores float samples, which can be NaN (an amplifier's dropout, an export's gap): that recording
+    is refused in one line (its windows would be NaN), the other one is processed."""
+    from conftest import synthetic_eeg
+
+    root = tmp_path / "bids"
+    data = synthetic_eeg(19, 256 * 30, 256.0, seed=6)
+    data[4, 256 * 12:256 * 13] = np.nan
+    add_recording(root, "01", ext=".vhdr", duration=30.0, seizures=[], data=data)
+    add_recording(root, "02", ext=".vhdr", duration=30.0, seizures=[])
+    out = tmp_path / "out"
+    result = run_cli(root, out, "participant", "--skip-bids-validation")
+    assert result.returncode == 65, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("neurocare-bids: error:")]
+    assert error.startswith("neurocare-bids: error: sub-01/ses-01/eeg/sub-01_ses-01_task-szMonitoring_run-00_eeg.vhdr:")
+    assert "non-finite samples between" in error and "Traceback" not in result.stderr
+    assert not (out / "sub-01").exists() and len(list((out / "sub-02").glob("ses-01/eeg/*_windows.*"))) == 2
+
+
 def test_float16_output(siena, tmp_path):
     config = tmp_path / "f16.toml"
     config.write_text('[output]\ndtype = "float16"\n[windows]\nduration = 2\noverlap = 0\n')
