@@ -61,9 +61,10 @@ class RawChannelStats:
         self.steps = 0
         self.line = np.zeros(n_channels)
 
-    def update(self, data: np.ndarray) -> None:
-        """Add a block (channels × samples): its exact per-channel extremes, and the statistics of its probes."""
-        probe, stretch = _probe(data)
+    def update(self, data: np.ndarray, every_sample: bool = False) -> None:
+        """Add a block (channels × samples): its exact per-channel extremes, and the statistics of its probes (or of
+        every sample)."""
+        probe, stretch = (data, max(data.shape[1], 1)) if every_sample else _probe(data)
         if probe.shape[1] == 0:
             return
         low, high = data.min(axis=1), data.max(axis=1)
@@ -183,7 +184,7 @@ class ChannelWatch:
         at = 0
         while at < data.shape[1]:
             take = min(self.period - self._filled, data.shape[1] - at)
-            self._stats.update(data[:, at:at + take])
+            self._stats.update(data[:, at:at + take], every_sample=True)  # the same, however chunked
             self._filled += take
             at += take
             if self._filled == self.period:

@@ -201,3 +201,24 @@ def test_ordered_map_left_early_cancels_the_calls_not_started():
         results.close()  # items 1..5 were submitted; 1 may be running, the rest are queued
         release.set()
     assert started in ([0], [0, 1])
+
+
+@settings(max_examples=20, deadline=None)
+@given(cuts=st.lists(st.integers(1, 80_000), max_size=12))
+def test_channel_watch_reports_the_same_changes_however_the_stream_is_chunked(cuts):
+    """A 512-Hz stream (where batch mode's quality pass would sample probes): one channel flat from 20 to 40 s,
+    another clipped from 50 to 60 s. Judged on every sample of each 10 s, the changes do not depend on the chunks."""
+    from neurocare_bids.preprocessing.quality import ChannelWatch
+
+    sfreq, rng = 512, np.random.default_rng(3)
+    data = rng.standard_normal((4, 80 * sfreq)).cumsum(axis=1) * 2.0  # a wandering EEG-like trace, tens of µV
+    data[1, 20 * sfreq:40 * sfreq] = 7.0
+    rail = np.percentile(np.abs(data[2, 50 * sfreq:60 * sfreq]), 60)
+    data[2, 50 * sfreq:60 * sfreq] = np.clip(data[2, 50 * sfreq:60 * sfreq], -rail, rail)
+    whole = ChannelWatch(["a", "b", "c", "d"], sfreq).update(data)
+    assert [(c["channel"], c["status"], c["since"]) for c in whole] == [
+        ("b", "flat", 20.0), ("b", "ok", 40.0), ("c", "clipped", 50.0), ("c", "ok", 60.0)]
+    watch, changes = ChannelWatch(["a", "b", "c", "d"], sfreq), []
+    for start, stop in zip([0, *sorted(cuts)], [*sorted(cuts), data.shape[1]]):
+        changes += watch.update(data[:, start:stop])
+    assert changes == whole
