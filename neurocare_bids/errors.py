@@ -94,19 +94,24 @@ class Terminated(BaseException):
     """
 
 
-_termination_requested = False
+_termination_requested: type[BaseException] | None = None  # what SIGTERM or Ctrl-C raised, once it came
 
 
-def request_termination() -> None:
-    """Remember that SIGTERM came (the handler calls it before raising :class:`Terminated`)."""
+def request_termination(kind: type[BaseException] = Terminated) -> None:
+    """Remember that SIGTERM (:class:`Terminated`) or Ctrl-C (``KeyboardInterrupt``) came: the CLI's handlers call it
+    before raising. The first to come stays."""
     global _termination_requested
-    _termination_requested = True
+    _termination_requested = _termination_requested or kind
+
+
+def termination_requested() -> bool:
+    return _termination_requested is not None
 
 
 def raise_if_terminated() -> None:
-    """Raise :class:`Terminated` again if SIGTERM came: its first raise can be swallowed by a library's bare
-    ``except:`` (Keras's loss building, while the first training step is traced, has several), after which the run
-    would go on with SIGTERM ignored; so can a garbage-collector callback that it interrupts. Long loops (training
-    batches, recordings, the fold jobs' wait) call it."""
-    if _termination_requested:
-        raise Terminated()
+    """Raise :class:`Terminated` (or ``KeyboardInterrupt``) again if SIGTERM (or Ctrl-C) came: its first raise can be
+    swallowed by a library's bare ``except:`` (Keras's loss building, while the first training step is traced, has
+    several), after which the run would go on as if it had not come; so can a garbage-collector callback that it
+    interrupts. Long loops (training batches, recordings, the fold jobs' wait) call it."""
+    if _termination_requested is not None:
+        raise _termination_requested()

@@ -26,7 +26,7 @@ from ..console import (ConsoleFilter, ConsoleFormatter, hide_native_logs, import
                        tensorflow_installed)
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
                       Terminated, UnknownLevelError, UsageError, ValidationFailed, combined_exit_code,
-                      request_termination)
+                      request_termination, termination_requested)
 from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
@@ -78,6 +78,8 @@ def _main(argv: list[str] | None) -> int:
         hide_native_logs()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (`cmd &`)
+            signal.signal(signal.SIGINT, _interrupt)
         sys.unraisablehook = _unraisable
     try:
         if argv and argv[0] == "demo-data":
@@ -129,11 +131,18 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: ``KeyboardInterrupt``, as Python's own handler raises it, remembered like SIGTERM."""
+    request_termination(KeyboardInterrupt)
+    raise KeyboardInterrupt
+
+
 def _unraisable(unraisable) -> None:
-    """A :class:`Terminated` raised where Python cannot raise (a garbage-collector callback, a ``__del__``) is
-    dropped without the "Exception ignored" traceback: the request is remembered (:func:`_terminate`) and the next
-    check raises it again (training batches, each recording, the fold jobs' wait)."""
-    if not isinstance(unraisable.exc_value, Terminated):
+    """SIGTERM's or Ctrl-C's exception raised where Python cannot raise it (a garbage-collector callback, a
+    ``__del__``) is dropped without the "Exception ignored" traceback: the request is remembered (:func:`_terminate`,
+    :func:`_interrupt`) and the next check raises it again (training batches, each recording, the fold jobs'
+    wait)."""
+    if not (isinstance(unraisable.exc_value, (Terminated, KeyboardInterrupt)) and termination_requested()):
         sys.__unraisablehook__(unraisable)
 
 

@@ -203,17 +203,18 @@ def test_killed_or_terminated_in_observed_states_then_rerun_equals_an_uninterrup
     assert _outputs(out) == expected
 
 
-# SIGTERM while the garbage collector runs a callback (JAX registers one): Python cannot raise the handler's
-# exception there, prints it as "Exception ignored" and goes on. The run neither prints that traceback nor
-# carries on with SIGTERM ignored: it stops after the recording in progress.
-SIGTERM_IN_A_GC_CALLBACK = """
+# SIGTERM or Ctrl-C while the garbage collector runs a callback (JAX registers one): Python cannot raise the
+# handler's exception there, prints it as "Exception ignored" and goes on. The run neither prints that traceback nor
+# carries on as if the signal had not come: it stops after the recording in progress.
+SIGNAL_IN_A_GC_CALLBACK = """
 import gc, os, signal, sys
 from neurocare_bids.cli import run
 
-def collecting(phase, info):  # the first collection once the run's handler is in place (before any recording)
+sig = getattr(signal, sys.argv[3])
+def collecting(phase, info):  # the first collection once the run's handlers are in place (before any recording)
     if phase == "start" and signal.getsignal(signal.SIGTERM) is run._terminate:
         gc.callbacks.remove(collecting)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), sig)
         for _ in range(10 ** 6):  # the handler runs, and raises, in here
             pass
 gc.callbacks.append(collecting)
@@ -221,16 +222,20 @@ sys.exit(run.main([sys.argv[1], sys.argv[2], "participant", "--skip-bids-validat
 """
 
 
-def test_sigterm_swallowed_by_a_gc_callback_still_stops_the_run_after_the_recording_in_progress(dataset, tmp_path):
+@pytest.mark.parametrize("sig, code, line", [
+    ("SIGTERM", 143, "neurocare-bids: terminated (SIGTERM): finished outputs are kept; rerun to complete the rest"),
+    ("SIGINT", 130, "neurocare-bids: interrupted")])
+def test_a_signal_swallowed_by_a_gc_callback_still_stops_the_run_after_the_recording_in_progress(
+        dataset, tmp_path, sig, code, line):
     bids, reference = dataset
     expected = _outputs(reference)
     out = tmp_path / "out"
     with read_only_input(bids):
-        proc = subprocess.run([sys.executable, "-c", SIGTERM_IN_A_GC_CALLBACK, bids, out], capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    assert proc.returncode == 143, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == ("neurocare-bids: terminated (SIGTERM): finished outputs are "
-                                                    "kept; rerun to complete the rest")
+        proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_GC_CALLBACK, bids, out, sig], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                              preexec_fn=_as_a_foreground_job)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == line
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert_clean(out)
     assert _done(out) == {"01"}  # the first recording, which was in progress, and no other

@@ -71,7 +71,7 @@ def test_a_sigterm_swallowed_on_the_way_still_ends_the_training(prepared, tmp_pa
     training ends at its next batch with ``Terminated``."""
     from neurocare_bids import errors
 
-    monkeypatch.setattr(errors, "_termination_requested", False)
+    monkeypatch.setattr(errors, "_termination_requested", None)
     errors.request_termination()  # the state after the handler ran and its exception was swallowed
     with pytest.raises(errors.Terminated):
         _train(prepared, tmp_path, 0.0, "terminated")
