@@ -13,6 +13,9 @@ of the samples), so a 24-hour recording adds a few milliseconds, not a pass over
 * **noisy**: standard deviation or line length (mean absolute sample-to-sample difference: high
   frequencies, muscle, loose contacts) more than ``NOISY_RATIO`` times the median over the recording's
   other channels (a robust reference that one bad channel cannot move).
+
+:class:`ChannelWatch` applies the flat and clipped criteria to every sample of each 10 s of a stream (``stream``),
+reporting when a channel turns bad and when it recovers.
 """
 
 from __future__ import annotations
