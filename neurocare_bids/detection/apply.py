@@ -47,9 +47,9 @@ from ..io.fsutils import atomic_write, crc32c_file, remove_stale_temporaries, sh
 from ..io.signal_reader import SignalSource
 from ..preprocessing.filters import RunningStats, SignalPlan, block_bounds, causal_filter, design_plan
 from ..preprocessing.montage import Montage, build_montage
-from ..preprocessing.participant import (FLAT_STD, available_cpus, channel_quality, check_sidecar_rate,
-                                         limit_threads, log_result, mains_frequency, open_mapped, ordered_map,
-                                         output_clashes, spool_block)
+from ..preprocessing.participant import (available_cpus, channel_quality, check_sidecar_rate, limit_threads,
+                                         log_result, mains_frequency, open_mapped, ordered_map, output_clashes,
+                                         spool_block, zscore_scale)
 from ..preprocessing.quality import RawChannelStats
 from .postprocess import Event, centre_probabilities, event_settings, probabilities_to_events, smooth
 from .szcore import export_tree, write_events_tsv
@@ -595,11 +595,6 @@ def predict_recording(source: SignalSource, montage: Montage, plan: SignalPlan, 
               if n_windows else [])
     return RecordingPrediction(onsets, probs, smooth(detection, post["smoothing"]), events, duration, stats.mean,
                                stats.std, warnings, offset)
-
-
-def zscore_scale(std: np.ndarray) -> np.ndarray:
-    """1 / std, and 0 for a flat channel (as the participant level does)."""
-    return np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
 
 
 def zscore_windows(segment: np.ndarray, mean32: np.ndarray, scale32: np.ndarray, model: TrainedModel,

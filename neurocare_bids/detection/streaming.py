@@ -46,8 +46,9 @@ import numpy as np
 from ..errors import UsageError
 from ..preprocessing.filters import RunningStats, SignalPlan, causal_filter, process_block
 from ..preprocessing.montage import Montage
+from ..preprocessing.participant import zscore_scale
 from ..preprocessing.quality import ChannelWatch
-from .apply import TrainedModel, load_model, zscore_scale, zscore_windows
+from .apply import TrainedModel, load_model, zscore_windows
 from .postprocess import centre_probabilities, event_settings, log_odds
 
 DEFAULT_CALIBRATION = 60.0  # seconds of signal collected before the first window is scored (running z-score)

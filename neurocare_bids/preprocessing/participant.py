@@ -193,7 +193,7 @@ def _preprocess(recording: Recording, cfg: Config, work_dir: Path, pool: ThreadP
         quality = channel_quality(source, montage, raw_stats, stats, warnings)
         if not cfg.preprocessing.zscore:
             mean, std = np.zeros(n_ch), np.ones(n_ch)
-        scale = np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
+        scale = zscore_scale(std)
 
         onsets = np.arange(n_windows) * stride / sfreq
         fractions = seizure_fraction(onsets, cfg.windows.duration, seizures.intervals)
@@ -292,6 +292,11 @@ def open_mapped(recording: Recording, map_channels, warnings: list[str]) -> tupl
         montage = map_channels(source.ch_names)
     warnings += [f"channel {name} missing: filled with zeros" for name in montage.filled]
     return source, montage
+
+
+def zscore_scale(std: np.ndarray) -> np.ndarray:
+    """1 / std, and 0 for a flat channel (written as zeros); apply mode and streaming scale as the windows were."""
+    return np.where(std < FLAT_STD, 0.0, 1.0 / np.where(std < FLAT_STD, 1.0, std))
 
 
 def channel_quality(source: SignalSource, montage: Montage, raw_stats: RawChannelStats, stats: RunningStats,
