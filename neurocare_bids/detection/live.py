@@ -23,8 +23,8 @@ import numpy as np
 from ..errors import DataError, NoInputError, UsageError
 from ..io.signal_reader import _TO_MICROVOLT
 from .apply import load_model
-from .streaming import (DetectedEvent, StreamingDetector, describe_latency, event_record, format_event,
-                        report_channel_changes, say, stream_latency)
+from .streaming import (DetectedEvent, NonFiniteSamples, StreamingDetector, describe_latency, event_record,
+                        format_event, report_channel_changes, say, stream_latency)
 
 log = logging.getLogger("neurocare")
 
@@ -132,7 +132,8 @@ def stream_lsl(args) -> int:
             outlet.push_sample([json.dumps(record)])
             say(args, record, format_event(event))
 
-    last_ts, last_data, warned_nan = None, time.monotonic(), False
+    last_ts, last_data = None, time.monotonic()
+    non_finite = NonFiniteSamples(f"LSL stream '{name}'", sfreq)
     with _Stop() as stop:
         try:
             while stop.reason is None:
@@ -146,13 +147,7 @@ def stream_lsl(args) -> int:
                 last_data = time.monotonic()
                 _check_timing(name, np.asarray(stamps, dtype=float), last_ts, sfreq, detector.n_in)
                 last_ts = float(stamps[-1])
-                data = np.asarray(data, dtype=float) * scale
-                if not np.isfinite(data).all():
-                    if not warned_nan:
-                        log.warning("LSL stream '%s': non-finite samples (at %.1f s of signal) are set to 0",
-                                    name, detector.n_in / sfreq)
-                        warned_nan = True
-                    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+                data = non_finite.zeroed(np.asarray(data, dtype=float) * scale, detector.n_in)
                 report(detector.feed(data))
                 report_channel_changes(args, detector, f"LSL stream '{name}'")
         finally:  # whatever ends the loop, the events already detected (and the open one) are reported

@@ -433,6 +433,28 @@ def event_record(event: DetectedEvent, wall_clock: float) -> dict:
             "wall_clock": round(wall_clock, 3)}
 
 
+class NonFiniteSamples:
+    """Non-finite samples set to 0 before the detector, with one warning the first time: live input and the replay of
+    a float file (BrainVision, EEGLAB) go on so (batch mode refuses such a recording)."""
+
+    def __init__(self, source: str, sfreq: float):
+        self.source, self.sfreq, self.warned = source, sfreq, False
+
+    def zeroed(self, samples: np.ndarray, first: int) -> np.ndarray:
+        """``samples`` (samples × channels, starting at sample ``first`` of the stream), non-finite ones set to 0."""
+        finite = np.isfinite(samples)
+        if finite.all():
+            return samples
+        if not self.warned:
+            import logging
+
+            at = (first + int(np.flatnonzero(~finite.all(axis=1))[0])) / self.sfreq
+            logging.getLogger("neurocare").warning("%s: non-finite samples (at %.1f s of signal) are set to 0",
+                                                   self.source, at)
+            self.warned = True
+        return np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def report_channel_changes(args, detector: StreamingDetector, source: str) -> None:
     """Each recorded channel of the montage that turned flat or clipped, or back to ok: a ``WARNING:`` line on
     stderr, and with ``--json`` an ``electrode`` record on stdout (``source``: the file's or stream's name)."""
@@ -569,22 +591,16 @@ def stream_file(args) -> int:
     # EKG or SpO2 at another rate cannot be read as blocks of the EEG's rate, and need not be.
     needed = sorted(set(detector.montage.picks))
     started = time.monotonic()
-    warned_nan = False
+    non_finite = NonFiniteSamples(args.file.name, source.sfreq)
     try:
         for start in range(0, source.n_times, chunk):
             stop = min(source.n_times, start + chunk)
             data = np.zeros((len(source.ch_names), stop - start))
             data[needed] = source.read(needed, start, stop)
-            if not source.integer_samples and not np.isfinite(data).all():  # a float format (BrainVision, EEGLAB)
-                if not warned_nan:  # as live input does; batch mode refuses such a recording
-                    bad = int(np.flatnonzero(~np.isfinite(data).all(axis=0))[0])
-                    logging.getLogger("neurocare").warning("%s: non-finite samples (at %.1f s of signal) are set "
-                                                           "to 0", args.file.name, (start + bad) / source.sfreq)
-                    warned_nan = True
-                data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+            samples = data.T if source.integer_samples else non_finite.zeroed(data.T, start)  # EDF/BDF: integers
             if args.realtime:  # the samples "arrive" once their time has come
                 time.sleep(max(0.0, started + stop / source.sfreq / args.speed - time.monotonic()))
-            report(detector.feed(data.T))
+            report(detector.feed(samples))
             report_channel_changes(args, detector, args.file.name)
         report(detector.flush())
         if not detector.tracker.raw:  # as batch mode warns: "0 seizures" alone would read as a clean result
