@@ -282,10 +282,9 @@ class StreamingDetector:
     def take_channel_changes(self) -> list[dict]:
         """The recorded channels that turned flat or clipped, or back to ok, since the last call
         (:class:`~neurocare_bids.preprocessing.quality.ChannelWatch`: ``channel``, ``status``, ``since``,
-        ``detail``), each with ``detected_at``, the seconds of signal received when it was judged."""
+        ``detected_at``, ``detail``)."""
         changes, self._channel_changes = self._channel_changes, []
-        period = self.channel_watch.period / self.sfreq_in
-        return [{**change, "detected_at": change["since"] + period} for change in changes]
+        return changes
 
     def input_needed(self, n_out: int) -> int:
         """Input samples that must have arrived before output samples ``[0, n_out)`` are final."""

@@ -182,7 +182,8 @@ class ChannelWatch:
 
     def update(self, data: np.ndarray) -> list[dict]:
         """Add samples (channels × samples, µV); return the changes of the periods completed: ``channel``,
-        ``status`` (flat, clipped or ok), ``since`` (the period's start, seconds of signal) and ``detail``."""
+        ``status`` (flat, clipped or ok), ``since`` (the period's start, seconds of signal), ``detected_at`` (its
+        end: when it was judged) and ``detail``."""
         changes = []
         at = 0
         while at < data.shape[1]:
@@ -208,5 +209,6 @@ class ChannelWatch:
                       "clipped": f"{at_rail[i]:.1%} of samples at its minimum or maximum",
                       "ok": f"no longer {self.status[i]}"}[status]
             self.status[i] = status
-            changes.append({"channel": name, "status": status, "since": self._start / self.sfreq, "detail": detail})
+            changes.append({"channel": name, "status": status, "since": self._start / self.sfreq,
+                            "detected_at": (self._start + self.period) / self.sfreq, "detail": detail})
         return changes
