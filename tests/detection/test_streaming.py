@@ -114,17 +114,23 @@ def recording(tmp_path_factory):
 
 
 def _stream(model, path, chunk_seconds, **kwargs):
-    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
-
-    source = EDFSource(path, read_edf_header(path), [])
+    source, eeg = _whole_recording(path)
     detector = StreamingDetector(model, source.ch_names, source.sfreq, **kwargs)
-    data = source.read(list(range(len(source.ch_names))), 0, source.n_times).T
+    data = eeg.T
     step = max(1, int(chunk_seconds * source.sfreq))
     reports = []
     for start in range(0, len(data), step):
         reports += detector.feed(data[start:start + step])
     reports += detector.flush()
     return detector, reports
+
+
+def _whole_recording(path):
+    """The EDF file's reader and all its samples (channels × samples, µV)."""
+    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
+
+    source = EDFSource(path, read_edf_header(path), [])
+    return source, source.read(list(range(len(source.ch_names))), 0, source.n_times)
 
 
 @pytest.mark.parametrize("centre", [False, True])
@@ -389,10 +395,8 @@ def test_stream_cli_reads_a_hospital_export_with_other_channels_at_other_rates(m
     ``stream FILE`` reads the model's channels only and reports what it reports for the EEG alone (it used to
     fail with an internal error when such a channel came last)."""
     from neurocare_bids.io.edf import write_edf
-    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
-    source = EDFSource(recording, read_edf_header(recording), [])
-    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    source, eeg = _whole_recording(recording)
     seconds = int(source.n_times / source.sfreq)
     alone, export = tmp_path / "eeg.edf", tmp_path / "export.edf"
     write_edf(alone, eeg, source.sfreq, source.ch_names)
@@ -416,10 +420,8 @@ def test_stream_cli_reads_montage_channels_at_different_rates_through_mne(model_
     """One electrode of the montage recorded at half the others' rate: as batch mode, ``stream FILE`` reads the file
     through MNE (which brings it to the highest rate), says so, and finds the same seizures (it used to refuse)."""
     from neurocare_bids.io.edf import write_edf
-    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
-    source = EDFSource(recording, read_edf_header(recording), [])
-    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    source, eeg = _whole_recording(recording)
     mixed = tmp_path / "mixed.edf"
     write_edf(mixed, list(eeg[:-1]) + [eeg[-1][::2]], [source.sfreq] * (len(eeg) - 1) + [source.sfreq / 2],
               source.ch_names)
@@ -439,10 +441,8 @@ def test_stream_cli_reports_electrodes_that_go_flat_or_clip_and_come_back(model_
     of the 10-minute recording: each change is one WARNING line and, with ``--json``, one ``electrode`` record, at
     the 10-s period where it happened; no other channel of the 19 is reported in any of the 60 periods."""
     from neurocare_bids.io.edf import write_edf
-    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
-    source = EDFSource(recording, read_edf_header(recording), [])
-    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    source, eeg = _whole_recording(recording)
     sfreq = int(source.sfreq)
     loose, saturated = source.ch_names[3], source.ch_names[11]
     eeg[3, 120 * sfreq:240 * sfreq] = 0.0
@@ -483,10 +483,8 @@ def test_stream_cli_sets_non_finite_samples_of_a_float_file_to_zero_with_a_warni
     reported as in the same file without the NaN. (Batch mode refuses such a recording: test_participant_cli.)"""
     import mne
 
-    from neurocare_bids.io.signal_reader import EDFSource, read_edf_header
 
-    source = EDFSource(recording, read_edf_header(recording), [])
-    eeg = source.read(list(range(len(source.ch_names))), 0, source.n_times)
+    source, eeg = _whole_recording(recording)
     sfreq = int(source.sfreq)
     paths = {}
     for name in ("clean", "gap"):
