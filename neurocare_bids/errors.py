@@ -104,6 +104,12 @@ def request_termination(kind: type[BaseException] = Terminated) -> None:
     _termination_requested = _termination_requested or kind
 
 
+def forget_termination() -> None:
+    """Start a run with no request remembered."""
+    global _termination_requested
+    _termination_requested = None
+
+
 def termination_requested() -> bool:
     return _termination_requested is not None
 

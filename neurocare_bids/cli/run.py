@@ -26,7 +26,7 @@ from ..console import (ConsoleFilter, ConsoleFormatter, hide_native_logs, import
                        tensorflow_installed)
 from ..errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, NeuroCareError, NoInputError,
                       Terminated, UnknownLevelError, UsageError, ValidationFailed, combined_exit_code,
-                      request_termination, termination_requested)
+                      forget_termination, raise_if_terminated, request_termination, termination_requested)
 from .parser import LEVELS, build_demo_parser, build_export_parser, build_parser, build_stream_parser
 
 log = logging.getLogger("neurocare")
@@ -77,6 +77,7 @@ def _main(argv: list[str] | None) -> int:
     if verbosity < 2:  # TensorFlow's native (C++) messages only with -vv; there its own settings apply
         hide_native_logs()
     if threading.current_thread() is threading.main_thread():
+        forget_termination()  # a request belongs to one run (main() called again in one process)
         signal.signal(signal.SIGTERM, _terminate)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (`cmd &`)
             signal.signal(signal.SIGINT, _interrupt)
@@ -371,6 +372,7 @@ def _reports(name: str, *args) -> None:
     cluster job that depends on this one must not fail for a figure."""
     from .. import reports
 
+    raise_if_terminated()  # the outputs are done; a swallowed SIGTERM or Ctrl-C stops before the reports
     for message in getattr(reports, name)(*args):
         log.error("report: %s", message)
         print(f"neurocare-bids: error: {message}", file=sys.stderr)

@@ -35,7 +35,7 @@ from ..detection.postprocess import (alarm_times, centre_probabilities, event_se
                                      threshold_text)
 from ..detection.stacking import BASELINE_FILE, StackedDetector, combine, stacking_weight
 from ..detection.szcore import export_tree, read_events_tsv, tsv_intervals, write_events_tsv
-from ..errors import UsageError
+from ..errors import UsageError, raise_if_terminated
 from ..io.bids_input import source_stem
 from ..io.derivatives import CARD_FORMAT
 from ..io.fsutils import atomic_write, temp_path
@@ -674,6 +674,7 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
     todo = [f for f in folds if fold_index in (None, f.index) and f.index not in jobs_done]
     started, trained = time.monotonic(), 0
     for position, fold in enumerate(todo):
+        raise_if_terminated()  # a SIGTERM swallowed since the last check (the feature baseline has no batches)
         if not needs_training(cfg, group_dir, fold):
             log.info("fold %d already done", fold.index)
             continue
@@ -690,8 +691,10 @@ def run_group_level(cfg: Config, bids_dir: Path, out_dir: Path, fold_index: int 
                       _outcome(summary["epochs"], summary["postprocessing"]), eta)
     if fold_index is not None:
         return None
+    raise_if_terminated()
     metrics = aggregate(cfg, folds, files, geometry, bids_dir, out_dir)
     if cfg.cv.final_model:
+        raise_if_terminated()  # the metrics are written; the final model is another training
         train_final_model(cfg, files, geometry, group_dir, metrics, bids_dir)
     return metrics
 

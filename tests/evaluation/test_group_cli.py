@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -455,3 +456,51 @@ def test_a_finished_fold_is_not_reused_with_another_group_configuration_or_seed(
     assert result.returncode == 64, result.stderr
     assert "folds.tsv was made for other subjects or settings; use --overwrite" in result.stderr
     assert {p: p.read_bytes() for p in (out / "group").rglob("*") if p.is_file()} == trained
+
+
+# SIGTERM (or Ctrl-C) swallowed as the group level starts to aggregate the folds, as a garbage-collector callback
+# swallows it (JAX registers one): the aggregation that was under way finishes, then the run stops instead of
+# training the final model and building the reports as if no signal had come.
+SIGNAL_SWALLOWED_IN_AGGREGATION = """
+import gc, os, signal, sys
+from neurocare_bids.cli import run
+from neurocare_bids.evaluation import group
+
+sig, aggregate = getattr(signal, sys.argv[4]), group.aggregate
+def collecting(phase, info):
+    if phase == "start":
+        gc.callbacks.remove(collecting)
+        os.kill(os.getpid(), sig)
+        for _ in range(10 ** 6):  # the handler runs, and raises, in here: Python drops it
+            pass
+def aggregate_after_a_swallowed_signal(*args, **kwargs):
+    gc.callbacks.append(collecting)
+    gc.collect()
+    return aggregate(*args, **kwargs)
+group.aggregate = aggregate_after_a_swallowed_signal
+sys.exit(run.main([sys.argv[1], sys.argv[2], "group", "--config", sys.argv[3], "--skip-bids-validation"]))
+"""
+
+
+@pytest.mark.parametrize("sig, code, line", [
+    ("SIGTERM", 143, "neurocare-bids: terminated (SIGTERM): finished outputs are kept; rerun to complete the rest"),
+    ("SIGINT", 130, "neurocare-bids: interrupted")])
+def test_a_signal_swallowed_while_aggregating_stops_the_run_before_the_final_model(prepared, tmp_path, sig, code,
+                                                                                    line):
+    """The feature baseline (no training batches to check at): exit 143 or 130 with the one line, no traceback; the
+    metrics and events, whose writing was under way, complete; no final model, no report, no temporary. (Before,
+    the run went on to the end and exited 0.)"""
+    bids, out, _ = _copy(prepared, tmp_path, "out")
+    config = tmp_path / "features.toml"
+    config.write_text('[model]\npreset = "features"\n[cv]\nfolds = 2\n')
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_SWALLOWED_IN_AGGREGATION, bids, out, config, sig],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == line
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    group = out / "group"
+    metrics = json.loads((group / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 2 and metrics["n_windows"] > 0
+    assert len(list(out.glob("sub-*/**/*_desc-neurocare_events.tsv"))) == len(list(out.glob("sub-*/**/*.tfrecord")))
+    assert not (group / "model").exists() and not (out / "group.html").exists() and not list(out.rglob(".*.tmp"))
