@@ -205,7 +205,11 @@ class ChannelWatch:
             status = "flat" if flat[i] else "clipped" if clipped[i] else "ok"
             if status == self.status[i]:
                 continue
-            detail = {"flat": f"standard deviation {std[i]:.2g} µV: check the electrode",
+            # a constant channel as batch mode words it: its standard deviation is rounding noise (1e-11 µV of a
+            # float32 live stream), not a measure
+            level = (f"constant {self._stats.low[i]:g} µV" if self._stats.high[i] - self._stats.low[i] < FLAT_RANGE
+                     else f"standard deviation {std[i]:.2g} µV")
+            detail = {"flat": f"{level}: check the electrode",
                       "clipped": f"{at_rail[i]:.1%} of samples at its minimum or maximum",
                       "ok": f"no longer {self.status[i]}"}[status]
             self.status[i] = status

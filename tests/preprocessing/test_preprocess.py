@@ -215,9 +215,14 @@ def test_channel_watch_reports_the_same_changes_however_the_stream_is_chunked(cu
     data[1, 20 * sfreq:40 * sfreq] = 7.0
     rail = np.percentile(np.abs(data[2, 50 * sfreq:60 * sfreq]), 60)
     data[2, 50 * sfreq:60 * sfreq] = np.clip(data[2, 50 * sfreq:60 * sfreq], -rail, rail)
+    data[3, 60 * sfreq:70 * sfreq] = 0.1 * rng.standard_normal(10 * sfreq)  # an electrode barely in contact
     whole = ChannelWatch(["a", "b", "c", "d"], sfreq).update(data)
     assert [(c["channel"], c["status"], c["since"]) for c in whole] == [
-        ("b", "flat", 20.0), ("b", "ok", 40.0), ("c", "clipped", 50.0), ("c", "ok", 60.0)]
+        ("b", "flat", 20.0), ("b", "ok", 40.0), ("c", "clipped", 50.0), ("c", "ok", 60.0), ("d", "flat", 60.0),
+        ("d", "ok", 70.0)]
+    # a constant channel is worded as batch mode words it, a weak one by its standard deviation
+    assert whole[0]["detail"] == "constant 7 µV: check the electrode"
+    assert whole[4]["detail"] == "standard deviation 0.1 µV: check the electrode"
     watch, changes = ChannelWatch(["a", "b", "c", "d"], sfreq), []
     for start, stop in zip([0, *sorted(cuts)], [*sorted(cuts), data.shape[1]]):
         changes += watch.update(data[:, start:stop])
