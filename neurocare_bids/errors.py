@@ -118,6 +118,7 @@ def raise_if_terminated() -> None:
     """Raise :class:`Terminated` (or ``KeyboardInterrupt``) again if SIGTERM (or Ctrl-C) came: its first raise can be
     swallowed by a library's bare ``except:`` (Keras's loss building, while the first training step is traced, has
     several), after which the run would go on as if it had not come; so can a garbage-collector callback that it
-    interrupts. Long loops (training batches, recordings, the fold jobs' wait) call it."""
+    interrupts. Long loops (training batches, recordings, folds, the fold jobs' wait) and the steps between
+    them (the group level's aggregation and final model, every level's reports) call it."""
     if _termination_requested is not None:
         raise _termination_requested()
