@@ -184,6 +184,15 @@ def input_state(root: Path) -> dict[str, tuple]:
     return state
 
 
+def as_a_foreground_job() -> None:
+    """``preexec_fn`` of a child that must act on Ctrl-C: SIGINT's default action, as a terminal's foreground job
+    has it. A shell without job control starts background jobs (``make test &``) with SIGINT ignored; children
+    inherit that, Python then installs no KeyboardInterrupt, and the run rightly ignores Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def read_only_input(root: Path):
     """``root`` read-only (every folder and file, write bits cleared) for the block, then restored; the

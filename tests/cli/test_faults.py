@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import read_only_input, run_cli
+from conftest import as_a_foreground_job, read_only_input, run_cli
 from hostile import recording
 from test_hostile import assert_clean, assert_valid_windows
 
@@ -233,7 +233,7 @@ def test_a_signal_swallowed_by_a_gc_callback_still_stops_the_run_after_the_recor
     with read_only_input(bids):
         proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_GC_CALLBACK, bids, out, sig], capture_output=True,
                               text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                              preexec_fn=_as_a_foreground_job)
+                              preexec_fn=as_a_foreground_job)
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == line
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
@@ -299,13 +299,6 @@ def test_unwritable_output_exits_73_and_the_rest_is_processed(dataset, tmp_path)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def _as_a_foreground_job() -> None:
-    """Ctrl-C's default action, as a terminal's foreground job has it. A shell without job control starts
-    background jobs (``make test &``) with SIGINT ignored; children inherit that, Python then installs no
-    KeyboardInterrupt, and the run rightly ignores Ctrl-C, which is not what this test is about."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_while_a_tfrecord_is_written_exits_130_and_keeps_finished_outputs(dataset, tmp_path):
     """SIGINT to the process group (what Ctrl-C sends), workers included, while TFRecords are half written: code
     130, one line, the temporaries and the scratch files removed, finished outputs kept and complete."""
@@ -317,7 +310,7 @@ def test_ctrl_c_while_a_tfrecord_is_written_exits_130_and_keeps_finished_outputs
                                  "--skip-bids-validation", "--nprocs", "2", "-w", work],
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                preexec_fn=_as_a_foreground_job)
+                                preexec_fn=as_a_foreground_job)
         try:
             seen = _interrupt_when(proc, lambda: _partial(out, set()), "a TFRecord being written")
             done, finished = _done(out), _finished(out)

@@ -6,14 +6,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import NATIVE_LOG, read_tsv, run_cli
+from conftest import NATIVE_LOG, as_a_foreground_job, read_tsv, run_cli
 from szcore_reference import evaluate_dataset
 
 CLEAR_REFS = os.access("/proc/self/clear_refs", os.W_OK)  # Linux: a process can reset its peak memory
@@ -495,7 +494,7 @@ def test_a_signal_swallowed_while_aggregating_stops_the_run_before_the_final_mod
     config.write_text('[model]\npreset = "features"\n[cv]\nfolds = 2\n')
     proc = subprocess.run([sys.executable, "-c", SIGNAL_SWALLOWED_IN_AGGREGATION, bids, out, config, sig],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                          preexec_fn=as_a_foreground_job)
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == line
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
