@@ -41,14 +41,18 @@ def validation_scores(network_run: Path, features_run: Path, weights=DEFAULT_WEI
         post = cfg.postprocessing
         parts = paired_predictions(fold_dir, features_fold, "validation", by_source, geometry)
 
+        detected: list[list[dict]] = []  # choose_weight's detections, one per weight in order: reused for F1
+
         def detection_scores(predictions):
-            return [p["scores"] for p in with_detection(predictions, post)]
+            detected.append(with_detection(predictions, post))
+            return [p["scores"] for p in detected[-1]]
 
         _, pr_auc = choose_weight(*parts, detection_scores, weights)
+        if len(detected) != len(weights):  # no seizure window to rank: choose_weight detected nothing
+            detected = [with_detection([{**n, "probs": combine(n["probs"], b["probs"], w)}
+                                        for n, b in zip(*parts)], post) for w in weights]
         f1 = {}
-        for w in weights:
-            combined = with_detection([{**n, "probs": combine(n["probs"], b["probs"], w)} for n, b in zip(*parts)],
-                                      post)
+        for w, combined in zip(weights, detected):
             f1[float(w)] = tune([{**p, "probs": p["detection"]} for p in combined], smoothing=post.smoothing,
                                 merge_gap=post.merge_gap, ties=post.ties).get("f1")
         rows.append({"fold": int(summary["fold"]), "validation": summary["validation"], "pr_auc": pr_auc, "f1": f1})

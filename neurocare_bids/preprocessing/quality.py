@@ -15,7 +15,8 @@ of the samples), so a 24-hour recording adds a few milliseconds, not a pass over
   other channels (a robust reference that one bad channel cannot move).
 
 :class:`ChannelWatch` applies the flat and clipped criteria to every sample of each 10 s of a stream (``stream``),
-reporting when a channel turns bad and when it recovers.
+reporting when a channel turns bad and when it recovers. Not the noisy one: over 10 s an ictal rhythm raises a
+channel's amplitude and line length as a loose contact does.
 """
 
 from __future__ import annotations
@@ -148,11 +149,10 @@ def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[s
     warnings = []
     for i, channel in enumerate(summary["Channels"]):
         name, status = channel["Name"], channel["Status"]
-        if high[i] - low[i] < FLAT_RANGE:
-            warnings.append(f"recorded channel {name} is flat (constant {low[i]:g} µV): check the electrode")
-        elif "flat" in status:
-            warnings.append(f"recorded channel {name} carries almost no signal (standard deviation "
-                            f"{channel['Std']:.2g} µV): check the electrode")
+        if "flat" in status or high[i] - low[i] < FLAT_RANGE:
+            verb = "is flat" if high[i] - low[i] < FLAT_RANGE else "carries almost no signal"
+            warnings.append(f"recorded channel {name} {verb} ({flat_level(low[i], high[i], channel['Std'])}): "
+                            "check the electrode")
         if "clipped" in status:
             warnings.append(f"recorded channel {name} is clipped ({channel['ClippedFraction']:.1%} of samples at "
                             "its minimum or maximum)")
@@ -161,6 +161,13 @@ def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[s
                             f"length {channel['LineLength']:.3g} µV per sample; over {NOISY_RATIO:g}x the median "
                             "channel)")
     return warnings
+
+
+def flat_level(low: float, high: float, std: float) -> str:
+    """How a flat channel is worded, in every mode: a constant one by its value (its standard deviation is rounding
+    noise, such as 1e-11 µV of a float32 live stream, not a measure), one that barely moves by its standard
+    deviation."""
+    return f"constant {low:g} µV" if high - low < FLAT_RANGE else f"standard deviation {std:.2g} µV"
 
 
 WATCH_SECONDS = 10.0
@@ -205,10 +212,7 @@ class ChannelWatch:
             status = "flat" if flat[i] else "clipped" if clipped[i] else "ok"
             if status == self.status[i]:
                 continue
-            # a constant channel as batch mode words it: its standard deviation is rounding noise (1e-11 µV of a
-            # float32 live stream), not a measure
-            level = (f"constant {self._stats.low[i]:g} µV" if self._stats.high[i] - self._stats.low[i] < FLAT_RANGE
-                     else f"standard deviation {std[i]:.2g} µV")
+            level = flat_level(self._stats.low[i], self._stats.high[i], std[i])
             detail = {"flat": f"{level}: check the electrode",
                       "clipped": f"{at_rail[i]:.1%} of samples at its minimum or maximum",
                       "ok": f"no longer {self.status[i]}"}[status]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -506,6 +507,7 @@ def test_flagged_channels_other_settings_failed_and_up_to_date_reports(tmp_path)
     n = 256 * 120
     data = synthetic_eeg(19, n, 256.0, seed=5, seizures=[(40.0, 20.0)])
     data[4] = 0.0  # O1: flat
+    data[7] = np.random.default_rng(2).standard_normal(n) * 0.1  # T5: barely in contact, flat by its deviation
     data[11] += np.random.default_rng(1).standard_normal(n) * 400  # Fp2: noisy
     data[15] = np.clip(data[15], -12.0, 12.0)  # O2: clipped at ±12 µV
     add_recording(root, "01", data=data, seizures=[(40.0, 20.0, "sz")])
@@ -522,12 +524,17 @@ def test_flagged_channels_other_settings_failed_and_up_to_date_reports(tmp_path)
 
     meta = _sidecars(out, "01")[0]
     quality = meta["ChannelQuality"]
-    assert (quality["Flat"], quality["Noisy"], quality["Clipped"]) == (["O1-Avg"], ["Fp2-Avg"], ["O2-Avg"])
+    assert (quality["Flat"], quality["Noisy"], quality["Clipped"]) == (["O1-Avg", "T5-Avg"], ["Fp2-Avg"], ["O2-Avg"])
+    # a constant channel is worded by its value, a weak one by its standard deviation
+    assert any(re.fullmatch(r"recorded channel O1-Avg is flat \(constant \S+ µV\): check the electrode", w)
+               for w in meta["Warnings"]), meta["Warnings"]
+    assert any(re.fullmatch(r"recorded channel T5-Avg carries almost no signal \(standard deviation 0\.\d+ µV\): "
+                            r"check the electrode", w) for w in meta["Warnings"]), meta["Warnings"]
     assert any("Fp2-Avg is noisy" in w for w in meta["Warnings"])
     assert any("O2-Avg is clipped" in w for w in meta["Warnings"])
     assert _sidecars(out, "02")[0]["ChannelQuality"]["Flat"] == []
     text = " ".join((out / "sub-01.html").read_text().split())
-    assert "Flat: O1-Avg. Noisy: Fp2-Avg. Clipped: O2-Avg." in text
+    assert "Flat: O1-Avg, T5-Avg. Noisy: Fp2-Avg. Clipped: O2-Avg." in text
     assert "O2-Avg is clipped" in text  # in the warnings section
     assert "band-pass 1–25 Hz" in text
 
