@@ -194,7 +194,7 @@ class ModelConfig:
                "`features.joblib` and apply mode runs both. At the default training budget the network alone "
                "(false) found more seizures with fewer false alarms on the hard benchmark's design data (three "
                "seeds), but not on its held-out variant, where the stack led the feature baseline by far more "
-               "(documentation, Performance): on new patients the stack is the safer detector.")
+               "(one seed so far; documentation, Performance).")
     stacking_weight: float = option(
         0.25, "The feature baseline's weight w in the stack (0 = the network alone, 1 = the baseline alone). The "
               "baseline's log-odds span about eight times the network's, so at 0.25 the two weigh about alike. "
