@@ -149,8 +149,9 @@ def channel_warnings(summary: dict, low: np.ndarray, high: np.ndarray) -> list[s
     warnings = []
     for i, channel in enumerate(summary["Channels"]):
         name, status = channel["Name"], channel["Status"]
-        if "flat" in status or high[i] - low[i] < FLAT_RANGE:
-            verb = "is flat" if high[i] - low[i] < FLAT_RANGE else "carries almost no signal"
+        constant = high[i] - low[i] < FLAT_RANGE
+        if constant or "flat" in status:
+            verb = "is flat" if constant else "carries almost no signal"
             warnings.append(f"recorded channel {name} {verb} ({flat_level(low[i], high[i], channel['Std'])}): "
                             "check the electrode")
         if "clipped" in status:
